@@ -1,0 +1,25 @@
+# Two commands do everything: `make demo` (the main job) and `make test` (the suite CI runs).
+# Both create or refresh .venv from requirements.lock + setup.py first.
+PYTHON ?= python3
+VENV := .venv
+STAMP := $(VENV)/.installed-stamp
+PY := $(VENV)/bin/python
+
+.PHONY: venv demo test clean-venv
+
+$(STAMP): requirements.lock setup.py
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.lock
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+	@touch $(STAMP)
+
+venv: $(STAMP)
+
+demo: $(STAMP)
+	$(PY) tools/lazyconfig_train_net.py --config-file configs/demo/mask_rcnn_vit_tiny.py $(ARGS)
+
+test: $(STAMP)
+	$(PY) -m pytest -q tests $(ARGS)
+
+clean-venv:
+	rm -rf $(VENV)

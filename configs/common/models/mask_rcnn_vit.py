@@ -1,0 +1,92 @@
+# Mask R-CNN with a plain ViT-B, as in "Benchmarking Detection Transfer Learning with Vision
+# Transformers" (Li et al. 2021, Sec. 3): window attention (14x14) with 4 evenly spaced global
+# blocks, the XCiT-style multi-scale adapter tapping those blocks, an FPN with BatchNorm plus P6,
+# a 2-conv RPN, a 4conv1fc box head with BN and a 4-conv mask head with BN.
+from torchvision.models.detection.anchor_utils import AnchorGenerator
+from torchvision.models.detection.roi_heads import RoIHeads
+from torchvision.models.detection.rpn import RegionProposalNetwork
+from torchvision.ops import MultiScaleRoIAlign
+
+from vitdet_bench.config import LazyCall as L
+from vitdet_bench.modeling import FPN, MaskRCNN, MultiScaleAdapter, ViT
+from vitdet_bench.modeling.backbone import global_block_indexes, window_block_indexes
+from vitdet_bench.modeling.detector import (
+    build_box_head,
+    build_box_predictor,
+    build_mask_head,
+    build_mask_predictor,
+    build_rpn_head,
+)
+
+_depth = 12
+_global = global_block_indexes(_depth, 4)  # [2, 5, 8, 11]
+
+model = L(MaskRCNN)(
+    num_classes=80,
+    backbone=L(FPN)(
+        bottom_up=L(MultiScaleAdapter)(
+            net=L(ViT)(
+                img_size=1024,
+                patch_size=16,
+                embed_dim=768,
+                depth=_depth,
+                num_heads=12,
+                mlp_ratio=4.0,
+                qkv_bias=True,
+                drop_path_rate=0.1,
+                window_size=14,
+                window_block_indexes=window_block_indexes(_depth, 4),
+                out_block_indexes=_global,
+                use_abs_pos=True,
+                use_rel_pos=False,
+                pretrain_img_size=224,
+                pretrain_use_cls_token=True,
+            ),
+            # The adapter taps the global blocks: the earliest feeds the 4x path.
+            in_features=[f"block{i}" for i in _global],
+            scale_factors=(4.0, 2.0, 1.0, 0.5),
+            norm="GN",
+        ),
+        out_channels=256,
+        norm="BN",
+        top_block=True,
+        square_pad=1024,
+    ),
+    rpn=L(RegionProposalNetwork)(
+        anchor_generator=L(AnchorGenerator)(
+            sizes=[[32], [64], [128], [256], [512]],
+            aspect_ratios=[[0.5, 1.0, 2.0]] * 5,
+        ),
+        head=L(build_rpn_head)(in_channels="${...backbone.out_channels}", num_anchors=3, conv_depth=2),
+        fg_iou_thresh=0.7,
+        bg_iou_thresh=0.3,
+        batch_size_per_image=256,
+        positive_fraction=0.5,
+        # Per level, as Detectron2 (pre) and per image (post).
+        pre_nms_top_n=dict(training=2000, testing=1000),
+        post_nms_top_n=dict(training=1000, testing=1000),
+        nms_thresh=0.7,
+    ),
+    roi_heads=L(RoIHeads)(
+        box_roi_pool=L(MultiScaleRoIAlign)(featmap_names=["p2", "p3", "p4", "p5"], output_size=7, sampling_ratio=0),
+        box_head=L(build_box_head)(
+            in_channels="${...backbone.out_channels}",
+            pooler_resolution=7,
+            conv_dims=[256, 256, 256, 256],
+            fc_dims=[1024],
+            norm="BN",
+        ),
+        box_predictor=L(build_box_predictor)(in_channels=1024, num_classes="${...num_classes}"),
+        fg_iou_thresh=0.5,
+        bg_iou_thresh=0.5,
+        batch_size_per_image=512,
+        positive_fraction=0.25,
+        bbox_reg_weights=[10.0, 10.0, 5.0, 5.0],
+        score_thresh=0.05,
+        nms_thresh=0.5,
+        detections_per_img=100,
+        mask_roi_pool=L(MultiScaleRoIAlign)(featmap_names=["p2", "p3", "p4", "p5"], output_size=14, sampling_ratio=0),
+        mask_head=L(build_mask_head)(in_channels="${...backbone.out_channels}", conv_dims=[256, 256, 256, 256], norm="BN"),
+        mask_predictor=L(build_mask_predictor)(in_channels=256, dim_reduced=256, num_classes="${...num_classes}"),
+    ),
+)

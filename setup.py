@@ -1,0 +1,35 @@
+"""vitdet_bench: a detection benchmark for plain Vision Transformer backbones."""
+
+from setuptools import find_packages, setup
+
+setup(
+    name="vitdet_bench",
+    version="0.1.0",
+    description="Benchmark pre-trained plain ViTs in Mask R-CNN: LazyConfig, LSJ, COCO AP, TIDE",
+    python_requires=">=3.10",
+    packages=find_packages(include=["vitdet_bench", "vitdet_bench.*"]),
+    # Ranges, not pins: the exact, tested set lives in requirements.lock. The lower bounds admit
+    # the torch 2.11 / torchvision 0.26 preinstalled on GPU machines.
+    install_requires=[
+        "torch>=2.4",
+        "torchvision>=0.19",
+        "timm>=1.0",
+        "fvcore>=0.1.5.post20221221",
+        "omegaconf>=2.3",
+        "hydra-core>=1.3",
+        "pycocotools>=2.0.7",
+        "opencv-python-headless>=4.8",
+        "numpy>=1.24",
+        "scipy>=1.10",
+        "matplotlib>=3.7",
+        "tensorboard>=2.14",
+        "tabulate>=0.9",
+        "PyYAML>=6.0",
+    ],
+    extras_require={"test": ["pytest>=7"]},
+    entry_points={
+        "console_scripts": [
+            "vitdet-train=vitdet_bench.engine:run",
+        ]
+    },
+)

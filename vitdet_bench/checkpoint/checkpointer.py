@@ -1,0 +1,204 @@
+"""Save and restore everything a run needs to continue exactly: atomically, loaded weights-only.
+
+A checkpoint holds the model, optimizer, lr scheduler, grad scaler, iteration and the RNG states.
+Files are written to a temporary name and renamed, so a crash during a save leaves the previous
+checkpoint and ``last_checkpoint`` intact.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import re
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn as nn
+from tabulate import tabulate
+
+__all__ = ["Checkpointer", "CheckpointError", "atomic_torch_save", "get_rng_state", "set_rng_state", "load_model_weights"]
+
+logger = logging.getLogger(__name__)
+
+_PERIODIC = re.compile(r"model_(\d{7})\.pth$")
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint (or ``last_checkpoint``) that is missing, empty or unreadable."""
+
+
+def atomic_torch_save(obj: Any, path: str) -> None:
+    """``torch.save`` to ``path.tmp`` then rename over ``path`` (never a half-written file)."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = f"{path}.tmp.{os.getpid()}"
+    try:
+        with open(tmp, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def _atomic_write_text(path: str, text: str) -> None:
+    tmp = f"{path}.tmp.{os.getpid()}"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def get_rng_state() -> dict:
+    """All global RNG states, in types ``torch.load(weights_only=True)`` accepts."""
+    np_state = np.random.get_state()
+    state = {
+        "torch": torch.get_rng_state(),
+        "numpy": {"keys": torch.from_numpy(np_state[1].astype(np.int64)), "pos": int(np_state[2]),
+                  "has_gauss": int(np_state[3]), "cached_gaussian": float(np_state[4])},
+        "python": random.getstate(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    n = state["numpy"]
+    np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached_gaussian"]))
+    py = state["python"]
+    random.setstate((py[0], tuple(py[1]), py[2]))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _unwrap(model: nn.Module) -> nn.Module:
+    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+
+
+def _torch_load(path: str) -> Any:
+    if not os.path.isfile(path):
+        raise CheckpointError(f"Checkpoint {path} does not exist")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise CheckpointError(f"Checkpoint {path} could not be loaded (corrupt or not a torch file): {e}") from e
+
+
+def load_model_weights(model: nn.Module, state_dict: dict[str, torch.Tensor], source: str) -> dict[str, list]:
+    """Load matching weights non-strictly and log a table of missing, unexpected and mismatched keys.
+
+    Returns:
+        ``{"missing": [...], "unexpected": [...], "mismatched": [(key, ckpt_shape, model_shape)]}``.
+    """
+    model = _unwrap(model)
+    own = model.state_dict()
+    mismatched = [
+        (k, tuple(v.shape), tuple(own[k].shape))
+        for k, v in state_dict.items()
+        if k in own and tuple(v.shape) != tuple(own[k].shape)
+    ]
+    bad = {k for k, _, _ in mismatched}
+    incompatible = model.load_state_dict({k: v for k, v in state_dict.items() if k not in bad}, strict=False)
+    report = {"missing": sorted(incompatible.missing_keys), "unexpected": sorted(incompatible.unexpected_keys), "mismatched": mismatched}
+    loaded = len(state_dict) - len(report["unexpected"]) - len(mismatched)
+    logger.info("Loaded %d of %d tensors from %s", loaded, len(own), source)
+    rows = [(k, "missing", "", str(tuple(own[k].shape))) for k in report["missing"]]
+    rows += [(k, "unexpected", str(tuple(state_dict[k].shape)), "") for k in report["unexpected"]]
+    rows += [(k, "shape mismatch (skipped)", str(a), str(b)) for k, a, b in mismatched]
+    if rows:
+        logger.warning("Checkpoint %s does not match the model:\n%s", source,
+                       tabulate(rows, headers=["key", "problem", "checkpoint", "model"]))
+    return report
+
+
+class Checkpointer:
+    """Periodic, atomic checkpoints in ``save_dir`` plus Detectron2's ``last_checkpoint`` file.
+
+    Args:
+        model: the model (DDP-wrapped or not).
+        save_dir: the output directory.
+        save_to_disk: only the main process writes.
+        checkpointables: other objects with ``state_dict`` / ``load_state_dict`` (optimizer,
+            scheduler, grad scaler).
+    """
+
+    def __init__(self, model: nn.Module, save_dir: str, save_to_disk: bool = True, **checkpointables: Any) -> None:
+        self.model = model
+        self.save_dir = save_dir
+        self.save_to_disk = save_to_disk
+        self.checkpointables = checkpointables
+
+    def save(self, name: str, **extra: Any) -> str:
+        """Write ``save_dir/name.pth`` with the model, checkpointables, RNG state and ``extra``."""
+        path = os.path.join(self.save_dir, f"{name}.pth")
+        if not self.save_to_disk:
+            return path
+        data = {"model": _unwrap(self.model).state_dict(), "rng": get_rng_state(), **extra}
+        for key, obj in self.checkpointables.items():
+            data[key] = obj.state_dict()
+        atomic_torch_save(data, path)
+        _atomic_write_text(os.path.join(self.save_dir, "last_checkpoint"), os.path.basename(path))
+        logger.info("Saved checkpoint to %s", path)
+        return path
+
+    def has_checkpoint(self) -> bool:
+        return os.path.exists(os.path.join(self.save_dir, "last_checkpoint"))
+
+    def get_checkpoint_file(self) -> str:
+        """The file ``last_checkpoint`` names; raises :class:`CheckpointError` naming what is wrong."""
+        marker = os.path.join(self.save_dir, "last_checkpoint")
+        with open(marker, encoding="utf-8") as f:
+            name = f.read().strip()
+        if not name:
+            raise CheckpointError(f"{marker} is empty: cannot resume. Delete it to start from scratch.")
+        path = os.path.join(self.save_dir, name)
+        if not os.path.isfile(path):
+            raise CheckpointError(f"{marker} names {name}, but {path} does not exist: cannot resume")
+        return path
+
+    def load(self, path: str, full: bool = True) -> dict:
+        """Load a checkpoint; ``full`` also restores optimizer, scheduler, scaler and RNG state.
+
+        Returns:
+            the remaining entries (e.g. ``iteration``).
+        """
+        data = _torch_load(path)
+        if not isinstance(data, dict):
+            raise CheckpointError(f"Checkpoint {path} holds a {type(data).__name__}, not a dict")
+        state = data.pop("model", None) if "model" in data else data
+        if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+            raise CheckpointError(f"Checkpoint {path} has no model state dict (keys: {sorted(data)[:10]})")
+        load_model_weights(self.model, state, path)
+        if not full or state is data:
+            return {}
+        for key, obj in self.checkpointables.items():
+            if key not in data:
+                raise CheckpointError(f"Checkpoint {path} has no '{key}' state: cannot resume this run from it")
+            obj.load_state_dict(data.pop(key))
+        if "rng" in data:
+            set_rng_state(data.pop("rng"))
+        return data
+
+    def resume_or_load(self, path: str, resume: bool = True) -> dict:
+        """Resume from ``last_checkpoint`` when asked and present; else load model weights from ``path``."""
+        if resume and self.has_checkpoint():
+            return self.load(self.get_checkpoint_file(), full=True)
+        if resume:
+            logger.info("No checkpoint in %s to resume from; starting a new run", self.save_dir)
+        if path:
+            self.load(path, full=False)
+        return {}
+
+    def prune(self, max_to_keep: int) -> None:
+        """Delete the oldest periodic ``model_NNNNNNN.pth`` beyond ``max_to_keep``."""
+        if not self.save_to_disk or max_to_keep is None or max_to_keep <= 0:
+            return
+        files = sorted(f for f in os.listdir(self.save_dir) if _PERIODIC.match(f))
+        for f in files[:-max_to_keep]:
+            os.remove(os.path.join(self.save_dir, f))

@@ -1,0 +1,104 @@
+"""Turn a dataset record into model input: read the image, decode masks, apply the transform."""
+
+from __future__ import annotations
+
+import os
+
+import cv2
+import numpy as np
+import pycocotools.mask as mask_util
+import torch
+
+from .transforms import LargeScaleJitter, ResizeLongestSide
+
+__all__ = ["DetectionDatasetMapper", "ImageReadError", "read_image", "annotation_to_mask"]
+
+
+class ImageReadError(OSError):
+    """An image that is missing, unreadable, or not the size its annotation file says."""
+
+
+def read_image(record: dict) -> np.ndarray:
+    """Read ``record["file_name"]`` as an ``(H, W, 3)`` uint8 RGB array and check its size."""
+    path = record["file_name"]
+    where = f"image id {record.get('image_id')}"
+    if not os.path.isfile(path):
+        raise ImageReadError(f"Image {path} ({where}) does not exist")
+    image = cv2.imread(path, cv2.IMREAD_COLOR)
+    if image is None:
+        raise ImageReadError(f"Image {path} ({where}) could not be decoded: corrupt or not an image")
+    h, w = image.shape[:2]
+    if "height" in record and (h, w) != (record["height"], record["width"]):
+        raise ImageReadError(
+            f"Image {path} ({where}) is {w}x{h} (width x height) but the annotation file gives "
+            f"width={record['width']} height={record['height']}"
+        )
+    return np.ascontiguousarray(image[..., ::-1])
+
+
+def annotation_to_mask(segmentation: list | dict, height: int, width: int, ann_id: object = None) -> np.ndarray:
+    """Decode COCO polygons, uncompressed or compressed RLE into an ``(H, W)`` uint8 mask."""
+    if isinstance(segmentation, dict):
+        size = list(segmentation.get("size", []))
+        if size != [height, width]:
+            raise ValueError(
+                f"annotation id {ann_id}: RLE size {size} does not match the image ({height}, {width})"
+            )
+        rle = segmentation
+        if isinstance(rle["counts"], list):
+            rle = mask_util.frPyObjects(rle, height, width)
+        elif isinstance(rle["counts"], str):
+            rle = {"size": size, "counts": rle["counts"].encode("ascii")}
+    else:
+        rle = mask_util.merge(mask_util.frPyObjects(segmentation, height, width))
+    return mask_util.decode(rle).astype(np.uint8)
+
+
+class DetectionDatasetMapper:
+    """Map a record to ``{"image", "height", "width", "image_id", "instances"}``.
+
+    Training applies large-scale jitter and returns ``instances`` with ``boxes`` (XYXY),
+    ``labels`` (0-based contiguous) and ``masks``; crowd annotations are dropped. Evaluation resizes
+    the longest side to ``image_size`` and keeps the original ``height`` / ``width`` so predictions
+    can be mapped back.
+
+    Args:
+        is_train: training (LSJ) or evaluation (resize) behaviour.
+        image_size: the LSJ target / the evaluation longest side.
+        min_scale: LSJ scale range lower end.
+        max_scale: LSJ scale range upper end.
+        flip_prob: horizontal flip probability in training.
+    """
+
+    def __init__(
+        self,
+        is_train: bool,
+        image_size: int = 1024,
+        min_scale: float = 0.1,
+        max_scale: float = 2.0,
+        flip_prob: float = 0.5,
+    ) -> None:
+        self.is_train = is_train
+        self.lsj = LargeScaleJitter(image_size, min_scale, max_scale, flip_prob)
+        self.resize = ResizeLongestSide(image_size)
+
+    def __call__(self, record: dict, seed: int = 0) -> dict:
+        image = read_image(record)
+        h, w = image.shape[:2]
+        out = {"height": h, "width": w, "image_id": record["image_id"], "file_name": record["file_name"]}
+        if not self.is_train:
+            image = self.resize(image)
+            out["image"] = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)
+            return out
+        anns = [a for a in record.get("annotations", []) if not a.get("iscrowd", 0)]
+        if anns:
+            masks = np.stack([annotation_to_mask(a["segmentation"], h, w, a.get("id")) for a in anns])
+        else:
+            masks = np.zeros((0, h, w), np.uint8)
+        labels = torch.tensor([a["category_id"] for a in anns], dtype=torch.int64)
+        image_t, boxes, masks_t, labels = self.lsj(
+            torch.from_numpy(image).permute(2, 0, 1).contiguous(), torch.from_numpy(masks), labels, seed
+        )
+        out["image"] = image_t
+        out["instances"] = {"boxes": boxes, "labels": labels, "masks": masks_t}
+        return out

@@ -1,0 +1,42 @@
+"""Training engine: loop and hooks, AMP, checkpoints, distributed launch, the train / test drivers."""
+
+from .defaults import (
+    build_model,
+    create_ddp_model,
+    default_argument_parser,
+    default_setup,
+    do_test,
+    do_train,
+    main,
+    resolve_device,
+    resolve_num_classes,
+    run,
+)
+from .events import EventStorage, get_event_storage
+from .hooks import EvalHook, IterationTimer, LRScheduler, PeriodicCheckpointer, PeriodicWriter
+from .launch import launch
+from .train_loop import HookBase, SimpleTrainer, TrainerBase
+
+__all__ = [
+    "EvalHook",
+    "EventStorage",
+    "HookBase",
+    "IterationTimer",
+    "LRScheduler",
+    "PeriodicCheckpointer",
+    "PeriodicWriter",
+    "SimpleTrainer",
+    "TrainerBase",
+    "build_model",
+    "create_ddp_model",
+    "default_argument_parser",
+    "default_setup",
+    "do_test",
+    "do_train",
+    "get_event_storage",
+    "launch",
+    "main",
+    "resolve_device",
+    "resolve_num_classes",
+    "run",
+]

@@ -1,0 +1,237 @@
+"""What ``tools/lazyconfig_train_net.py`` does: parse Detectron2's flags, set up the output
+directory, build model / optimizer / loader from the LazyConfig, train with hooks, evaluate."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import random
+import sys
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn as nn
+from omegaconf import DictConfig
+
+from ..checkpoint import Checkpointer
+from ..config import LazyConfig, instantiate
+from ..data.catalog import get_metadata
+from ..evaluation import format_results_table, inference_on_dataset
+from ..solver import LRMultiplier
+from ..utils import comm
+from ..utils.logger import setup_logger
+from . import hooks
+from .events import CommonMetricPrinter, JSONWriter, TensorboardWriter
+from .launch import launch
+from .train_loop import AMP_DTYPES, SimpleTrainer
+
+__all__ = [
+    "default_argument_parser",
+    "default_setup",
+    "resolve_device",
+    "resolve_num_classes",
+    "build_model",
+    "create_ddp_model",
+    "do_test",
+    "do_train",
+    "main",
+    "run",
+]
+
+logger = logging.getLogger("vitdet_bench")
+
+
+def default_argument_parser(description: str | None = None) -> argparse.ArgumentParser:
+    """Detectron2's training flags: config file, resume, eval-only, processes and machines."""
+    parser = argparse.ArgumentParser(
+        description=description,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Overrides: key=value pairs after the flags, e.g. train.max_iter=100 optimizer.lr=1e-4",
+    )
+    parser.add_argument("--config-file", required=True, metavar="FILE", help="a .py LazyConfig or a saved config.yaml")
+    parser.add_argument("--resume", action="store_true", help="continue from OUTPUT_DIR/last_checkpoint if it exists")
+    parser.add_argument("--eval-only", action="store_true", help="evaluate train.init_checkpoint and exit")
+    parser.add_argument("--num-gpus", type=int, default=1, help="processes per machine (Gloo workers on a CPU-only machine)")
+    parser.add_argument("--num-machines", type=int, default=1)
+    parser.add_argument("--machine-rank", type=int, default=0, help="this machine's rank")
+    parser.add_argument("--dist-url", default="auto", help="tcp://HOST:PORT of machine 0, or 'auto' on one machine")
+    parser.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides: key=value ...")
+    return parser
+
+
+def seed_all(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def resolve_device(cfg: DictConfig) -> torch.device:
+    """``train.device``: "auto" (CUDA when available), "cpu" or "cuda"; a CUDA run uses its local rank."""
+    name = cfg.train.get("device", "auto")
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise RuntimeError(f"train.device={name} but CUDA is not available; set train.device=cpu")
+        return torch.device("cuda", comm.get_local_rank())
+    if name != "cpu":
+        raise ValueError(f"train.device must be 'auto', 'cpu' or 'cuda', got {name!r}")
+    return torch.device("cpu")
+
+
+def default_setup(cfg: DictConfig, args: argparse.Namespace) -> None:
+    """Create the output dir, log to ``log.txt``, save ``config.yaml`` and seed every RNG."""
+    output_dir = cfg.train.output_dir
+    rank = comm.get_rank()
+    if comm.is_main_process():
+        os.makedirs(output_dir, exist_ok=True)
+    setup_logger(output_dir, rank)
+    logger.info("Rank %d of %d; torch %s, torchvision %s, CUDA available: %s", rank, comm.get_world_size(),
+                torch.__version__, __import__("torchvision").__version__, torch.cuda.is_available())
+    logger.info("Command line: %s", " ".join(sys.argv))
+    if comm.is_main_process():
+        path = os.path.join(output_dir, "config.yaml")
+        LazyConfig.save(cfg, path)
+        logger.info("Full config saved to %s", path)
+    seed_all(int(cfg.train.seed) + rank)
+
+
+def resolve_num_classes(cfg: DictConfig) -> None:
+    """Fill ``model.num_classes`` from the training dataset's categories when it is ``None``;
+    refuse a value that disagrees with the dataset."""
+    if "num_classes" not in cfg.model:
+        return
+    dataset_cfg = cfg.dataloader.train.dataset
+    name = dataset_cfg.names
+    if dataset_cfg.get("json_file"):
+        from ..data.catalog import register_coco_instances
+
+        register_coco_instances(name, dataset_cfg.json_file, dataset_cfg.image_root)
+    metadata = get_metadata(name)
+    if cfg.model.num_classes is None:
+        cfg.model.num_classes = metadata.num_classes
+        logger.info("model.num_classes = %d, from the categories of %s", metadata.num_classes, name)
+    elif cfg.model.num_classes != metadata.num_classes:
+        raise ValueError(
+            f"model.num_classes={cfg.model.num_classes} but dataset '{name}' ({metadata.json_file}) has "
+            f"{metadata.num_classes} categories; set model.num_classes=None to take it from the dataset"
+        )
+
+
+def _revert_sync_batchnorm(module: nn.Module) -> nn.Module:
+    """SyncBatchNorm -> BatchNorm2d with the same state (for CPU or single-process runs)."""
+    out = module
+    if isinstance(module, nn.SyncBatchNorm):
+        out = nn.BatchNorm2d(module.num_features, module.eps, module.momentum, module.affine, module.track_running_stats)
+        out.load_state_dict(module.state_dict())
+    for name, child in module.named_children():
+        out.add_module(name, _revert_sync_batchnorm(child))
+    return out
+
+
+def build_model(cfg: DictConfig, device: torch.device | None = None) -> nn.Module:
+    device = device or resolve_device(cfg)
+    model = instantiate(cfg.model)
+    has_sync = any(isinstance(m, nn.SyncBatchNorm) for m in model.modules())
+    if has_sync and (device.type != "cuda" or comm.get_world_size() == 1):
+        # torch's SyncBatchNorm needs CUDA and a process group; alone it is plain BN anyway.
+        logger.info("SyncBN -> BatchNorm2d (device %s, %d process(es))", device, comm.get_world_size())
+        model = _revert_sync_batchnorm(model)
+    model.to(device)
+    logger.info("Model: %s parameters (%.2fM)", sum(p.numel() for p in model.parameters()),
+                sum(p.numel() for p in model.parameters()) / 1e6)
+    return model
+
+
+def create_ddp_model(model: nn.Module, broadcast_buffers: bool = False, find_unused_parameters: bool = False,
+                     fp16_compression: bool = False) -> nn.Module:
+    """Wrap in DistributedDataParallel when more than one process runs."""
+    if comm.get_world_size() == 1:
+        return model
+    device_ids = [comm.get_local_rank()] if next(model.parameters()).is_cuda else None
+    ddp = nn.parallel.DistributedDataParallel(model, device_ids=device_ids, broadcast_buffers=broadcast_buffers,
+                                              find_unused_parameters=find_unused_parameters)
+    if fp16_compression:
+        from torch.distributed.algorithms.ddp_comm_hooks import default as comm_hooks
+
+        ddp.register_comm_hook(state=None, hook=comm_hooks.fp16_compress_hook)
+    return ddp
+
+
+def do_test(cfg: DictConfig, model: nn.Module) -> dict:
+    """Evaluate on ``dataloader.test`` with ``dataloader.evaluator``; log the AP table."""
+    if "evaluator" not in cfg.dataloader:
+        return {}
+    model = model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+    results = inference_on_dataset(model, instantiate(cfg.dataloader.test), instantiate(cfg.dataloader.evaluator))
+    if comm.is_main_process() and results:
+        logger.info("Evaluation results on %s:\n%s", cfg.dataloader.test.dataset.names, format_results_table(results))
+    return results
+
+
+def do_train(args: argparse.Namespace, cfg: DictConfig) -> dict:
+    """Train per ``cfg.train`` with Detectron2's hook set; returns the final evaluation results."""
+    device = resolve_device(cfg)
+    model = build_model(cfg, device)
+    cfg.optimizer.params.model = model
+    optimizer = instantiate(cfg.optimizer)
+    train_loader = instantiate(cfg.dataloader.train)
+    ddp_model = create_ddp_model(model, **cfg.train.ddp)
+
+    amp = cfg.train.amp
+    amp_dtype = None
+    if amp.enabled:
+        if amp.get("dtype", "float16") not in AMP_DTYPES:
+            raise ValueError(f"train.amp.dtype must be one of {list(AMP_DTYPES)}, got {amp.dtype!r}")
+        amp_dtype = AMP_DTYPES[amp.get("dtype", "float16")]
+    clip = cfg.train.get("clip_grad", {})
+    trainer = SimpleTrainer(ddp_model, train_loader, optimizer, amp_dtype=amp_dtype,
+                            clip_grad_norm=clip.get("max_norm") if clip.get("enabled") else None, device=device)
+    max_iter = int(cfg.train.max_iter)
+    scheduler = LRMultiplier(optimizer, instantiate(cfg.lr_multiplier), max_iter)
+    checkpointer = Checkpointer(model, cfg.train.output_dir, save_to_disk=comm.is_main_process(),
+                                optimizer=optimizer, scheduler=scheduler, trainer=trainer)
+    final_results: dict[str, Any] = {}
+
+    def evaluate() -> dict:
+        final_results.clear()
+        final_results.update(do_test(cfg, model))
+        return final_results
+
+    writers = []
+    if comm.is_main_process():
+        writers = [CommonMetricPrinter(max_iter), JSONWriter(os.path.join(cfg.train.output_dir, "metrics.json")),
+                   TensorboardWriter(cfg.train.output_dir)]
+    trainer.register_hooks([
+        hooks.IterationTimer(),
+        hooks.LRScheduler(scheduler),
+        hooks.PeriodicCheckpointer(checkpointer, cfg.train.checkpointer.period, max_iter,
+                                   cfg.train.checkpointer.get("max_to_keep")) if comm.is_main_process() else None,
+        hooks.EvalHook(cfg.train.eval_period, evaluate),
+        hooks.PeriodicWriter(writers, period=cfg.train.log_period) if writers else None,
+    ])
+    extra = checkpointer.resume_or_load(cfg.train.init_checkpoint, resume=args.resume)
+    start_iter = int(extra["iteration"]) + 1 if "iteration" in extra else 0
+    trainer.train(start_iter, max_iter)
+    return final_results
+
+
+def main(args: argparse.Namespace) -> dict:
+    cfg = LazyConfig.load(args.config_file)
+    cfg = LazyConfig.apply_overrides(cfg, args.opts)
+    resolve_num_classes(cfg)
+    default_setup(cfg, args)
+    if args.eval_only:
+        model = build_model(cfg)
+        Checkpointer(model, cfg.train.output_dir).load(cfg.train.init_checkpoint, full=False)
+        return do_test(cfg, model)
+    return do_train(args, cfg)
+
+
+def run(argv: list[str] | None = None) -> None:
+    """Parse ``argv`` and launch ``main`` on every process (the command-line entry point)."""
+    args = default_argument_parser("Train or evaluate a detector from a LazyConfig").parse_args(argv)
+    launch(main, args.num_gpus, num_machines=args.num_machines, machine_rank=args.machine_rank,
+           dist_url=args.dist_url, args=(args,))

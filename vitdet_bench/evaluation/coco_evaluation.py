@@ -1,0 +1,205 @@
+"""COCO box and mask AP with pycocotools (faster-coco-eval, when installed, gives identical numbers).
+
+The evaluator collects predictions on every rank, gathers them on the main process, writes
+``inference/coco_instances_results.json`` and scores it against the dataset's COCO JSON.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import logging
+import os
+import time
+from collections import OrderedDict
+from typing import Iterable, Sequence
+
+import numpy as np
+import pycocotools.mask as mask_util
+import torch
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
+from tabulate import tabulate
+
+from ..data.catalog import get_metadata
+from ..utils import comm
+
+__all__ = ["COCOEvaluator", "inference_on_dataset", "evaluate_coco_results", "instances_to_coco_json", "format_results_table"]
+
+logger = logging.getLogger(__name__)
+
+METRIC_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl")
+
+
+def instances_to_coco_json(output: dict, image_id: int, dataset_ids: Sequence[int], with_masks: bool = True) -> list[dict]:
+    """Convert one image's detections (XYXY boxes, 0-based labels, bool masks) to COCO results."""
+    boxes = output["boxes"].detach().cpu().numpy().astype(np.float64)
+    if len(boxes) == 0:
+        return []
+    boxes[:, 2:] -= boxes[:, :2]  # XYXY -> XYWH
+    scores = output["scores"].detach().cpu().tolist()
+    labels = output["labels"].detach().cpu().tolist()
+    rles = None
+    if with_masks and "masks" in output:
+        masks = output["masks"].detach().cpu().numpy().astype(np.uint8)
+        rles = [mask_util.encode(np.asfortranarray(m)) for m in masks]
+        for r in rles:
+            r["counts"] = r["counts"].decode("ascii")
+    results = []
+    for k in range(len(boxes)):
+        res = {"image_id": int(image_id), "category_id": int(dataset_ids[labels[k]]),
+               "bbox": [round(float(v), 3) for v in boxes[k]], "score": round(float(scores[k]), 5)}
+        if rles is not None:
+            res["segmentation"] = rles[k]
+        results.append(res)
+    return results
+
+
+def _cocoeval_class(use_fast_impl: bool):
+    if use_fast_impl:
+        try:
+            from faster_coco_eval import COCOeval_faster
+
+            return COCOeval_faster
+        except ImportError:
+            pass
+    return COCOeval
+
+
+def evaluate_coco_results(
+    gt_json: str,
+    results: list[dict] | str,
+    tasks: Sequence[str] = ("bbox", "segm"),
+    class_names: Sequence[str] | None = None,
+    use_fast_impl: bool = False,
+) -> "OrderedDict[str, dict[str, float]]":
+    """Score COCO results against ground truth; AP values in percent (Detectron2's convention).
+
+    Args:
+        gt_json: the COCO instances file.
+        results: a results list or the path of a results JSON.
+        tasks: "bbox" and/or "segm".
+        class_names: adds per-class ``AP-<name>`` entries (in the GT's sorted category order).
+        use_fast_impl: use faster-coco-eval when it is installed.
+
+    Returns:
+        ``{task: {"AP", "AP50", "AP75", "APs", "APm", "APl", ["AP-<class>" ...]}}``.
+    """
+    if isinstance(results, str):
+        with open(results, encoding="utf-8") as f:
+            results = json.load(f)
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco_gt = COCO(gt_json)
+    out: OrderedDict[str, dict[str, float]] = OrderedDict()
+    for task in tasks:
+        task_results = results
+        if task == "segm":
+            task_results = [r for r in results if "segmentation" in r]
+        if not task_results:
+            logger.warning("No %s predictions: every %s metric is NaN", task, task)
+            out[task] = {m: float("nan") for m in METRIC_NAMES}
+            continue
+        # loadRes drops "bbox" when it sees "segmentation" only for segm; copy to keep lists intact.
+        task_results = [dict(r) for r in task_results]
+        if task == "bbox":
+            for r in task_results:
+                r.pop("segmentation", None)
+        buf = io.StringIO()
+        with contextlib.redirect_stdout(buf):
+            coco_dt = coco_gt.loadRes(task_results)
+            ev = _cocoeval_class(use_fast_impl)(coco_gt, coco_dt, task)
+            ev.evaluate()
+            ev.accumulate()
+            ev.summarize()
+        summary = "\n".join(line for line in buf.getvalue().splitlines() if line.lstrip().startswith("Average"))
+        logger.info("COCOeval (%s):\n%s", task, summary)
+        # pycocotools reports -1 where a metric is undefined (no GT in that area range).
+        metrics = {m: float(ev.stats[i] * 100) if ev.stats[i] >= 0 else float("nan") for i, m in enumerate(METRIC_NAMES)}
+        if class_names is not None:
+            precision = ev.eval["precision"]  # (iou, recall, class, area, maxdets)
+            for k, name in enumerate(class_names):
+                p = precision[:, :, k, 0, -1]
+                p = p[p > -1]
+                metrics[f"AP-{name}"] = float(np.mean(p) * 100) if p.size else float("nan")
+        out[task] = metrics
+    return out
+
+
+def format_results_table(results: dict[str, dict[str, float]]) -> str:
+    """A Markdown table: one row per task, the six COCO AP metrics as columns."""
+    rows = [[task] + [f"{metrics.get(m, float('nan')):.3f}" for m in METRIC_NAMES] for task, metrics in results.items()]
+    return tabulate(rows, headers=["task", *METRIC_NAMES], tablefmt="pipe")
+
+
+class COCOEvaluator:
+    """Collect detections and compute COCO AP for a registered dataset.
+
+    Args:
+        dataset_name: the catalog name of the evaluation dataset (its JSON is the ground truth).
+        output_dir: where ``coco_instances_results.json`` is written (``None``: not written).
+        tasks: "bbox" and/or "segm".
+        use_fast_impl: faster-coco-eval when installed (identical numbers, faster).
+    """
+
+    def __init__(self, dataset_name: str, output_dir: str | None = None, tasks: Sequence[str] = ("bbox", "segm"),
+                 use_fast_impl: bool = False) -> None:
+        self.dataset_name = dataset_name
+        self.output_dir = output_dir
+        self.tasks = tuple(tasks)
+        self.use_fast_impl = use_fast_impl
+        self._metadata = None
+        self._predictions: list[dict] = []
+
+    @property
+    def metadata(self):
+        if self._metadata is None:
+            self._metadata = get_metadata(self.dataset_name)
+        return self._metadata
+
+    def reset(self) -> None:
+        self._predictions = []
+
+    def process(self, inputs: list[dict], outputs: list[dict]) -> None:
+        ids = self.metadata.thing_dataset_ids
+        for inp, out in zip(inputs, outputs):
+            self._predictions.extend(instances_to_coco_json(out, inp["image_id"], ids, with_masks="segm" in self.tasks))
+
+    def evaluate(self) -> "OrderedDict[str, dict[str, float]]":
+        gathered = comm.all_gather(self._predictions)
+        if not comm.is_main_process():
+            return OrderedDict()
+        predictions = [p for part in gathered for p in part]
+        if self.output_dir:
+            os.makedirs(self.output_dir, exist_ok=True)
+            path = os.path.join(self.output_dir, "coco_instances_results.json")
+            tmp = path + ".tmp"
+            with open(tmp, "w", encoding="utf-8") as f:
+                json.dump(predictions, f)
+            os.replace(tmp, path)
+            logger.info("Wrote %d detections to %s", len(predictions), path)
+        results = evaluate_coco_results(
+            self.metadata.json_file, predictions, self.tasks, self.metadata.thing_classes, self.use_fast_impl
+        )
+        return results
+
+
+def inference_on_dataset(model: torch.nn.Module, data_loader: Iterable, evaluator: COCOEvaluator) -> dict:
+    """Run the model over a loader in eval mode, feed the evaluator, return its results."""
+    evaluator.reset()
+    was_training = model.training
+    model.eval()
+    total = len(data_loader) if hasattr(data_loader, "__len__") else None
+    start = time.perf_counter()
+    n = 0
+    with torch.no_grad():
+        for n, inputs in enumerate(data_loader, 1):
+            outputs = model(inputs)
+            evaluator.process(inputs, outputs)
+            if total and (n % 50 == 0 or n == total):
+                logger.info("Inference: %d/%d images, %.3f s / image", n, total, (time.perf_counter() - start) / n)
+    model.train(was_training)
+    if n:
+        logger.info("Inference done: %d images in %.1f s (%.4f s / image)", n, time.perf_counter() - start,
+                    (time.perf_counter() - start) / n)
+    return evaluator.evaluate()

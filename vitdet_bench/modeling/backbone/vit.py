@@ -1,0 +1,325 @@
+"""Plain Vision Transformer for detection: window attention with a few global blocks.
+
+The backbone of "Benchmarking Detection Transfer Learning with Vision Transformers" (Li et al.,
+2021) and ViTDet (Li et al., 2022). Tokens stay ``(B, H, W, C)`` throughout; most blocks attend
+within non-overlapping windows (``window_block_indexes``) and the others attend globally (the
+papers place 4, evenly spaced). Parameter names follow timm (``patch_embed.proj``,
+``blocks.N.attn.qkv``, ``mlp.fc1``) so pre-training checkpoints load without renames.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Callable, Sequence
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+import torch.utils.checkpoint
+from timm.layers import DropPath, Mlp, PatchEmbed, trunc_normal_
+
+from .utils import decomposed_rel_pos_bias, get_abs_pos, window_partition, window_unpartition
+
+__all__ = ["Attention", "Block", "ViT", "global_block_indexes", "window_block_indexes"]
+
+
+class Attention(nn.Module):
+    """Multi-head self-attention over a ``(B, H, W, C)`` token map, with optional decomposed
+    relative position (MViTv2 / ViTDet).
+
+    Args:
+        dim: channels.
+        num_heads: attention heads.
+        qkv_bias: bias in the qkv projection.
+        use_rel_pos: add decomposed relative position biases.
+        input_size: the token grid ``(H, W)`` this attention sees; sizes the rel-pos tables.
+        use_sdpa: use ``F.scaled_dot_product_attention`` (else the explicit softmax path, kept for
+            tests and for returning attention logits).
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int = 8,
+        qkv_bias: bool = True,
+        use_rel_pos: bool = False,
+        input_size: tuple[int, int] | None = None,
+        use_sdpa: bool = True,
+    ) -> None:
+        super().__init__()
+        if dim % num_heads != 0:
+            raise ValueError(f"dim {dim} is not divisible by num_heads {num_heads}")
+        self.num_heads = num_heads
+        self.head_dim = dim // num_heads
+        self.scale = self.head_dim**-0.5
+        self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
+        self.proj = nn.Linear(dim, dim)
+        self.use_rel_pos = use_rel_pos
+        self.use_sdpa = use_sdpa
+        if use_rel_pos:
+            if input_size is None:
+                raise ValueError("use_rel_pos needs input_size to size the relative position tables")
+            # Zero-initialised as in ViTDet (rel_pos_zero_init=True).
+            self.rel_pos_h = nn.Parameter(torch.zeros(2 * input_size[0] - 1, self.head_dim))
+            self.rel_pos_w = nn.Parameter(torch.zeros(2 * input_size[1] - 1, self.head_dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, H, W, C)`` -> ``(B, H, W, C)``."""
+        b, h, w, _ = x.shape
+        # qkv: (3, B * heads, H * W, head_dim)
+        qkv = self.qkv(x).reshape(b, h * w, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv.reshape(3, b * self.num_heads, h * w, -1).unbind(0)
+        bias = None
+        if self.use_rel_pos:
+            bias = decomposed_rel_pos_bias(q, self.rel_pos_h, self.rel_pos_w, (h, w), (h, w))
+            bias = bias.to(q.dtype)
+        if self.use_sdpa:
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
+        else:
+            attn = (q * self.scale) @ k.transpose(-2, -1)
+            if bias is not None:
+                attn = attn + bias
+            out = attn.softmax(dim=-1) @ v
+        out = out.view(b, self.num_heads, h, w, -1).permute(0, 2, 3, 1, 4).reshape(b, h, w, -1)
+        return self.proj(out)
+
+
+class Block(nn.Module):
+    """Pre-norm transformer block; window attention when ``window_size > 0``.
+
+    Args:
+        dim: channels.
+        num_heads: attention heads.
+        mlp_ratio: MLP hidden size over ``dim``.
+        qkv_bias: bias in the qkv projection.
+        drop_path: stochastic depth rate of this block.
+        norm_layer: normalization layer factory.
+        act_layer: MLP activation.
+        use_rel_pos: decomposed relative position.
+        window_size: window side in tokens; 0 means global attention.
+        input_size: the full token grid ``(H, W)`` (global blocks size their rel-pos tables by it).
+        use_sdpa: fused attention kernel.
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int,
+        mlp_ratio: float = 4.0,
+        qkv_bias: bool = True,
+        drop_path: float = 0.0,
+        norm_layer: Callable[[int], nn.Module] = nn.LayerNorm,
+        act_layer: type[nn.Module] = nn.GELU,
+        use_rel_pos: bool = False,
+        window_size: int = 0,
+        input_size: tuple[int, int] | None = None,
+        use_sdpa: bool = True,
+    ) -> None:
+        super().__init__()
+        self.norm1 = norm_layer(dim)
+        self.attn = Attention(
+            dim,
+            num_heads=num_heads,
+            qkv_bias=qkv_bias,
+            use_rel_pos=use_rel_pos,
+            input_size=input_size if window_size == 0 else (window_size, window_size),
+            use_sdpa=use_sdpa,
+        )
+        self.drop_path = DropPath(drop_path) if drop_path > 0.0 else nn.Identity()
+        self.norm2 = norm_layer(dim)
+        self.mlp = Mlp(in_features=dim, hidden_features=int(dim * mlp_ratio), act_layer=act_layer)
+        self.window_size = window_size
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, H, W, C)`` -> ``(B, H, W, C)``."""
+        shortcut = x
+        x = self.norm1(x)
+        if self.window_size > 0:
+            h, w = x.shape[1], x.shape[2]
+            x, pad_hw = window_partition(x, self.window_size)
+            x = self.attn(x)
+            x = window_unpartition(x, self.window_size, pad_hw, (h, w))
+        else:
+            x = self.attn(x)
+        x = shortcut + self.drop_path(x)
+        return x + self.drop_path(self.mlp(self.norm2(x)))
+
+
+class ViT(nn.Module):
+    """Plain ViT backbone for detection (Detectron2's ``ViT`` arguments).
+
+    Args:
+        img_size: detection input size (square), e.g. 1024.
+        patch_size: patch side.
+        in_chans: input channels.
+        embed_dim: token channels.
+        depth: number of blocks.
+        num_heads: attention heads.
+        mlp_ratio: MLP hidden size over ``embed_dim``.
+        qkv_bias: bias in qkv projections.
+        drop_path_rate: stochastic depth, rising linearly from 0 to this at the last block.
+        norm_layer: normalization factory (LayerNorm, eps 1e-6 by default).
+        act_layer: MLP activation.
+        use_abs_pos: add the (interpolated) pre-training absolute position table.
+        use_rel_pos: decomposed relative position in every block.
+        window_size: window side for window blocks.
+        window_block_indexes: blocks that use window attention; the others are global.
+        use_act_checkpoint: recompute each block in the backward pass (non-reentrant, DDP-safe).
+        pretrain_img_size: image size the position table was trained at (sizes ``pos_embed``).
+        pretrain_use_cls_token: ``pos_embed`` has a leading cls slot (dropped when used).
+        out_feature: name of the last block's output.
+        out_block_indexes: blocks whose outputs are also returned, as ``"block{i}"`` (the
+            multi-scale adapter taps the global blocks).
+        use_sdpa: fused attention kernels.
+    """
+
+    def __init__(
+        self,
+        img_size: int = 1024,
+        patch_size: int = 16,
+        in_chans: int = 3,
+        embed_dim: int = 768,
+        depth: int = 12,
+        num_heads: int = 12,
+        mlp_ratio: float = 4.0,
+        qkv_bias: bool = True,
+        drop_path_rate: float = 0.0,
+        norm_layer: Callable[[int], nn.Module] = partial(nn.LayerNorm, eps=1e-6),
+        act_layer: type[nn.Module] = nn.GELU,
+        use_abs_pos: bool = True,
+        use_rel_pos: bool = False,
+        window_size: int = 0,
+        window_block_indexes: Sequence[int] = (),
+        use_act_checkpoint: bool = False,
+        pretrain_img_size: int = 224,
+        pretrain_use_cls_token: bool = True,
+        out_feature: str = "last_feat",
+        out_block_indexes: Sequence[int] = (),
+        use_sdpa: bool = True,
+    ) -> None:
+        super().__init__()
+        for i in list(window_block_indexes) + list(out_block_indexes):
+            if not 0 <= i < depth:
+                raise ValueError(f"block index {i} is out of range for depth {depth}")
+        if window_block_indexes and window_size <= 0:
+            raise ValueError("window_block_indexes are given but window_size is not positive")
+        self.patch_size = patch_size
+        self.embed_dim = embed_dim
+        self.depth = depth
+        self.pretrain_use_cls_token = pretrain_use_cls_token
+        self.use_act_checkpoint = use_act_checkpoint
+        self.out_feature = out_feature
+        self.out_block_indexes = tuple(out_block_indexes)
+        # Detection inputs vary in size (LSJ crops, padding), so the patch embed must not insist
+        # on its nominal image size.
+        self.patch_embed = PatchEmbed(
+            img_size=None,
+            patch_size=patch_size,
+            in_chans=in_chans,
+            embed_dim=embed_dim,
+            flatten=False,
+            output_fmt="NHWC",
+            strict_img_size=False,
+        )
+        if use_abs_pos:
+            num_patches = (pretrain_img_size // patch_size) ** 2
+            num_positions = num_patches + 1 if pretrain_use_cls_token else num_patches
+            self.pos_embed = nn.Parameter(torch.zeros(1, num_positions, embed_dim))
+            trunc_normal_(self.pos_embed, std=0.02)
+        else:
+            self.pos_embed = None
+        dpr = [x.item() for x in torch.linspace(0, drop_path_rate, depth)]
+        grid = (img_size // patch_size, img_size // patch_size)
+        self.blocks = nn.ModuleList(
+            Block(
+                dim=embed_dim,
+                num_heads=num_heads,
+                mlp_ratio=mlp_ratio,
+                qkv_bias=qkv_bias,
+                drop_path=dpr[i],
+                norm_layer=norm_layer,
+                act_layer=act_layer,
+                use_rel_pos=use_rel_pos,
+                window_size=window_size if i in window_block_indexes else 0,
+                input_size=grid,
+                use_sdpa=use_sdpa,
+            )
+            for i in range(depth)
+        )
+        self.apply(self._init_weights)
+
+    @staticmethod
+    def _init_weights(m: nn.Module) -> None:
+        if isinstance(m, nn.Linear):
+            trunc_normal_(m.weight, std=0.02)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.LayerNorm):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+
+    @property
+    def num_layers(self) -> int:
+        """Depth as layer-wise lr decay counts it."""
+        return self.depth
+
+    def no_weight_decay(self) -> set[str]:
+        """Parameter names (relative to this module) that take no weight decay."""
+        names = {"pos_embed"} if self.pos_embed is not None else set()
+        for n, _ in self.named_parameters():
+            if n.endswith(("rel_pos_h", "rel_pos_w", "relative_position_bias_table")):
+                names.add(n)
+        return names
+
+    def layer_id(self, name: str) -> int:
+        """Layer index of a parameter for layer-wise lr decay: embeddings 0, block i -> i + 1."""
+        if name.startswith(("pos_embed", "patch_embed")):
+            return 0
+        if name.startswith("blocks."):
+            return int(name.split(".")[1]) + 1
+        return self.depth + 1
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Args:
+            x: images ``(B, C, H, W)``; H and W multiples of the patch size.
+
+        Returns:
+            ``{out_feature: (B, embed_dim, H/p, W/p)}`` plus ``"block{i}"`` for each tapped block.
+        """
+        if x.shape[-2] % self.patch_size or x.shape[-1] % self.patch_size:
+            raise ValueError(
+                f"input size {tuple(x.shape[-2:])} is not a multiple of the patch size {self.patch_size}"
+            )
+        x = self.patch_embed(x)
+        if self.pos_embed is not None:
+            x = x + get_abs_pos(self.pos_embed, self.pretrain_use_cls_token, (x.shape[1], x.shape[2]))
+        outputs = {}
+        for i, blk in enumerate(self.blocks):
+            if self.use_act_checkpoint and self.training:
+                x = torch.utils.checkpoint.checkpoint(blk, x, use_reentrant=False)
+            else:
+                x = blk(x)
+            if i in self.out_block_indexes:
+                outputs[f"block{i}"] = x.permute(0, 3, 1, 2)
+        outputs[self.out_feature] = x.permute(0, 3, 1, 2)
+        return outputs
+
+    def output_channels(self) -> dict[str, int]:
+        names = [f"block{i}" for i in self.out_block_indexes] + [self.out_feature]
+        return {n: self.embed_dim for n in names}
+
+    def output_strides(self) -> dict[str, int]:
+        return {n: self.patch_size for n in self.output_channels()}
+
+
+def global_block_indexes(depth: int, num_global: int = 4) -> list[int]:
+    """The last block of each of ``num_global`` equal parts: B 2,5,8,11; L 5,11,17,23; H 7,15,23,31."""
+    if not 0 < num_global <= depth:
+        raise ValueError(f"num_global must be in [1, depth={depth}], got {num_global}")
+    return [(i + 1) * depth // num_global - 1 for i in range(num_global)]
+
+
+def window_block_indexes(depth: int, num_global: int = 4) -> list[int]:
+    """Every block that is not one of :func:`global_block_indexes`."""
+    global_ = set(global_block_indexes(depth, num_global))
+    return [i for i in range(depth) if i not in global_]

@@ -1,0 +1,20 @@
+"""Detectors assembled from torchvision's detection parts."""
+
+from .heads import (
+    build_box_head,
+    build_box_predictor,
+    build_mask_head,
+    build_mask_predictor,
+    build_rpn_head,
+)
+from .mask_rcnn import LOSS_NAMES, MaskRCNN
+
+__all__ = [
+    "LOSS_NAMES",
+    "MaskRCNN",
+    "build_box_head",
+    "build_box_predictor",
+    "build_mask_head",
+    "build_mask_predictor",
+    "build_rpn_head",
+]

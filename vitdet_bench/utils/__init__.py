@@ -1,0 +1,1 @@
+"""Shared helpers: distributed communication, logging, file writing."""
