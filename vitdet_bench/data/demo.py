@@ -24,7 +24,7 @@ logger = logging.getLogger(__name__)
 
 DEMO_CLASSES = ("circle", "square", "triangle", "star")
 # Bump when the generator changes, so stale caches are not reused.
-DEMO_VERSION = 1
+DEMO_VERSION = 2
 DEFAULT_SPLITS = {"train": 96, "val": 24}
 
 
@@ -112,18 +112,20 @@ def _draw_image(rng: np.random.Generator, image_id: int, ann_start: int) -> tupl
     anns = []
     ann_id = ann_start
     for k, (m, cls) in enumerate(zip(masks, classes)):
+        if k % 2 == 0:
+            seg: object = _mask_to_polygons(m)
+            if not seg:
+                continue
+            # Box and area follow the polygon as COCO tools rasterize it, not the drawn mask.
+            m = mask_util.decode(mask_util.merge(mask_util.frPyObjects(seg, h, w)))
+        else:
+            rle = mask_util.encode(np.asfortranarray(m))
+            seg = {"size": [h, w], "counts": rle["counts"].decode("ascii")}
         area = int(m.sum())
         if area < 30:
             continue
         ys, xs = np.nonzero(m)
         bbox = [float(xs.min()), float(ys.min()), float(xs.max() - xs.min() + 1), float(ys.max() - ys.min() + 1)]
-        if k % 2 == 0:
-            seg: object = _mask_to_polygons(m)
-            if not seg:
-                continue
-        else:
-            rle = mask_util.encode(np.asfortranarray(m))
-            seg = {"size": [h, w], "counts": rle["counts"].decode("ascii")}
         anns.append(
             {"id": ann_id, "image_id": image_id, "category_id": cls + 1, "bbox": bbox,
              "area": area, "segmentation": seg, "iscrowd": 0}

@@ -80,7 +80,7 @@ class PeriodicCheckpointer(HookBase):
 
 
 class EvalHook(HookBase):
-    """Run ``eval_function`` every ``period`` iterations (0: only at the end) and log its results.
+    """Run ``eval_function`` every ``period`` iterations (0: only at the end; negative: never).
 
     ``eval_function`` returns ``{task: {metric: value}}``; values go to the event storage as
     ``task/metric`` (so to ``metrics.json`` and TensorBoard).
@@ -105,7 +105,7 @@ class EvalHook(HookBase):
             self._do_eval()
 
     def after_train(self) -> None:
-        if self.trainer.iter >= self.trainer.max_iter:
+        if self.period >= 0 and self.trainer.iter >= self.trainer.max_iter:
             self._do_eval()
 
 

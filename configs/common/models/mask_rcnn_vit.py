@@ -5,7 +5,6 @@
 from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.roi_heads import RoIHeads
 from torchvision.models.detection.rpn import RegionProposalNetwork
-from torchvision.ops import MultiScaleRoIAlign
 
 from vitdet_bench.config import LazyCall as L
 from vitdet_bench.modeling import FPN, MaskRCNN, MultiScaleAdapter, ViT
@@ -17,6 +16,7 @@ from vitdet_bench.modeling.detector import (
     build_mask_predictor,
     build_rpn_head,
 )
+from vitdet_bench.modeling.detector.poolers import LevelRoIAlign
 
 _depth = 12
 _global = global_block_indexes(_depth, 4)  # [2, 5, 8, 11]
@@ -68,7 +68,7 @@ model = L(MaskRCNN)(
         nms_thresh=0.7,
     ),
     roi_heads=L(RoIHeads)(
-        box_roi_pool=L(MultiScaleRoIAlign)(featmap_names=["p2", "p3", "p4", "p5"], output_size=7, sampling_ratio=0),
+        box_roi_pool=L(LevelRoIAlign)(featmap_names=["p2", "p3", "p4", "p5"], output_size=7, sampling_ratio=0),
         box_head=L(build_box_head)(
             in_channels="${...backbone.out_channels}",
             pooler_resolution=7,
@@ -85,7 +85,7 @@ model = L(MaskRCNN)(
         score_thresh=0.05,
         nms_thresh=0.5,
         detections_per_img=100,
-        mask_roi_pool=L(MultiScaleRoIAlign)(featmap_names=["p2", "p3", "p4", "p5"], output_size=14, sampling_ratio=0),
+        mask_roi_pool=L(LevelRoIAlign)(featmap_names=["p2", "p3", "p4", "p5"], output_size=14, sampling_ratio=0),
         mask_head=L(build_mask_head)(in_channels="${...backbone.out_channels}", conv_dims=[256, 256, 256, 256], norm="BN"),
         mask_predictor=L(build_mask_predictor)(in_channels=256, dim_reduced=256, num_classes="${...num_classes}"),
     ),

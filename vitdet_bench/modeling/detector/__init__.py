@@ -8,9 +8,11 @@ from .heads import (
     build_rpn_head,
 )
 from .mask_rcnn import LOSS_NAMES, MaskRCNN
+from .poolers import LevelRoIAlign
 
 __all__ = [
     "LOSS_NAMES",
+    "LevelRoIAlign",
     "MaskRCNN",
     "build_box_head",
     "build_box_predictor",

@@ -1,0 +1,1 @@
+from .does_not_exist import train  # noqa: F401

@@ -1,0 +1,1 @@
+train = dict(max_iter=10

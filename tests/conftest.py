@@ -1,0 +1,26 @@
+"""Shared fixtures: a per-user cache for the demo dataset and a CPU-sized detection config."""
+
+import os
+import tempfile
+
+import pytest
+
+# The demo dataset is generated once and reused by every test (and every later test run).
+os.environ.setdefault("VITDET_BENCH_CACHE", os.path.join(tempfile.gettempdir(), "vitdet_bench_test_cache"))
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DEMO_CONFIG = os.path.join(REPO, "configs", "demo", "mask_rcnn_vit_tiny.py")
+
+# Overrides that make the demo config fast enough for tests: 2 images per step, 128-px LSJ.
+FAST_OVERRIDES = [
+    "dataloader.train.total_batch_size=2",
+    "lr_multiplier.warmup_iters=5",
+    "train.log_period=5",
+]
+
+
+@pytest.fixture(scope="session")
+def demo_root() -> str:
+    from vitdet_bench.data import ensure_demo_dataset
+
+    return ensure_demo_dataset()
