@@ -13,7 +13,7 @@ __all__ = [
     "window_unpartition",
     "get_abs_pos",
     "get_rel_pos",
-    "add_decomposed_rel_pos",
+    "decomposed_rel_pos_bias",
 ]
 
 
@@ -146,14 +146,3 @@ def decomposed_rel_pos_bias(
     bias = rel_h[:, :, :, :, None] + rel_w[:, :, :, None, :]
     return bias.reshape(b, q_h * q_w, k_h * k_w)
 
-
-def add_decomposed_rel_pos(
-    attn: torch.Tensor,
-    q: torch.Tensor,
-    rel_pos_h: torch.Tensor,
-    rel_pos_w: torch.Tensor,
-    q_size: tuple[int, int],
-    k_size: tuple[int, int],
-) -> torch.Tensor:
-    """Add :func:`decomposed_rel_pos_bias` to attention logits ``(B, q_h*q_w, k_h*k_w)``."""
-    return attn + decomposed_rel_pos_bias(q, rel_pos_h, rel_pos_w, q_size, k_size)
