@@ -100,12 +100,12 @@ class EvalHook(HookBase):
         comm.synchronize()
 
     def after_step(self) -> None:
+        # The final evaluation runs in the last step (as Detectron2), so its results are logged
+        # with the last iteration, next to the final checkpoint.
         next_iter = self.trainer.iter + 1
-        if self.period > 0 and next_iter % self.period == 0 and next_iter != self.trainer.max_iter:
-            self._do_eval()
-
-    def after_train(self) -> None:
-        if self.period >= 0 and self.trainer.iter >= self.trainer.max_iter:
+        if self.period < 0:
+            return
+        if next_iter == self.trainer.max_iter or (self.period > 0 and next_iter % self.period == 0):
             self._do_eval()
 
 
