@@ -1,7 +1,11 @@
 # The train section, with Detectron2's keys (configs/common/train.py).
 train = dict(
     output_dir="./output",
+    # A detector checkpoint, or a pre-trained backbone file in any format
+    # vitdet_bench.checkpoint.load_backbone_checkpoint reads (MAE, MoCo v3, BEiT, DeiT, timm, our
+    # exports); the options below apply to the latter.
     init_checkpoint="",
+    init_checkpoint_options=dict(format="auto", resize_patch_embed=False, rel_pos_resize="cubic", strict=False),
     max_iter=90000,
     amp=dict(enabled=False, dtype="float16"),  # float16 (CUDA, with GradScaler) or bfloat16
     ddp=dict(broadcast_buffers=False, find_unused_parameters=False, fp16_compression=False),

@@ -1,5 +1,16 @@
-"""Checkpoints: atomic save / resume, and loading weights with a report."""
+"""Checkpoints: atomic save / resume, loading weights with a report, pre-trained backbone formats."""
 
+from .backbone import (
+    EXPORT_TAG,
+    FORMATS,
+    CheckpointFormatError,
+    LoadReport,
+    detect_format,
+    load_backbone_checkpoint,
+    safe_torch_load,
+    save_backbone_export,
+    to_canonical,
+)
 from .checkpointer import (
     CheckpointError,
     Checkpointer,
@@ -10,6 +21,15 @@ from .checkpointer import (
 )
 
 __all__ = [
+    "EXPORT_TAG",
+    "FORMATS",
+    "CheckpointFormatError",
+    "LoadReport",
+    "detect_format",
+    "load_backbone_checkpoint",
+    "safe_torch_load",
+    "save_backbone_export",
+    "to_canonical",
     "CheckpointError",
     "Checkpointer",
     "atomic_torch_save",

@@ -7,8 +7,10 @@ checkpoint and ``last_checkpoint`` intact.
 
 from __future__ import annotations
 
+import argparse
 import logging
 import os
+import pickle
 import random
 import re
 from typing import Any
@@ -18,7 +20,15 @@ import torch
 import torch.nn as nn
 from tabulate import tabulate
 
-__all__ = ["Checkpointer", "CheckpointError", "atomic_torch_save", "get_rng_state", "set_rng_state", "load_model_weights"]
+__all__ = [
+    "Checkpointer",
+    "CheckpointError",
+    "atomic_torch_save",
+    "get_rng_state",
+    "load_model_weights",
+    "safe_torch_load",
+    "set_rng_state",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -82,12 +92,33 @@ def _unwrap(model: nn.Module) -> nn.Module:
 
 
 def _torch_load(path: str) -> Any:
+    """``torch.load(weights_only=True)``, with ``argparse.Namespace`` (the ``args`` that MAE, DeiT
+    and BEiT training scripts save) allow-listed. Anything else that is not plain tensors and
+    containers is refused rather than unpickled."""
     if not os.path.isfile(path):
         raise CheckpointError(f"Checkpoint {path} does not exist")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with torch.serialization.safe_globals([argparse.Namespace]):
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise CheckpointError(
+            f"Checkpoint {path} holds objects that are not safe to unpickle ({e}). Re-save its weights "
+            "as a plain state dict in an environment where you trust the file."
+        ) from e
     except Exception as e:
         raise CheckpointError(f"Checkpoint {path} could not be loaded (corrupt or not a torch file): {e}") from e
+
+
+safe_torch_load = _torch_load
+
+
+def _is_full_model_state(model: nn.Module, data: dict) -> bool:
+    """Whether ``data`` is this model's own kind of checkpoint (vs. a pre-trained backbone file)."""
+    state = data.get("model", data)
+    if not isinstance(state, dict) or not state:
+        return True
+    own = _unwrap(model).state_dict()
+    return sum(k in own for k in state) >= 0.5 * len(state)
 
 
 def load_model_weights(model: nn.Module, state_dict: dict[str, torch.Tensor], source: str) -> dict[str, list]:
@@ -124,12 +155,16 @@ class Checkpointer:
         model: the model (DDP-wrapped or not).
         save_dir: the output directory.
         save_to_disk: only the main process writes.
+        backbone_load_kwargs: options for :func:`load_backbone_checkpoint` when an init
+            checkpoint is a pre-trained backbone (MAE, BEiT, …) rather than a detector checkpoint.
         checkpointables: other objects with ``state_dict`` / ``load_state_dict`` (optimizer,
             scheduler, grad scaler).
     """
 
-    def __init__(self, model: nn.Module, save_dir: str, save_to_disk: bool = True, **checkpointables: Any) -> None:
+    def __init__(self, model: nn.Module, save_dir: str, save_to_disk: bool = True,
+                 backbone_load_kwargs: dict | None = None, **checkpointables: Any) -> None:
         self.model = model
+        self.backbone_load_kwargs = dict(backbone_load_kwargs or {})
         self.save_dir = save_dir
         self.save_to_disk = save_to_disk
         self.checkpointables = checkpointables
@@ -171,6 +206,11 @@ class Checkpointer:
         data = _torch_load(path)
         if not isinstance(data, dict):
             raise CheckpointError(f"Checkpoint {path} holds a {type(data).__name__}, not a dict")
+        if not full and not _is_full_model_state(self.model, data):
+            from .backbone import load_backbone_checkpoint
+
+            load_backbone_checkpoint(self.model, data, source=path, **self.backbone_load_kwargs)
+            return {}
         state = data.pop("model", None) if "model" in data else data
         if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
             raise CheckpointError(f"Checkpoint {path} has no model state dict (keys: {sorted(data)[:10]})")

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn as nn
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from ..checkpoint import Checkpointer
 from ..config import LazyConfig, instantiate
@@ -160,6 +160,12 @@ def create_ddp_model(model: nn.Module, broadcast_buffers: bool = False, find_unu
     return ddp
 
 
+def _backbone_load_kwargs(cfg: DictConfig) -> dict:
+    """``train.init_checkpoint_options``: how a pre-trained backbone file (MAE, BEiT, …) is read."""
+    options = cfg.train.get("init_checkpoint_options") or {}
+    return dict(OmegaConf.to_container(options, resolve=True)) if isinstance(options, DictConfig) else dict(options)
+
+
 def do_test(cfg: DictConfig, model: nn.Module) -> dict:
     """Evaluate on ``dataloader.test`` with ``dataloader.evaluator``; log the AP table."""
     if "evaluator" not in cfg.dataloader:
@@ -192,6 +198,7 @@ def do_train(args: argparse.Namespace, cfg: DictConfig) -> dict:
     max_iter = int(cfg.train.max_iter)
     scheduler = LRMultiplier(optimizer, instantiate(cfg.lr_multiplier), max_iter)
     checkpointer = Checkpointer(model, cfg.train.output_dir, save_to_disk=comm.is_main_process(),
+                                backbone_load_kwargs=_backbone_load_kwargs(cfg),
                                 optimizer=optimizer, scheduler=scheduler, trainer=trainer)
     final_results: dict[str, Any] = {}
 
@@ -225,7 +232,8 @@ def main(args: argparse.Namespace) -> dict:
     default_setup(cfg, args)
     if args.eval_only:
         model = build_model(cfg)
-        Checkpointer(model, cfg.train.output_dir).load(cfg.train.init_checkpoint, full=False)
+        Checkpointer(model, cfg.train.output_dir, backbone_load_kwargs=_backbone_load_kwargs(cfg)).load(
+            cfg.train.init_checkpoint, full=False)
         return do_test(cfg, model)
     return do_train(args, cfg)
 

@@ -1,15 +1,23 @@
 """ViT backbone and its multi-scale necks."""
 
-from .pyramid import FPN, MultiScaleAdapter
+from .pyramid import FPN, MultiScaleAdapter, SimpleFeaturePyramid
+from .rel_pos import RelativePositionBias, geometric_offsets, resize_rel_pos_table
 from .utils import get_abs_pos, window_partition, window_unpartition
-from .vit import Attention, Block, ViT, global_block_indexes, window_block_indexes
+from .vit import VIT_PRESETS, Attention, Block, ViT, build_vit, global_block_indexes, vit_preset, window_block_indexes
 
 __all__ = [
     "Attention",
     "Block",
     "FPN",
     "MultiScaleAdapter",
+    "RelativePositionBias",
+    "SimpleFeaturePyramid",
+    "VIT_PRESETS",
     "ViT",
+    "build_vit",
+    "geometric_offsets",
+    "resize_rel_pos_table",
+    "vit_preset",
     "get_abs_pos",
     "global_block_indexes",
     "window_block_indexes",

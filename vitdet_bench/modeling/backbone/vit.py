@@ -16,25 +16,41 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 import torch.utils.checkpoint
-from timm.layers import DropPath, Mlp, PatchEmbed, trunc_normal_
+from timm.layers import DropPath, LayerScale, Mlp, PatchEmbed, trunc_normal_
 
+from .rel_pos import RelativePositionBias, relative_position_bias, table_side
 from .utils import decomposed_rel_pos_bias, get_abs_pos, window_partition, window_unpartition
 
-__all__ = ["Attention", "Block", "ViT", "global_block_indexes", "window_block_indexes"]
+__all__ = [
+    "Attention",
+    "Block",
+    "VIT_PRESETS",
+    "ViT",
+    "build_vit",
+    "global_block_indexes",
+    "vit_preset",
+    "window_block_indexes",
+]
 
 
 class Attention(nn.Module):
-    """Multi-head self-attention over a ``(B, H, W, C)`` token map, with optional decomposed
-    relative position (MViTv2 / ViTDet).
+    """Multi-head self-attention over a ``(B, H, W, C)`` token map.
+
+    Relative position comes in the two published forms: decomposed (MViTv2 / ViTDet,
+    ``use_rel_pos``) or a BEiT-style bias table, either owned by this block
+    (``rel_pos_table_window``) or passed in by the ViT when the table is shared across blocks.
+    Biases and masks are handed to ``F.scaled_dot_product_attention`` as its additive mask.
 
     Args:
         dim: channels.
         num_heads: attention heads.
-        qkv_bias: bias in the qkv projection.
+        qkv_bias: one bias on the fused qkv projection (ViT, MAE, MoCo v3, DeiT).
+        qv_bias: BEiT's separate ``q_bias`` and ``v_bias`` and no key bias (overrides ``qkv_bias``).
         use_rel_pos: add decomposed relative position biases.
         input_size: the token grid ``(H, W)`` this attention sees; sizes the rel-pos tables.
+        rel_pos_table_window: own a BEiT-style table for this window (per-block tables).
         use_sdpa: use ``F.scaled_dot_product_attention`` (else the explicit softmax path, kept for
-            tests and for returning attention logits).
+            tests).
     """
 
     def __init__(
@@ -42,8 +58,10 @@ class Attention(nn.Module):
         dim: int,
         num_heads: int = 8,
         qkv_bias: bool = True,
+        qv_bias: bool = False,
         use_rel_pos: bool = False,
         input_size: tuple[int, int] | None = None,
+        rel_pos_table_window: tuple[int, int] | None = None,
         use_sdpa: bool = True,
     ) -> None:
         super().__init__()
@@ -52,7 +70,12 @@ class Attention(nn.Module):
         self.num_heads = num_heads
         self.head_dim = dim // num_heads
         self.scale = self.head_dim**-0.5
-        self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
+        self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias and not qv_bias)
+        if qv_bias:
+            self.q_bias = nn.Parameter(torch.zeros(dim))
+            self.v_bias = nn.Parameter(torch.zeros(dim))
+        else:
+            self.q_bias = self.v_bias = None
         self.proj = nn.Linear(dim, dim)
         self.use_rel_pos = use_rel_pos
         self.use_sdpa = use_sdpa
@@ -62,16 +85,39 @@ class Attention(nn.Module):
             # Zero-initialised as in ViTDet (rel_pos_zero_init=True).
             self.rel_pos_h = nn.Parameter(torch.zeros(2 * input_size[0] - 1, self.head_dim))
             self.rel_pos_w = nn.Parameter(torch.zeros(2 * input_size[1] - 1, self.head_dim))
+        self.rel_pos_table_window = tuple(rel_pos_table_window) if rel_pos_table_window else None
+        if self.rel_pos_table_window:
+            rows, cols = table_side(self.rel_pos_table_window)
+            # BEiT's per-layer name, so fine-tuned BEiT checkpoints load as they are.
+            self.relative_position_bias_table = nn.Parameter(torch.zeros(rows * cols, num_heads))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``(B, H, W, C)`` -> ``(B, H, W, C)``."""
+    def forward(self, x: torch.Tensor, attn_bias: torch.Tensor | None = None) -> torch.Tensor:
+        """Args:
+            x: ``(B, H, W, C)``.
+            attn_bias: additive bias broadcastable to ``(B, heads, H*W, H*W)`` (a shared
+                rel-pos table's bias, a padding mask).
+
+        Returns:
+            ``(B, H, W, C)``.
+        """
         b, h, w, _ = x.shape
-        # qkv: (3, B * heads, H * W, head_dim)
-        qkv = self.qkv(x).reshape(b, h * w, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4)
-        q, k, v = qkv.reshape(3, b * self.num_heads, h * w, -1).unbind(0)
-        bias = None
+        if self.q_bias is not None:
+            qkv_bias = torch.cat((self.q_bias, torch.zeros_like(self.q_bias), self.v_bias))
+            qkv = F.linear(x, self.qkv.weight, qkv_bias)
+        else:
+            qkv = self.qkv(x)
+        # (3, B, heads, H * W, head_dim)
+        q, k, v = qkv.reshape(b, h * w, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4).unbind(0)
+        bias = attn_bias
         if self.use_rel_pos:
-            bias = decomposed_rel_pos_bias(q, self.rel_pos_h, self.rel_pos_w, (h, w), (h, w))
+            rel = decomposed_rel_pos_bias(
+                q.reshape(b * self.num_heads, h * w, -1), self.rel_pos_h, self.rel_pos_w, (h, w), (h, w)
+            ).view(b, self.num_heads, h * w, h * w)
+            bias = rel if bias is None else bias + rel
+        if self.rel_pos_table_window:
+            rel = relative_position_bias(self.relative_position_bias_table, self.rel_pos_table_window, (h, w))
+            bias = rel if bias is None else bias + rel
+        if bias is not None:
             bias = bias.to(q.dtype)
         if self.use_sdpa:
             out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
@@ -80,8 +126,23 @@ class Attention(nn.Module):
             if bias is not None:
                 attn = attn + bias
             out = attn.softmax(dim=-1) @ v
-        out = out.view(b, self.num_heads, h, w, -1).permute(0, 2, 3, 1, 4).reshape(b, h, w, -1)
+        out = out.transpose(1, 2).reshape(b, h, w, -1)
         return self.proj(out)
+
+
+def _padding_mask(hw: tuple[int, int], pad_hw: tuple[int, int], window_size: int, batch: int,
+                  device: torch.device) -> torch.Tensor:
+    """Additive ``(B * num_windows, 1, 1, S*S)`` mask: -inf on the zero-padding keys of each window.
+
+    Padding is bottom/right and shorter than a window, so every window keeps a real token and no
+    attention row is fully masked.
+    """
+    valid = torch.zeros(1, pad_hw[0], pad_hw[1], 1, device=device)
+    valid[:, : hw[0], : hw[1]] = 1.0
+    windows, _ = window_partition(valid, window_size)
+    keep = windows.reshape(-1, window_size * window_size).repeat(batch, 1)
+    mask = torch.zeros_like(keep).masked_fill(keep == 0, float("-inf"))
+    return mask[:, None, None, :]
 
 
 class Block(nn.Module):
@@ -92,12 +153,17 @@ class Block(nn.Module):
         num_heads: attention heads.
         mlp_ratio: MLP hidden size over ``dim``.
         qkv_bias: bias in the qkv projection.
+        qv_bias: BEiT's q / v biases.
         drop_path: stochastic depth rate of this block.
         norm_layer: normalization layer factory.
         act_layer: MLP activation.
         use_rel_pos: decomposed relative position.
+        rel_pos_table: own a BEiT-style bias table (per-block tables).
         window_size: window side in tokens; 0 means global attention.
         input_size: the full token grid ``(H, W)`` (global blocks size their rel-pos tables by it).
+        init_values: layer scale init (BEiT: 0.1); ``None`` disables layer scale.
+        mask_window_padding: keep zero-padding tokens out of window attention (Detectron2 lets
+            them attend).
         use_sdpa: fused attention kernel.
     """
 
@@ -107,49 +173,65 @@ class Block(nn.Module):
         num_heads: int,
         mlp_ratio: float = 4.0,
         qkv_bias: bool = True,
+        qv_bias: bool = False,
         drop_path: float = 0.0,
         norm_layer: Callable[[int], nn.Module] = nn.LayerNorm,
         act_layer: type[nn.Module] = nn.GELU,
         use_rel_pos: bool = False,
+        rel_pos_table: bool = False,
         window_size: int = 0,
         input_size: tuple[int, int] | None = None,
+        init_values: float | None = None,
+        mask_window_padding: bool = False,
         use_sdpa: bool = True,
     ) -> None:
         super().__init__()
+        attn_size = tuple(input_size) if window_size == 0 and input_size else (window_size, window_size)
         self.norm1 = norm_layer(dim)
         self.attn = Attention(
             dim,
             num_heads=num_heads,
             qkv_bias=qkv_bias,
+            qv_bias=qv_bias,
             use_rel_pos=use_rel_pos,
-            input_size=input_size if window_size == 0 else (window_size, window_size),
+            input_size=attn_size,
+            rel_pos_table_window=attn_size if rel_pos_table else None,
             use_sdpa=use_sdpa,
         )
+        self.ls1 = LayerScale(dim, init_values) if init_values else nn.Identity()
         self.drop_path = DropPath(drop_path) if drop_path > 0.0 else nn.Identity()
         self.norm2 = norm_layer(dim)
         self.mlp = Mlp(in_features=dim, hidden_features=int(dim * mlp_ratio), act_layer=act_layer)
+        self.ls2 = LayerScale(dim, init_values) if init_values else nn.Identity()
         self.window_size = window_size
+        self.mask_window_padding = mask_window_padding
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``(B, H, W, C)`` -> ``(B, H, W, C)``."""
+    def forward(self, x: torch.Tensor, attn_bias: torch.Tensor | None = None) -> torch.Tensor:
+        """``(B, H, W, C)`` -> ``(B, H, W, C)``; ``attn_bias`` is a shared rel-pos bias."""
         shortcut = x
         x = self.norm1(x)
         if self.window_size > 0:
             h, w = x.shape[1], x.shape[2]
             x, pad_hw = window_partition(x, self.window_size)
-            x = self.attn(x)
+            if self.mask_window_padding and pad_hw != (h, w):
+                mask = _padding_mask((h, w), pad_hw, self.window_size, shortcut.shape[0], x.device)
+                attn_bias = mask if attn_bias is None else attn_bias + mask
+            x = self.attn(x, attn_bias)
             x = window_unpartition(x, self.window_size, pad_hw, (h, w))
         else:
-            x = self.attn(x)
-        x = shortcut + self.drop_path(x)
-        return x + self.drop_path(self.mlp(self.norm2(x)))
+            x = self.attn(x, attn_bias)
+        x = shortcut + self.drop_path(self.ls1(x))
+        return x + self.drop_path(self.ls2(self.mlp(self.norm2(x))))
+
+
+REL_POS_BIAS = (None, "shared", "per_block")
 
 
 class ViT(nn.Module):
-    """Plain ViT backbone for detection (Detectron2's ``ViT`` arguments).
+    """Plain ViT backbone for detection (Detectron2's ``ViT`` arguments, plus BEiT's options).
 
     Args:
-        img_size: detection input size (square), e.g. 1024.
+        img_size: detection input size (square), e.g. 1024; sizes the global blocks' rel-pos.
         patch_size: patch side.
         in_chans: input channels.
         embed_dim: token channels.
@@ -161,7 +243,7 @@ class ViT(nn.Module):
         norm_layer: normalization factory (LayerNorm, eps 1e-6 by default).
         act_layer: MLP activation.
         use_abs_pos: add the (interpolated) pre-training absolute position table.
-        use_rel_pos: decomposed relative position in every block.
+        use_rel_pos: decomposed relative position in every block (ViTDet).
         window_size: window side for window blocks.
         window_block_indexes: blocks that use window attention; the others are global.
         use_act_checkpoint: recompute each block in the backward pass (non-reentrant, DDP-safe).
@@ -170,6 +252,12 @@ class ViT(nn.Module):
         out_feature: name of the last block's output.
         out_block_indexes: blocks whose outputs are also returned, as ``"block{i}"`` (the
             multi-scale adapter taps the global blocks).
+        rel_pos_bias: BEiT-style bias tables: ``"shared"`` (one table for all window blocks and one
+            for all global blocks, as the benchmarking paper), ``"per_block"`` or ``None``.
+        qv_bias: BEiT's separate q / v biases instead of one qkv bias.
+        init_values: layer scale init (0.1 for BEiT); ``None`` for none.
+        mask_window_padding: keep the zero-padding tokens out of window attention.
+        freeze_patch_embed: keep the patch projection fixed (MoCo v3's frozen random projection).
         use_sdpa: fused attention kernels.
     """
 
@@ -195,6 +283,11 @@ class ViT(nn.Module):
         pretrain_use_cls_token: bool = True,
         out_feature: str = "last_feat",
         out_block_indexes: Sequence[int] = (),
+        rel_pos_bias: str | None = None,
+        qv_bias: bool = False,
+        init_values: float | None = None,
+        mask_window_padding: bool = False,
+        freeze_patch_embed: bool = False,
         use_sdpa: bool = True,
     ) -> None:
         super().__init__()
@@ -203,6 +296,10 @@ class ViT(nn.Module):
                 raise ValueError(f"block index {i} is out of range for depth {depth}")
         if window_block_indexes and window_size <= 0:
             raise ValueError("window_block_indexes are given but window_size is not positive")
+        if rel_pos_bias not in REL_POS_BIAS:
+            raise ValueError(f"rel_pos_bias must be one of {REL_POS_BIAS}, got {rel_pos_bias!r}")
+        if img_size % patch_size:
+            raise ValueError(f"img_size {img_size} is not a multiple of patch_size {patch_size}")
         self.patch_size = patch_size
         self.embed_dim = embed_dim
         self.depth = depth
@@ -210,6 +307,8 @@ class ViT(nn.Module):
         self.use_act_checkpoint = use_act_checkpoint
         self.out_feature = out_feature
         self.out_block_indexes = tuple(out_block_indexes)
+        self.window_block_indexes = tuple(window_block_indexes)
+        self.rel_pos_bias_mode = rel_pos_bias
         # Detection inputs vary in size (LSJ crops, padding), so the patch embed must not insist
         # on its nominal image size.
         self.patch_embed = PatchEmbed(
@@ -228,7 +327,7 @@ class ViT(nn.Module):
             trunc_normal_(self.pos_embed, std=0.02)
         else:
             self.pos_embed = None
-        dpr = [x.item() for x in torch.linspace(0, drop_path_rate, depth)]
+        dpr = [drop_path_rate * i / max(depth - 1, 1) for i in range(depth)]
         grid = (img_size // patch_size, img_size // patch_size)
         self.blocks = nn.ModuleList(
             Block(
@@ -236,17 +335,30 @@ class ViT(nn.Module):
                 num_heads=num_heads,
                 mlp_ratio=mlp_ratio,
                 qkv_bias=qkv_bias,
+                qv_bias=qv_bias,
                 drop_path=dpr[i],
                 norm_layer=norm_layer,
                 act_layer=act_layer,
                 use_rel_pos=use_rel_pos,
+                rel_pos_table=rel_pos_bias == "per_block",
                 window_size=window_size if i in window_block_indexes else 0,
                 input_size=grid,
+                init_values=init_values,
+                mask_window_padding=mask_window_padding,
                 use_sdpa=use_sdpa,
             )
             for i in range(depth)
         )
+        # BENCH shares one table among the window blocks and another among the global blocks.
+        self.rel_pos_bias_window = self.rel_pos_bias_global = None
+        if rel_pos_bias == "shared":
+            if window_block_indexes:
+                self.rel_pos_bias_window = RelativePositionBias((window_size, window_size), num_heads)
+            if len(window_block_indexes) < depth:
+                self.rel_pos_bias_global = RelativePositionBias(grid, num_heads)
         self.apply(self._init_weights)
+        if freeze_patch_embed:
+            self.patch_embed.requires_grad_(False)
 
     @staticmethod
     def _init_weights(m: nn.Module) -> None:
@@ -291,14 +403,21 @@ class ViT(nn.Module):
                 f"input size {tuple(x.shape[-2:])} is not a multiple of the patch size {self.patch_size}"
             )
         x = self.patch_embed(x)
+        hw = (x.shape[1], x.shape[2])
         if self.pos_embed is not None:
-            x = x + get_abs_pos(self.pos_embed, self.pretrain_use_cls_token, (x.shape[1], x.shape[2]))
+            x = x + get_abs_pos(self.pos_embed, self.pretrain_use_cls_token, hw)
+        window_bias = global_bias = None
+        if self.rel_pos_bias_window is not None:
+            window_bias = self.rel_pos_bias_window()
+        if self.rel_pos_bias_global is not None:
+            global_bias = self.rel_pos_bias_global(hw)
         outputs = {}
         for i, blk in enumerate(self.blocks):
+            bias = window_bias if blk.window_size > 0 else global_bias
             if self.use_act_checkpoint and self.training:
-                x = torch.utils.checkpoint.checkpoint(blk, x, use_reentrant=False)
+                x = torch.utils.checkpoint.checkpoint(blk, x, bias, use_reentrant=False)
             else:
-                x = blk(x)
+                x = blk(x, bias)
             if i in self.out_block_indexes:
                 outputs[f"block{i}"] = x.permute(0, 3, 1, 2)
         outputs[self.out_feature] = x.permute(0, 3, 1, 2)
@@ -323,3 +442,41 @@ def window_block_indexes(depth: int, num_global: int = 4) -> list[int]:
     """Every block that is not one of :func:`global_block_indexes`."""
     global_ = set(global_block_indexes(depth, num_global))
     return [i for i in range(depth) if i not in global_]
+
+
+# Widths / depths / heads of the ViT family (Dosovitskiy et al.; DeiT for T and S). The detector's
+# window equals the pre-training grid (224 / patch), as the benchmarking paper sets it.
+VIT_PRESETS: dict[str, dict] = {
+    "vit_t": dict(patch_size=16, embed_dim=192, depth=12, num_heads=3),
+    "vit_s": dict(patch_size=16, embed_dim=384, depth=12, num_heads=6),
+    "vit_b": dict(patch_size=16, embed_dim=768, depth=12, num_heads=12),
+    "vit_l": dict(patch_size=16, embed_dim=1024, depth=24, num_heads=16),
+    "vit_h": dict(patch_size=16, embed_dim=1280, depth=32, num_heads=16),
+    "vit_h14": dict(patch_size=14, embed_dim=1280, depth=32, num_heads=16),
+}
+
+
+def vit_preset(arch: str, num_global: int = 4, pretrain_img_size: int = 224, **overrides) -> dict:
+    """Keyword arguments of :class:`ViT` for a named size with the paper's attention layout.
+
+    Window attention everywhere except ``num_global`` evenly spaced global blocks (B: 2, 5, 8, 11;
+    L: 5, 11, 17, 23; H: 7, 15, 23, 31), window side = pre-training grid (14 for patch 16), and the
+    global blocks tapped for the multi-scale adapter. ``overrides`` replace any of them.
+    """
+    if arch not in VIT_PRESETS:
+        raise ValueError(f"unknown ViT preset {arch!r}; choose from {sorted(VIT_PRESETS)}")
+    kwargs = dict(VIT_PRESETS[arch])
+    depth = overrides.get("depth", kwargs["depth"])
+    kwargs.update(
+        window_size=pretrain_img_size // kwargs["patch_size"],
+        window_block_indexes=window_block_indexes(depth, num_global),
+        out_block_indexes=global_block_indexes(depth, num_global),
+        pretrain_img_size=pretrain_img_size,
+    )
+    kwargs.update(overrides)
+    return kwargs
+
+
+def build_vit(arch: str = "vit_b", num_global: int = 4, **overrides) -> ViT:
+    """A :class:`ViT` from a preset name (a LazyConfig target: ``L(build_vit)(arch="vit_l")``)."""
+    return ViT(**vit_preset(arch, num_global=num_global, **overrides))
