@@ -8,7 +8,7 @@ import torch
 
 from conftest import REPO
 from vitdet_bench.config import LazyConfig, instantiate
-from vitdet_bench.modeling.backbone import ViT, global_block_indexes, window_partition, window_unpartition
+from vitdet_bench.modeling.backbone import ViT, window_partition, window_unpartition
 from vitdet_bench.modeling.detector import LevelRoIAlign
 from vitdet_bench.solver import WarmupParamScheduler, cosine_schedule, get_optimizer_params, step_schedule
 
@@ -19,21 +19,6 @@ def test_window_partition_round_trip(hw):
     windows, pad = window_partition(x, 7)
     assert windows.shape[1:] == (7, 7, 8) and pad[0] % 7 == 0 and pad[1] % 7 == 0
     assert torch.equal(window_unpartition(windows, 7, pad, hw), x)
-
-
-def test_window_covering_the_grid_equals_global_attention():
-    torch.manual_seed(0)
-    windowed = ViT(img_size=128, embed_dim=64, depth=2, num_heads=4, window_size=8, window_block_indexes=[0, 1])
-    global_ = ViT(img_size=128, embed_dim=64, depth=2, num_heads=4)
-    global_.load_state_dict(windowed.state_dict())
-    x = torch.randn(1, 3, 128, 128)
-    torch.testing.assert_close(windowed.eval()(x)["last_feat"], global_.eval()(x)["last_feat"])
-
-
-def test_paper_global_blocks():
-    assert global_block_indexes(12) == [2, 5, 8, 11]
-    assert global_block_indexes(24) == [5, 11, 17, 23]
-    assert global_block_indexes(32) == [7, 15, 23, 31]
 
 
 def test_level_roi_align_scales_do_not_depend_on_the_first_batch():
@@ -95,3 +80,44 @@ def test_demo_model_eval_output_contract(demo_root):
     assert (out["boxes"][:, 2] <= w).all() and (out["boxes"][:, 3] <= h).all()
     assert ((out["labels"] >= 0) & (out["labels"] < 4)).all()
     assert torch.all(out["scores"][:-1] >= out["scores"][1:])
+
+
+@pytest.mark.parametrize(
+    "config,params_m",
+    [
+        ("mask_rcnn_vitdet.py", 111),  # ViTDet paper, Table 5: ViT-B Mask R-CNN 111M
+        ("mask_rcnn_vit_single_scale.py", None),
+    ],
+)
+def test_neck_variant_configs_build_train_and_infer(config, params_m, demo_root):
+    """Each neck variant at paper size (param count), then shrunk to CPU size for one train
+    step and one inference pass on a demo image."""
+    from vitdet_bench.data import DetectionDatasetMapper, get_detection_dataset
+
+    path = os.path.join(REPO, "configs", "common", "models", config)
+    if params_m:
+        model = instantiate(LazyConfig.load(path).model)
+        assert abs(sum(p.numel() for p in model.parameters()) / 1e6 - params_m) / params_m < 0.01
+    cfg = LazyConfig.load(path)
+    net = cfg.model.backbone.get("net") or cfg.model.backbone.bottom_up.net
+    net.update(img_size=128, embed_dim=64, depth=4, num_heads=4, window_size=4, window_block_indexes=[0, 2],
+               drop_path_rate=0.0)
+    cfg.model.backbone.square_pad = 128
+    cfg.model.backbone.out_channels = 32
+    cfg.model.num_classes = 4
+    cfg.model.roi_heads.batch_size_per_image = 32
+    for head in (cfg.model.roi_heads.box_head, cfg.model.roi_heads.mask_head):
+        head.conv_dims = [32, 32]
+    cfg.model.roi_heads.box_head.fc_dims = [64]
+    cfg.model.roi_heads.box_predictor.in_channels = 64
+    cfg.model.roi_heads.mask_predictor.update(in_channels=32, dim_reduced=32)
+    model = instantiate(cfg.model)
+    records, _ = get_detection_dataset("demo_train")
+    batch = [DetectionDatasetMapper(is_train=True, image_size=128)(records[i]) for i in range(2)]
+    losses = model(batch)
+    assert {"loss_rpn_cls", "loss_box_reg", "loss_mask"} <= set(losses)
+    sum(losses.values()).backward()
+    model.eval()
+    with torch.no_grad():
+        (out,) = model([DetectionDatasetMapper(is_train=False, image_size=128)(records[0])])
+    assert out["boxes"].shape[1] == 4

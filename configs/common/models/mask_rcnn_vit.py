@@ -1,10 +1,11 @@
 # Mask R-CNN with a plain ViT-B, as in "Benchmarking Detection Transfer Learning with Vision
 # Transformers" (Li et al. 2021, Sec. 3): window attention (14x14) with 4 evenly spaced global
 # blocks, the XCiT-style multi-scale adapter tapping those blocks, an FPN with BatchNorm plus P6,
-# a 2-conv RPN, a 4conv1fc box head with BN and a 4-conv mask head with BN.
+# a 2-conv RPN, a 4conv1fc box head with BN and a 4-conv mask head with BN. As in Detectron2's ViTDet
+# configs: L1 box losses (smooth_l1_beta=0) in RPN and RoI heads, aligned RoIAlign with adaptive
+# sampling, RPN top-k 2000/1000 per level before NMS and 1000 after, score threshold 0.05, 100
+# detections, square padding to 1024 at train and test.
 from torchvision.models.detection.anchor_utils import AnchorGenerator
-from torchvision.models.detection.roi_heads import RoIHeads
-from torchvision.models.detection.rpn import RegionProposalNetwork
 
 from vitdet_bench.config import LazyCall as L
 from vitdet_bench.modeling import FPN, MaskRCNN, MultiScaleAdapter, ViT
@@ -17,6 +18,7 @@ from vitdet_bench.modeling.detector import (
     build_rpn_head,
 )
 from vitdet_bench.modeling.detector.poolers import LevelRoIAlign
+from vitdet_bench.modeling.detector.roi_heads import RPN, StandardRoIHeads
 
 _depth = 12
 _global = global_block_indexes(_depth, 4)  # [2, 5, 8, 11]
@@ -52,7 +54,7 @@ model = L(MaskRCNN)(
         top_block=True,
         square_pad=1024,
     ),
-    rpn=L(RegionProposalNetwork)(
+    rpn=L(RPN)(
         anchor_generator=L(AnchorGenerator)(
             sizes=[[32], [64], [128], [256], [512]],
             aspect_ratios=[[0.5, 1.0, 2.0]] * 5,
@@ -66,9 +68,11 @@ model = L(MaskRCNN)(
         pre_nms_top_n=dict(training=2000, testing=1000),
         post_nms_top_n=dict(training=1000, testing=1000),
         nms_thresh=0.7,
+        smooth_l1_beta=0.0,
     ),
-    roi_heads=L(RoIHeads)(
-        box_roi_pool=L(LevelRoIAlign)(featmap_names=["p2", "p3", "p4", "p5"], output_size=7, sampling_ratio=0),
+    roi_heads=L(StandardRoIHeads)(
+        box_roi_pool=L(LevelRoIAlign)(featmap_names=["p2", "p3", "p4", "p5"], output_size=7, sampling_ratio=0,
+                                      aligned=True),
         box_head=L(build_box_head)(
             in_channels="${...backbone.out_channels}",
             pooler_resolution=7,
@@ -85,7 +89,9 @@ model = L(MaskRCNN)(
         score_thresh=0.05,
         nms_thresh=0.5,
         detections_per_img=100,
-        mask_roi_pool=L(LevelRoIAlign)(featmap_names=["p2", "p3", "p4", "p5"], output_size=14, sampling_ratio=0),
+        smooth_l1_beta=0.0,
+        mask_roi_pool=L(LevelRoIAlign)(featmap_names=["p2", "p3", "p4", "p5"], output_size=14, sampling_ratio=0,
+                                       aligned=True),
         mask_head=L(build_mask_head)(in_channels="${...backbone.out_channels}", conv_dims=[256, 256, 256, 256], norm="BN"),
         mask_predictor=L(build_mask_predictor)(in_channels=256, dim_reduced=256, num_classes="${...num_classes}"),
     ),

@@ -9,9 +9,14 @@ from .heads import (
 )
 from .mask_rcnn import LOSS_NAMES, MaskRCNN
 from .poolers import LevelRoIAlign
+from .roi_heads import RPN, CascadeRoIHeads, StandardRoIHeads, box_regression_loss
 
 __all__ = [
+    "CascadeRoIHeads",
     "LOSS_NAMES",
+    "RPN",
+    "StandardRoIHeads",
+    "box_regression_loss",
     "LevelRoIAlign",
     "MaskRCNN",
     "build_box_head",

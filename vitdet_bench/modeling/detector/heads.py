@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Sequence
 
+import torch.nn as nn
+
 from torchvision.models.detection.faster_rcnn import FastRCNNConvFCHead, FastRCNNPredictor
 from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
 from torchvision.models.detection.rpn import RPNHead
@@ -40,9 +42,13 @@ def build_box_head(
     )
 
 
-def build_box_predictor(in_channels: int, num_classes: int) -> FastRCNNPredictor:
-    """Class scores (``num_classes`` + background) and class-specific box deltas."""
-    return FastRCNNPredictor(in_channels, num_classes + 1)
+def build_box_predictor(in_channels: int, num_classes: int, class_agnostic: bool = False) -> FastRCNNPredictor:
+    """Class scores (``num_classes`` + background) and box deltas: one set per class, or one
+    shared set (``class_agnostic``, as every Cascade R-CNN stage)."""
+    predictor = FastRCNNPredictor(in_channels, num_classes + 1)
+    if class_agnostic:
+        predictor.bbox_pred = nn.Linear(in_channels, 4)
+    return predictor
 
 
 def build_mask_head(
