@@ -31,6 +31,7 @@ VARIANTS: dict[str, tuple[dict, str | None, str | None]] = {
     "all-global": (dict(window_block_indexes=[]), None, None),
     "window-only": (dict(window_block_indexes="all"), None, None),
     "window + 4 global": ({}, None, None),
+    "window + 4 global, padding tokens masked": (dict(mask_window_padding=True), None, None),
     "window + 4 global, + rel-pos bias (shared tables)": (dict(rel_pos_bias="shared"), None, None),
     "window + 4 global, + decomposed rel-pos": (dict(use_rel_pos=True), None, None),
     "window + 4 global, explicit attention": (dict(use_sdpa=False), None, None),
