@@ -181,3 +181,37 @@ def test_two_process_gloo_run(tmp_path):
     assert len(results) > 0
     lines = [json.loads(line) for line in open(os.path.join(out, "metrics.json"))]
     assert lines[-1]["iteration"] == 3 and "bbox/AP" in lines[-1]
+
+
+def test_gradient_accumulation_equals_one_large_batch():
+    """Two micro-batches of 2 with grad_accum_steps=2 take the same optimizer steps as batches of 4."""
+    import itertools
+
+    from vitdet_bench.engine import SimpleTrainer
+
+    torch.manual_seed(0)
+    samples = [{"x": torch.randn(3), "y": torch.randn(())} for _ in range(8)]
+
+    class Regressor(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = torch.nn.Linear(3, 1)
+
+        def forward(self, batch):
+            x = torch.stack([b["x"] for b in batch])
+            y = torch.stack([b["y"] for b in batch])
+            return {"loss_mse": (self.fc(x).squeeze(1) - y).pow(2).mean()}
+
+    def run(batch_size, accum):
+        torch.manual_seed(1)
+        model = Regressor()
+        loader = (samples[i:i + batch_size] for i in itertools.cycle(range(0, 8, batch_size)))
+        trainer = SimpleTrainer(model, loader, torch.optim.SGD(model.parameters(), lr=0.1), grad_accum_steps=accum)
+        trainer.train(0, 3)
+        return model.fc.weight.detach().clone(), trainer
+
+    big, _ = run(4, 1)
+    small, trainer = run(2, 2)
+    torch.testing.assert_close(small, big, atol=1e-6, rtol=1e-6)
+    with pytest.raises(ValueError, match="grad_accum_steps must be >= 1"):
+        SimpleTrainer(Regressor(), [], torch.optim.SGD(Regressor().parameters(), lr=0.1), grad_accum_steps=0)

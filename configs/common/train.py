@@ -13,6 +13,10 @@ train = dict(
     eval_period=5000,  # 0: evaluate only at the end; -1: never
     log_period=20,
     clip_grad=dict(enabled=False, max_norm=1.0),
+    # Effective batch = dataloader.train.total_batch_size x grad_accum_steps. With fewer GPUs keep the
+    # paper's 64 by accumulating (e.g. 8 GPUs x 2 images x 4 steps), or scale optimizer.lr linearly
+    # with the batch and train.max_iter inversely (README, "Fewer GPUs").
+    grad_accum_steps=1,
     device="auto",  # "auto" (CUDA when available), "cuda" or "cpu"
     seed=0,
 )

@@ -15,6 +15,7 @@ from .defaults import (
 from .events import EventStorage, get_event_storage
 from .hooks import EvalHook, IterationTimer, LRScheduler, PeriodicCheckpointer, PeriodicWriter
 from .launch import launch
+from .predictor import Predictor
 from .train_loop import HookBase, SimpleTrainer, TrainerBase
 
 __all__ = [
@@ -25,6 +26,7 @@ __all__ = [
     "LRScheduler",
     "PeriodicCheckpointer",
     "PeriodicWriter",
+    "Predictor",
     "SimpleTrainer",
     "TrainerBase",
     "build_model",

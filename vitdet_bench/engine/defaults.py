@@ -194,7 +194,8 @@ def do_train(args: argparse.Namespace, cfg: DictConfig) -> dict:
         amp_dtype = AMP_DTYPES[amp.get("dtype", "float16")]
     clip = cfg.train.get("clip_grad", {})
     trainer = SimpleTrainer(ddp_model, train_loader, optimizer, amp_dtype=amp_dtype,
-                            clip_grad_norm=clip.get("max_norm") if clip.get("enabled") else None, device=device)
+                            clip_grad_norm=clip.get("max_norm") if clip.get("enabled") else None, device=device,
+                            grad_accum_steps=int(cfg.train.get("grad_accum_steps", 1)))
     max_iter = int(cfg.train.max_iter)
     scheduler = LRMultiplier(optimizer, instantiate(cfg.lr_multiplier), max_iter)
     checkpointer = Checkpointer(model, cfg.train.output_dir, save_to_disk=comm.is_main_process(),

@@ -10,6 +10,8 @@ Hook call order, for every hook in registration order:
 
 from __future__ import annotations
 
+import contextlib
+
 import logging
 import math
 import resource
@@ -126,6 +128,9 @@ class SimpleTrainer(TrainerBase):
             ``torch.bfloat16`` (CUDA or CPU) autocast.
         clip_grad_norm: clip the global gradient norm to this value (``None``: no clipping).
         device: where the model runs.
+        grad_accum_steps: batches whose gradients are summed (each loss divided by this) before
+            one optimizer step: the effective batch is ``grad_accum_steps`` times the loader's. It
+            equals one large batch except for BatchNorm statistics, which stay per micro-batch.
     """
 
     def __init__(
@@ -136,8 +141,12 @@ class SimpleTrainer(TrainerBase):
         amp_dtype: torch.dtype | None = None,
         clip_grad_norm: float | None = None,
         device: torch.device | str = "cpu",
+        grad_accum_steps: int = 1,
     ) -> None:
         super().__init__()
+        if grad_accum_steps < 1:
+            raise ValueError(f"grad_accum_steps must be >= 1, got {grad_accum_steps}")
+        self.grad_accum_steps = int(grad_accum_steps)
         model.train()
         self.model = model
         self.data_loader = data_loader
@@ -154,22 +163,31 @@ class SimpleTrainer(TrainerBase):
     def data_iter(self):
         if self._data_iter is None:
             if hasattr(self.data_loader, "set_start_iter"):
-                self.data_loader.set_start_iter(self.start_iter)
+                # Each iteration consumes grad_accum_steps batches of the stateless stream.
+                self.data_loader.set_start_iter(self.start_iter * self.grad_accum_steps)
             self._data_iter = iter(self.data_loader)
         return self._data_iter
 
     def run_step(self) -> None:
-        start = time.perf_counter()
-        data = next(self.data_iter)
-        data_time = time.perf_counter() - start
-
-        with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None):
-            loss_dict = self.model(data)
-        losses = sum(loss_dict.values())
-        self._check_finite(losses, loss_dict)
-
         self.optimizer.zero_grad(set_to_none=True)
-        self.grad_scaler.scale(losses).backward()
+        data_time, summed = 0.0, {}
+        k = self.grad_accum_steps
+        for micro in range(k):
+            start = time.perf_counter()
+            data = next(self.data_iter)
+            data_time += time.perf_counter() - start
+            # Under DDP, gradients are all-reduced once, on the last micro-batch.
+            sync = micro == k - 1 or not isinstance(self.model, nn.parallel.DistributedDataParallel)
+            with contextlib.nullcontext() if sync else self.model.no_sync():
+                with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32,
+                                    enabled=self.amp_dtype is not None):
+                    loss_dict = self.model(data)
+                losses = sum(loss_dict.values())
+                self._check_finite(losses, loss_dict)
+                self.grad_scaler.scale(losses / k).backward()
+            for name, v in loss_dict.items():
+                summed[name] = summed.get(name, 0.0) + v.detach() / k
+        loss_dict = summed
         self.after_backward()
         if self.clip_grad_norm is not None:
             self.grad_scaler.unscale_(self.optimizer)

@@ -1,0 +1,79 @@
+"""Predictor and tools/predict.py: same detections as the evaluation pass; files written."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import torch
+
+from conftest import DEMO_CONFIG, REPO
+from vitdet_bench.checkpoint import Checkpointer
+from vitdet_bench.config import LazyConfig, instantiate
+from vitdet_bench.engine import Predictor, build_model, resolve_num_classes
+
+
+def _saved_model(tmp_path):
+    cfg = LazyConfig.load(DEMO_CONFIG)
+    cfg.model.roi_heads.score_thresh = 0.0  # random heads: keep every detection so there is much to compare
+    cfg.train.output_dir = str(tmp_path)
+    resolve_num_classes(cfg)
+    torch.manual_seed(0)
+    model = build_model(cfg).eval()
+    path = Checkpointer(model, str(tmp_path)).save("model_final")
+    return cfg, model, path
+
+
+def test_predictor_equals_the_evaluation_pass(demo_root, tmp_path):
+    cfg, model, path = _saved_model(tmp_path)
+    batch = next(iter(instantiate(cfg.dataloader.test)))[:2]
+    with torch.no_grad():
+        expected = model(batch)
+    predictor = Predictor(cfg, path)
+    got = predictor.predict([b["file_name"] for b in batch])
+    for exp, res in zip(expected, got):
+        assert len(res["scores"]) == len(exp["scores"]) > 0
+        np.testing.assert_allclose(res["boxes"], exp["boxes"].numpy(), atol=1e-4)
+        np.testing.assert_allclose(res["scores"], exp["scores"].numpy(), atol=1e-6)
+        np.testing.assert_array_equal(res["labels"], exp["labels"].numpy())
+        np.testing.assert_array_equal(res["masks"], exp["masks"].numpy())
+        assert res["class_names"] == [predictor.class_names[i] for i in res["labels"]]
+    assert predictor.class_names == ["circle", "square", "triangle", "star"]
+    # An in-memory RGB array gives the same as its file.
+    import cv2
+
+    rgb = cv2.imread(batch[0]["file_name"])[..., ::-1]
+    np.testing.assert_allclose(predictor(rgb)["boxes"], got[0]["boxes"], atol=1e-4)
+
+
+def test_predictor_rejects_bad_images(demo_root, tmp_path):
+    cfg, _, path = _saved_model(tmp_path)
+    predictor = Predictor(cfg, path)
+    import pytest
+
+    with pytest.raises(ValueError, match=r"expected an \(H, W, 3\) uint8 RGB image"):
+        predictor(np.zeros((10, 10), np.float32))
+    with pytest.raises(OSError, match="does not exist"):
+        predictor(str(tmp_path / "nope.jpg"))
+
+
+def test_predict_tool_writes_images_and_json(demo_root, tmp_path):
+    cfg, _, path = _saved_model(tmp_path)
+    images = sorted(os.listdir(os.path.join(demo_root, "val")))[:2]
+    inputs = [os.path.join(demo_root, "val", f) for f in images]
+    out = tmp_path / "pred"
+    proc = subprocess.run([sys.executable, os.path.join(REPO, "tools", "predict.py"), "--config-file", DEMO_CONFIG,
+                           "--weights", path, "--input", *inputs, "--output", str(out), "--score-threshold", "0.0",
+                           "model.roi_heads.score_thresh=0.0"], capture_output=True, text=True, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    data = json.loads((out / "detections.json").read_text())
+    assert [os.path.basename(r["file_name"]) for r in data["images"]] == images
+    predictor = Predictor(cfg, path, score_threshold=0.0)
+    for rec, inp in zip(data["images"], inputs):
+        assert os.path.isfile(rec["output_image"])
+        det = predictor(inp)
+        assert len(rec["detections"]) == len(det["scores"]) > 0
+        first = rec["detections"][0]
+        assert first["class_name"] in predictor.class_names and set(first["segmentation"]) == {"size", "counts"}
+        np.testing.assert_allclose(first["bbox"][:2], det["boxes"][0][:2], atol=1e-3)
