@@ -77,3 +77,34 @@ def test_predict_tool_writes_images_and_json(demo_root, tmp_path):
         first = rec["detections"][0]
         assert first["class_name"] in predictor.class_names and set(first["segmentation"]) == {"size", "counts"}
         np.testing.assert_allclose(first["bbox"][:2], det["boxes"][0][:2], atol=1e-3)
+
+
+def test_custom_dataset_end_to_end(demo_root, tmp_path):
+    """A user's COCO JSON with its own class names and sparse ids, given by CLI overrides only:
+    num_classes comes from it, training and evaluation run, the Predictor names its classes."""
+    from vitdet_bench.engine import default_argument_parser, main
+
+    src = json.loads(open(os.path.join(demo_root, "val.json")).read())
+    keep = {1: ("buoy", 7), 4: ("kite", 11)}  # two demo classes renamed, COCO-style non-contiguous ids
+    src["categories"] = [{"id": new_id, "name": name} for _, (name, new_id) in keep.items()]
+    src["images"] = src["images"][:8]
+    ids = {im["id"] for im in src["images"]}
+    src["annotations"] = [dict(a, category_id=keep[a["category_id"]][1]) for a in src["annotations"]
+                          if a["image_id"] in ids and a["category_id"] in keep]
+    ann = tmp_path / "mine.json"
+    ann.write_text(json.dumps(src))
+    image_root = os.path.join(demo_root, "val")
+    out = tmp_path / "run"
+    overrides = [
+        "dataloader.train.dataset.names=mine_train", f"+dataloader.train.dataset.json_file={ann}",
+        f"+dataloader.train.dataset.image_root={image_root}", "dataloader.test.dataset.names=mine_val",
+        f"+dataloader.test.dataset.json_file={ann}", f"+dataloader.test.dataset.image_root={image_root}",
+        "dataloader.train.total_batch_size=2", "train.max_iter=2", "train.eval_period=0", f"train.output_dir={out}",
+    ]
+    args = default_argument_parser().parse_args(["--config-file", DEMO_CONFIG, *overrides])
+    results = main(args)
+    assert set(results["bbox"]) >= {"AP", "AP-buoy", "AP-kite"}
+    cfg = LazyConfig.load(str(out / "config.yaml"))
+    assert cfg.model.num_classes == 2
+    predictor = Predictor(cfg, str(out / "model_final.pth"))
+    assert predictor.class_names == ["buoy", "kite"] and predictor.model.roi_heads.box_predictor.cls_score.out_features == 3

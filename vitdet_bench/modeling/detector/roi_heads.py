@@ -143,10 +143,10 @@ class CascadeRoIHeads(StandardRoIHeads):
     Stage k re-samples the previous stage's (detached) boxes, matches them at its own IoU
     (0.5 / 0.6 / 0.7, no low-quality matches) and regresses class-agnostic deltas with its own
     box-coder weights ((10, 10, 5, 5) x 1, 2, 3). Stage 0 samples proposals as Mask R-CNN does
-    (512 per image, 25% positive, ground truth added). Each stage's losses are reported with a
-    ``_stage{k}`` suffix. At test time the class scores are averaged over stages, the boxes are
-    the last stage's, then per-class NMS; the mask head runs on those final boxes (and, in
-    training, on stage 0's positive samples, as in Detectron2).
+    (512 per image, 25% positive, ground truth added). Each stage's losses are named as in
+    Detectron2 (``loss_cls_stage{k}``, ``loss_box_reg_stage{k}``). At test time the class scores
+    are averaged over stages, the boxes are the last stage's, then per-class NMS; the mask head
+    runs on those final boxes (and, in training, on stage 0's positive samples, as in Detectron2).
 
     Args:
         box_roi_pool: RoI pooler for the box heads.
@@ -246,7 +246,7 @@ class CascadeRoIHeads(StandardRoIHeads):
                     stage_labels, stage_targets = self._label(k, stage_props, targets)
                 logits, deltas = self._run_stage(k, features, stage_props, image_shapes)
                 loss_cls, loss_box = self.box_loss(logits, deltas, stage_labels, stage_targets)
-                losses[f"loss_classifier_stage{k}"] = loss_cls
+                losses[f"loss_cls_stage{k}"] = loss_cls
                 losses[f"loss_box_reg_stage{k}"] = loss_box
             losses.update(self.mask_forward_train(features, proposals, image_shapes, targets, matched_idxs, labels))
             return [], losses
