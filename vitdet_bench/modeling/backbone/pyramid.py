@@ -101,7 +101,26 @@ class MultiScaleAdapter(nn.Module):
         return {f"s{s}": stage(feats[name]) for name, s, stage in zip(self.in_features, self.out_strides, self.stages)}
 
 
-class FPN(nn.Module):
+class _Pyramid(nn.Module):
+    """What the detector reads from a neck: ``out_channels``, level names, and the padding rule
+    (``square_pad`` / ``size_divisibility``) applied to each batch."""
+
+    level_names: list[str]
+    top_name: str | None
+
+    def _set_output(self, out_channels: int, square_pad: int, size_divisibility: int) -> None:
+        if square_pad and square_pad % size_divisibility:
+            raise ValueError(f"square_pad {square_pad} is not a multiple of size_divisibility {size_divisibility}")
+        self.out_channels = out_channels
+        self.square_pad = square_pad
+        self.size_divisibility = size_divisibility
+
+    @property
+    def output_names(self) -> list[str]:
+        return self.level_names + ([self.top_name] if self.top_name else [])
+
+
+class FPN(_Pyramid):
     """Top-down FPN with normalized convs over a multi-scale bottom-up, plus a max-pooled top level.
 
     Args:
@@ -137,15 +156,7 @@ class FPN(nn.Module):
             extra_blocks=LastLevelMaxPool() if top_block else None,
             norm_layer=norm_layer,
         )
-        self.out_channels = out_channels
-        self.square_pad = square_pad
-        self.size_divisibility = size_divisibility
-        if square_pad and square_pad % size_divisibility:
-            raise ValueError(f"square_pad {square_pad} is not a multiple of size_divisibility {size_divisibility}")
-
-    @property
-    def output_names(self) -> list[str]:
-        return self.level_names + ([self.top_name] if self.top_name else [])
+        self._set_output(out_channels, square_pad, size_divisibility)
 
     def forward(self, x: torch.Tensor) -> "OrderedDict[str, torch.Tensor]":
         """Images ``(B, 3, H, W)`` -> ``{"p2": ..., ..., "p6": ...}`` each ``(B, out_channels, ., .)``."""
@@ -158,7 +169,7 @@ class FPN(nn.Module):
         return outputs
 
 
-class SimpleFeaturePyramid(nn.Module):
+class SimpleFeaturePyramid(_Pyramid):
     """ViTDet's simple feature pyramid: strides 4 / 8 / 16 / 32 (+ P6) from the last ViT map.
 
     Scale 4: deconv (D -> D/2), LN, GELU, deconv (D/2 -> D/4); scale 2: deconv (D -> D/2);
@@ -225,15 +236,7 @@ class SimpleFeaturePyramid(nn.Module):
             self.stages.append(nn.Sequential(*layers))
             self.level_names.append(f"p{int(math.log2(stride / scale))}")
         self.top_name = f"p{int(math.log2(stride / min(scale_factors))) + 1}" if top_block else None
-        self.out_channels = out_channels
-        self.square_pad = square_pad
-        self.size_divisibility = size_divisibility
-        if square_pad and square_pad % size_divisibility:
-            raise ValueError(f"square_pad {square_pad} is not a multiple of size_divisibility {size_divisibility}")
-
-    @property
-    def output_names(self) -> list[str]:
-        return self.level_names + ([self.top_name] if self.top_name else [])
+        self._set_output(out_channels, square_pad, size_divisibility)
 
     def forward(self, x: torch.Tensor) -> "OrderedDict[str, torch.Tensor]":
         """Images ``(B, 3, H, W)`` -> ``{"p2": ..., ..., "p6": ...}``, ordered fine to coarse."""
