@@ -344,6 +344,8 @@ def adapt_to_vit(
     shared = src.pop("rel_pos_bias.relative_position_bias_table", None)
     per_block = {int(m.group(1)): k for k in list(src) if (m := re.match(r"^blocks\.(\d+)\.attn\.relative_position_bias_table$", k))}
 
+    resized_tables: dict[tuple[str, tuple[int, int]], torch.Tensor] = {}
+
     def fit_table(table: torch.Tensor, dst_window: tuple[int, int], key: str, origin: str) -> torch.Tensor:
         side = math.isqrt(table.shape[0])
         if side * side != table.shape[0] or side % 2 == 0:
@@ -351,7 +353,11 @@ def adapt_to_vit(
         src_window = ((side + 1) // 2, (side + 1) // 2)
         if src_window == tuple(dst_window):
             return table
-        new = resize_rel_pos_table(table, src_window, dst_window, mode=rel_pos_resize)
+        # A shared table expanded per block is resized once per window size, not once per block.
+        memo = (origin, tuple(dst_window))
+        if memo not in resized_tables:
+            resized_tables[memo] = resize_rel_pos_table(table, src_window, dst_window, mode=rel_pos_resize)
+        new = resized_tables[memo].clone()
         report.resized.append((key, tuple(table.shape), tuple(new.shape)))
         return new
 

@@ -32,9 +32,10 @@ def table_side(window_size: tuple[int, int]) -> tuple[int, int]:
 
 
 @lru_cache(maxsize=32)
-def _index(window_size: tuple[int, int]) -> torch.Tensor:
+def _index(window_size: tuple[int, int], device: torch.device) -> torch.Tensor:
     # timm's index includes the cls token's row and column first; the detector drops them.
-    return gen_relative_position_index(window_size)[1:, 1:].contiguous()
+    # Cached per device, so a forward pass does not rebuild or copy it.
+    return gen_relative_position_index(window_size)[1:, 1:].contiguous().to(device)
 
 
 def relative_position_bias(table: torch.Tensor, table_window: tuple[int, int], window: tuple[int, int]) -> torch.Tensor:
@@ -56,7 +57,7 @@ def relative_position_bias(table: torch.Tensor, table_window: tuple[int, int], w
         dst = table_side(window)
         grid = table.t().reshape(1, -1, *src)
         table = F.interpolate(grid, size=dst, mode="bicubic", align_corners=False).reshape(-1, dst[0] * dst[1]).t()
-    index = _index(window).to(table.device)
+    index = _index(window, table.device)
     n = window[0] * window[1]
     return table[index.view(-1)].view(n, n, -1).permute(2, 0, 1)
 
