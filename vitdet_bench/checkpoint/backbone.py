@@ -295,6 +295,17 @@ def _expected_missing(key: str, format: str) -> bool:
     return False
 
 
+# Our exports say which method (or which converted format) produced them; that decides which
+# keys they lack by design (a BEiT export has no pos_embed, an MAE export no bias tables).
+_METHOD_FORMATS = {"mae": "mae", "mocov3": "mocov3", "beit": "beit", "supervised": "deit"}
+
+
+def _origin_format(ckpt: CanonicalCheckpoint) -> str:
+    if ckpt.format != "vitdet_bench":
+        return ckpt.format
+    return ckpt.meta.get("source_format") or _METHOD_FORMATS.get(ckpt.meta.get("method"), "vitdet_bench")
+
+
 def _block_window(vit: ViT, i: int) -> tuple[int, int]:
     attn = vit.blocks[i].attn
     return attn.rel_pos_table_window
@@ -418,9 +429,12 @@ def adapt_to_vit(
 
     resized = {k for k, _, _ in report.resized}
     report.loaded = sorted(k for k in out if k not in resized)
+    origin = _origin_format(ckpt)
+    if origin != ckpt.format:
+        report.format = f"{ckpt.format} ({origin})"
     for k in target:
         if k not in out:
-            (report.missing_expected if _expected_missing(k, ckpt.format) else report.missing_unexpected).append(k)
+            (report.missing_expected if _expected_missing(k, origin) else report.missing_unexpected).append(k)
     return out, report
 
 

@@ -8,7 +8,7 @@ import logging
 import os
 import random
 import sys
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -120,11 +120,20 @@ def resolve_num_classes(cfg: DictConfig) -> None:
         )
 
 
+class _BatchNorm(nn.modules.batchnorm._BatchNorm):
+    """Plain BatchNorm for any input rank, as SyncBatchNorm accepts: (N, C) in MoCo v3's MLPs,
+    (N, C, H, W) in the detector's heads."""
+
+    def _check_input_dim(self, input: torch.Tensor) -> None:
+        if input.dim() < 2:
+            raise ValueError(f"expected at least 2D input (got {input.dim()}D input)")
+
+
 def _revert_sync_batchnorm(module: nn.Module) -> nn.Module:
-    """SyncBatchNorm -> BatchNorm2d with the same state (for CPU or single-process runs)."""
+    """SyncBatchNorm -> BatchNorm with the same state (for CPU or single-process runs)."""
     out = module
     if isinstance(module, nn.SyncBatchNorm):
-        out = nn.BatchNorm2d(module.num_features, module.eps, module.momentum, module.affine, module.track_running_stats)
+        out = _BatchNorm(module.num_features, module.eps, module.momentum, module.affine, module.track_running_stats)
         out.load_state_dict(module.state_dict())
     for name, child in module.named_children():
         out.add_module(name, _revert_sync_batchnorm(child))
@@ -177,8 +186,13 @@ def do_test(cfg: DictConfig, model: nn.Module) -> dict:
     return results
 
 
-def do_train(args: argparse.Namespace, cfg: DictConfig) -> dict:
-    """Train per ``cfg.train`` with Detectron2's hook set; returns the final evaluation results."""
+def do_train(args: argparse.Namespace, cfg: DictConfig,
+             extra_hooks: Callable[[nn.Module, SimpleTrainer], list] | None = None) -> dict:
+    """Train per ``cfg.train`` with Detectron2's hook set; returns the final evaluation results.
+
+    ``extra_hooks(model, trainer)`` returns more hooks, registered before the writers so what they
+    record is logged in the same iteration (pre-training adds its progress and export hooks).
+    """
     device = resolve_device(cfg)
     model = build_model(cfg, device)
     cfg.optimizer.params.model = model
@@ -218,6 +232,7 @@ def do_train(args: argparse.Namespace, cfg: DictConfig) -> dict:
         hooks.PeriodicCheckpointer(checkpointer, cfg.train.checkpointer.period, max_iter,
                                    cfg.train.checkpointer.get("max_to_keep")) if comm.is_main_process() else None,
         hooks.EvalHook(cfg.train.eval_period, evaluate),
+        *(extra_hooks(model, trainer) if extra_hooks else []),
         hooks.PeriodicWriter(writers, period=cfg.train.log_period) if writers else None,
     ])
     extra = checkpointer.resume_or_load(cfg.train.init_checkpoint, resume=args.resume)

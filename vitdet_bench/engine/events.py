@@ -12,7 +12,7 @@ from collections import defaultdict
 import torch
 from fvcore.common.history_buffer import HistoryBuffer
 
-__all__ = ["EventStorage", "get_event_storage", "JSONWriter", "TensorboardWriter", "CommonMetricPrinter"]
+__all__ = ["EventStorage", "get_event_storage", "try_put_scalar", "JSONWriter", "TensorboardWriter", "CommonMetricPrinter"]
 
 _CURRENT_STORAGE: list["EventStorage"] = []
 
@@ -21,6 +21,12 @@ def get_event_storage() -> "EventStorage":
     if not _CURRENT_STORAGE:
         raise RuntimeError("get_event_storage() called outside of an EventStorage context")
     return _CURRENT_STORAGE[-1]
+
+
+def try_put_scalar(name: str, value: float, smoothing_hint: bool = True) -> None:
+    """Record a scalar from inside a model when training (an open storage); a no-op otherwise."""
+    if _CURRENT_STORAGE:
+        _CURRENT_STORAGE[-1].put_scalar(name, value, smoothing_hint)
 
 
 class EventStorage:

@@ -1,0 +1,13 @@
+# The demo's BEiT tokenizer: the VQ-VAE at CPU scale (512 codes of width 16) on the demo images.
+from ...common.demo import DEMO_VIT, demo_data
+from .tokenizer_vq_vit_b import dataloader, lr_multiplier, model, optimizer, train
+
+image_size = DEMO_VIT["img_size"]
+model.vocab_size = 512
+model.code_dim = 16
+model.hidden_dim = 32
+dataloader.train.mapper.transform.image_size = image_size
+demo_data(dataloader, train, "tokenizer_vq_demo")
+optimizer.lr = 2e-3
+train.max_iter = 150
+lr_multiplier.warmup_iters = 10

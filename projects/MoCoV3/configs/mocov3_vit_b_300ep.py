@@ -1,0 +1,37 @@
+# MoCo v3 ViT-B/16 (Chen, Xie, He 2021; CONFIG.md): projector 3 x 4096 -> 256, predictor 2 x 4096,
+# temperature 0.2, momentum 0.99 -> 1 on a cosine, frozen random patch projection, sin-cos
+# positions; AdamW lr 1.5e-4 x 4096 / 256, wd 0.1 on every parameter, 40 warm-up epochs, 300
+# epochs at batch 4096 (a real batch: the negatives are the batch, so do not replace it by
+# accumulation); BYOL's asymmetric two views with crop scale 0.08-1.
+from vitdet_bench.config import LazyCall as L
+from vitdet_bench.pretrain import MoCoV3, build_pretrain_encoder, moco_transforms
+
+from ...common.pretrain_base import dataloader, epochs_to_iters, lr_multiplier, optimizer, scaled_lr, train
+
+arch = "vit_b"
+image_size = 224
+batch = 4096
+
+model = L(MoCoV3)(
+    encoder=L(build_pretrain_encoder)(arch=arch, img_size=image_size, pos_embed="sincos", freeze_patch_embed=True),
+    dim=256,
+    mlp_dim=4096,
+    temperature=0.2,
+    momentum=0.99,
+    cosine_momentum=True,
+    sync_bn=True,  # MoCo v3 converts its BN to SyncBN; reverted to BN on one process / the CPU
+)
+views = L(moco_transforms)(image_size=image_size, min_scale=0.08)
+dataloader.train.mapper.transform = views
+dataloader.train.dataset.labels = False
+dataloader.train.total_batch_size = batch
+optimizer.lr = scaled_lr(1.5e-4, batch)
+optimizer.betas = (0.9, 0.999)
+optimizer.weight_decay = 0.1
+# MoCo v3 decays every parameter (norms, biases and positions included).
+optimizer.params.weight_decay_norm = 0.1
+optimizer.params.weight_decay_bias = 0.1
+optimizer.params.weight_decay_embed = 0.1
+train.max_iter = epochs_to_iters(300, batch)
+lr_multiplier.warmup_iters = epochs_to_iters(40, batch)
+train.output_dir = "./output/pretrain/mocov3_vit_b_300ep"

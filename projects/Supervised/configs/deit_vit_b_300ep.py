@@ -1,0 +1,29 @@
+# Supervised ViT-B/16 on ImageNet-1k, DeiT's recipe (Touvron et al. 2021): AdamW lr 5e-4 x 1024 /
+# 512, wd 0.05, 5 warm-up epochs, cosine, 300 epochs at batch 1024, label smoothing 0.1,
+# RandAugment rand-m9-mstd0.5-inc1, Mixup 0.8 / CutMix 1.0, drop path 0.1. (DeiT's random
+# erasing and repeated augmentation are not reproduced.)
+from vitdet_bench.config import LazyCall as L
+from vitdet_bench.pretrain import SupervisedViT, build_pretrain_encoder, deit_transform
+
+from ...common.pretrain_base import dataloader, epochs_to_iters, lr_multiplier, optimizer, train
+
+arch = "vit_b"
+image_size = 224
+batch = 1024
+
+model = L(SupervisedViT)(
+    encoder=L(build_pretrain_encoder)(arch=arch, img_size=image_size, pos_embed="learned", drop_path_rate=0.1),
+    num_classes=1000,
+    label_smoothing=0.1,
+    mixup_alpha=0.8,
+    cutmix_alpha=1.0,
+)
+dataloader.train.mapper.transform = L(deit_transform)(image_size=image_size, rand_augment="rand-m9-mstd0.5-inc1")
+dataloader.train.total_batch_size = batch
+optimizer.lr = 5e-4 * batch / 512
+optimizer.betas = (0.9, 0.999)
+optimizer.weight_decay = 0.05
+train.max_iter = epochs_to_iters(300, batch)
+lr_multiplier.warmup_iters = epochs_to_iters(5, batch)
+lr_multiplier.warmup_factor = 1e-3
+train.output_dir = "./output/pretrain/deit_vit_b_300ep"

@@ -1,0 +1,52 @@
+"""Pre-training companion: MAE, MoCo v3, BEiT (with a pluggable tokenizer) and supervised ViTs,
+exporting backbones the detector loads with nothing missing. Configs: ``projects/<Method>/configs``."""
+
+from .beit import BEiT
+from .common import PretrainModel
+from .data import (
+    PretrainMapper,
+    beit_transform,
+    build_pretrain_train_loader,
+    deit_transform,
+    detection_image_dataset,
+    image_folder_dataset,
+    mae_transform,
+    moco_transforms,
+    tokenizer_transform,
+)
+from .encoder import PretrainEncoder, build_pretrain_encoder, sincos_pos_embed
+from .mae import MAE, mae_loss, patchify
+from .masking import BlockMaskGenerator, random_masking
+from .moco import MoCoV3, contrastive_loss, momentum_at
+from .supervised import SupervisedViT
+from .tokenizers import DalleTokenizer, VQTokenizer, build_tokenizer, save_tokenizer
+
+__all__ = [
+    "BEiT",
+    "BlockMaskGenerator",
+    "DalleTokenizer",
+    "MAE",
+    "MoCoV3",
+    "PretrainEncoder",
+    "PretrainMapper",
+    "PretrainModel",
+    "SupervisedViT",
+    "VQTokenizer",
+    "beit_transform",
+    "build_pretrain_encoder",
+    "build_pretrain_train_loader",
+    "build_tokenizer",
+    "contrastive_loss",
+    "deit_transform",
+    "detection_image_dataset",
+    "image_folder_dataset",
+    "mae_loss",
+    "mae_transform",
+    "moco_transforms",
+    "momentum_at",
+    "patchify",
+    "random_masking",
+    "save_tokenizer",
+    "sincos_pos_embed",
+    "tokenizer_transform",
+]

@@ -1,0 +1,81 @@
+"""What every pre-training model shares: input normalisation, batching, and the export interface."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+import torch.nn as nn
+
+from .encoder import PretrainEncoder
+
+__all__ = ["PretrainModel", "stack_images"]
+
+
+def stack_images(batch: list[dict], key: str = "image") -> torch.Tensor:
+    """A list of mapped samples -> one ``(B, 3, H, W)`` float tensor on the 0-255 scale."""
+    try:
+        return torch.stack([sample[key] for sample in batch]).float()
+    except RuntimeError as e:
+        shapes = sorted({tuple(s[key].shape) for s in batch})
+        raise ValueError(f"pre-training batches need equal image sizes; got {shapes} for '{key}'") from e
+
+
+class PretrainModel(nn.Module):
+    """Base of the pre-training methods: holds the encoder and normalises inputs as the detector does.
+
+    The pixel mean / std are the detector's (ImageNet statistics on the 0-255 RGB scale), so the
+    exported backbone sees the same input distribution in both stages.
+
+    Args:
+        encoder: the :class:`PretrainEncoder` whose ViT is exported.
+        pixel_mean: RGB mean on the 0-255 scale.
+        pixel_std: RGB std on the 0-255 scale.
+    """
+
+    method: str = ""
+
+    def __init__(
+        self,
+        encoder: PretrainEncoder,
+        pixel_mean: Sequence[float] = (123.675, 116.28, 103.53),
+        pixel_std: Sequence[float] = (58.395, 57.12, 57.375),
+    ) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.register_buffer("pixel_mean", torch.tensor(pixel_mean).view(1, -1, 1, 1), persistent=False)
+        self.register_buffer("pixel_std", torch.tensor(pixel_std).view(1, -1, 1, 1), persistent=False)
+        self.progress = 0.0  # fraction of training done, set by the SetProgress hook
+
+    @property
+    def device(self) -> torch.device:
+        return self.pixel_mean.device
+
+    def normalize(self, images: torch.Tensor) -> torch.Tensor:
+        return (images.to(self.device) - self.pixel_mean) / self.pixel_std
+
+    def set_progress(self, iteration: int, max_iter: int) -> None:
+        """Called before every step; methods with schedules of their own (MoCo's momentum) use it."""
+        self.progress = iteration / max(max_iter, 1)
+
+    def export_state(self) -> dict[str, torch.Tensor]:
+        """Backbone weights in the detector's names (see :meth:`PretrainEncoder.export_state`)."""
+        return self.encoder.export_state()
+
+    def export_meta(self) -> dict:
+        """What the export's metadata records about the model."""
+        vit = self.encoder.vit
+        return {
+            "method": self.method,
+            "embed_dim": vit.embed_dim,
+            "depth": vit.depth,
+            "num_heads": vit.blocks[0].attn.num_heads,
+            "patch_size": vit.patch_size,
+            "pos_embed": self.encoder.pos_embed_kind,
+            "pos_embed_has_cls": self.encoder.cls_token is not None and vit.pos_embed is not None,
+            "rel_pos_bias": vit.rel_pos_bias_mode,
+            "layer_scale": any(hasattr(b.ls1, "gamma") for b in vit.blocks),
+            "qv_bias": vit.blocks[0].attn.q_bias is not None,
+            "pixel_mean": [float(v) for v in self.pixel_mean.flatten()],
+            "pixel_std": [float(v) for v in self.pixel_std.flatten()],
+        }

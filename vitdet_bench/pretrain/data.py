@@ -1,0 +1,195 @@
+"""Pre-training data: image folders or a detection dataset's images, and the per-method views.
+
+Sources (both return ``(records, metadata)`` as the detection datasets do, so the engine's
+resumable training loader serves them unchanged):
+
+* :func:`image_folder_dataset`: ImageNet-style ``root/<class>/*.jpg``; labels are the sorted
+  folder names (ignored by the self-supervised methods). ``labels=False`` also takes a flat folder.
+* :func:`detection_image_dataset`: the images of a registered detection dataset (the demo set,
+  COCO); the label of an image is the category of its largest object, for the supervised demo.
+
+:class:`PretrainMapper` reads an image and makes the method's views with torchvision transforms
+(and timm's RandAugment), seeded by the sample's seed, so a resumed run sees the same pixels.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import torch
+from PIL import Image
+from torchvision import transforms as T
+
+from ..data.build import build_detection_train_loader
+from ..data.catalog import load_dataset
+from ..data.mapper import read_image
+
+__all__ = [
+    "ImageDatasetMetadata",
+    "PretrainMapper",
+    "build_pretrain_train_loader",
+    "image_folder_dataset",
+    "detection_image_dataset",
+    "mae_transform",
+    "moco_transforms",
+    "beit_transform",
+    "deit_transform",
+    "tokenizer_transform",
+]
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+
+
+@dataclass
+class ImageDatasetMetadata:
+    name: str
+    classes: tuple[str, ...]
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+
+def image_folder_dataset(root: str, labels: bool = True) -> tuple[list[dict], ImageDatasetMetadata]:
+    """Records of an ImageNet-style folder ``root/<class>/<image>`` (or a flat folder with ``labels=False``)."""
+    if not os.path.isdir(root):
+        raise FileNotFoundError(f"image folder {root} does not exist")
+    classes = sorted(d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d)))
+    records: list[dict] = []
+    if classes:
+        for label, cls in enumerate(classes):
+            for dirpath, _, files in sorted(os.walk(os.path.join(root, cls))):
+                records += [{"file_name": os.path.join(dirpath, f), "label": label}
+                            for f in sorted(files) if f.lower().endswith(IMAGE_EXTENSIONS)]
+    elif not labels:
+        records = [{"file_name": os.path.join(root, f), "label": -1}
+                   for f in sorted(os.listdir(root)) if f.lower().endswith(IMAGE_EXTENSIONS)]
+    else:
+        raise ValueError(f"{root} has no class sub-folders (root/<class>/*.jpg); pass labels=False for unlabelled images")
+    if not records:
+        raise ValueError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) found under {root}")
+    return records, ImageDatasetMetadata(os.path.basename(os.path.normpath(root)), tuple(classes))
+
+
+def detection_image_dataset(names: str) -> tuple[list[dict], ImageDatasetMetadata]:
+    """The images of a registered detection dataset; label = category of the largest object."""
+    records, meta = load_dataset(names)
+    out = []
+    for r in records:
+        anns = r.get("annotations", [])
+        label = max(anns, key=lambda a: a["bbox"][2] * a["bbox"][3])["category_id"] if anns else -1
+        out.append({"file_name": r["file_name"], "image_id": r.get("image_id"), "height": r.get("height"),
+                    "width": r.get("width"), "label": int(label)})
+    return out, ImageDatasetMetadata(names, tuple(meta.thing_classes))
+
+
+def _to_tensor(img: Image.Image) -> torch.Tensor:
+    # 0-255 float CHW: models normalise with the detector's pixel mean / std.
+    return T.functional.pil_to_tensor(img).float()
+
+
+def mae_transform(image_size: int = 224, min_scale: float = 0.2) -> Callable:
+    """MAE: RandomResizedCrop(scale 0.2-1, bicubic) and a horizontal flip."""
+    return T.Compose([
+        T.RandomResizedCrop(image_size, scale=(min_scale, 1.0), interpolation=T.InterpolationMode.BICUBIC),
+        T.RandomHorizontalFlip(),
+    ])
+
+
+def moco_transforms(image_size: int = 224, min_scale: float = 0.08) -> tuple[Callable, Callable]:
+    """MoCo v3's asymmetric BYOL views: both crop, jitter, grey and flip; view 1 always blurs,
+    view 2 blurs with p 0.1 and solarises with p 0.2."""
+    def view(blur_p: float, solarize_p: float) -> Callable:
+        ops = [
+            T.RandomResizedCrop(image_size, scale=(min_scale, 1.0)),
+            T.RandomApply([T.ColorJitter(0.4, 0.4, 0.2, 0.1)], p=0.8),
+            T.RandomGrayscale(p=0.2),
+            T.RandomApply([T.GaussianBlur(kernel_size=2 * (image_size // 20) + 1, sigma=(0.1, 2.0))], p=blur_p),
+        ]
+        if solarize_p:
+            ops.append(T.RandomSolarize(128, p=solarize_p))
+        ops.append(T.RandomHorizontalFlip())
+        return T.Compose(ops)
+
+    return view(1.0, 0.0), view(0.1, 0.2)
+
+
+def beit_transform(image_size: int = 224, min_scale: float = 0.08) -> Callable:
+    """BEiT: ColorJitter(0.4), flip, RandomResizedCrop (bicubic); the tokenizer sees the same crop."""
+    return T.Compose([
+        T.ColorJitter(0.4, 0.4, 0.4),
+        T.RandomHorizontalFlip(),
+        T.RandomResizedCrop(image_size, scale=(min_scale, 1.0), interpolation=T.InterpolationMode.BICUBIC),
+    ])
+
+
+def tokenizer_transform(image_size: int = 224, min_scale: float = 0.35) -> Callable:
+    """Training views for the project's VQ tokenizer: crop and flip, no colour change."""
+    return T.Compose([
+        T.RandomResizedCrop(image_size, scale=(min_scale, 1.0), interpolation=T.InterpolationMode.BICUBIC),
+        T.RandomHorizontalFlip(),
+    ])
+
+
+def deit_transform(image_size: int = 224, rand_augment: str | None = "rand-m9-mstd0.5-inc1") -> Callable:
+    """DeiT: RandomResizedCrop (bicubic), flip, and timm's RandAugment (``None`` disables it)."""
+    ops: list = [T.RandomResizedCrop(image_size, interpolation=T.InterpolationMode.BICUBIC), T.RandomHorizontalFlip()]
+    if rand_augment:
+        from timm.data import rand_augment_transform
+
+        ops.append(rand_augment_transform(rand_augment, {"translate_const": int(image_size * 0.45),
+                                                         "img_mean": (124, 116, 104)}))
+    return T.Compose(ops)
+
+
+class PretrainMapper:
+    """Record -> ``{"image", ["image2"], "label", ["mask"]}`` for one method.
+
+    Args:
+        transform: the view transform (PIL -> PIL), or a pair of them (MoCo v3's two views,
+            returned as ``"image"`` and ``"image2"``).
+        second_transform: a second view given separately.
+        mask_generator: a :class:`~vitdet_bench.pretrain.masking.BlockMaskGenerator` (BEiT),
+            returned as ``"mask"``.
+
+    Every random draw comes from the sample's seed (torch, Python ``random`` and numpy), so the
+    views do not depend on worker count or on resuming.
+    """
+
+    def __init__(self, transform: Callable, second_transform: Callable | None = None,
+                 mask_generator: Callable | None = None) -> None:
+        views = list(transform) if isinstance(transform, (list, tuple)) else [transform]
+        if second_transform is not None:
+            views.append(second_transform)
+        if not 1 <= len(views) <= 2 or any(not callable(v) for v in views):
+            raise ValueError(f"PretrainMapper takes one or two callable view transforms, got {views!r}")
+        self.views = views
+        self.mask_generator = mask_generator
+
+    def __call__(self, record: dict, seed: int = 0) -> dict:
+        image = Image.fromarray(read_image(record))
+        out = {"label": int(record.get("label", -1)), "file_name": record["file_name"]}
+        py_state = random.getstate()
+        try:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed)
+                random.seed(seed)  # timm's RandAugment draws from Python's random
+                for key, view in zip(("image", "image2"), self.views):
+                    out[key] = _to_tensor(view(image))
+        finally:
+            random.setstate(py_state)
+        if self.mask_generator is not None:
+            out["mask"] = torch.from_numpy(self.mask_generator(np.random.default_rng(seed)))
+        return out
+
+
+def build_pretrain_train_loader(dataset, mapper, total_batch_size: int, num_workers: int = 0, seed: int = 0,
+                                on_bad_image: str = "error"):
+    """The engine's resumable training loader over pre-training records (same stream guarantees
+    as detection: sample g is a function of (seed, g))."""
+    return build_detection_train_loader(dataset, mapper, total_batch_size, num_workers, seed, on_bad_image)
+

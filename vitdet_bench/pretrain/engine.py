@@ -1,0 +1,156 @@
+"""``tools/pretrain_net.py`` and ``tools/train_tokenizer.py``: the detection engine, plus two hooks.
+
+Pre-training runs through :func:`vitdet_bench.engine.do_train` unchanged (same flags, outputs,
+DDP, AMP, checkpoints and exact resume). It adds:
+
+* :class:`SetProgress`: tells the model how far training is (MoCo v3's momentum schedule);
+* :class:`ExportHook`: with every checkpoint (and at the end) writes the product of the run,
+  ``backbone_{iter}.pth`` / ``backbone_final.pth`` in the project's backbone format (keys as the
+  detection ViT names them, plus metadata), or ``tokenizer_final.pth`` for a tokenizer.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+from typing import Callable
+
+import torch.nn as nn
+from omegaconf import DictConfig, OmegaConf
+
+from ..checkpoint.backbone import save_backbone_export
+from ..config import LazyConfig, instantiate
+from ..engine.defaults import default_argument_parser, default_setup, do_train
+from ..engine.launch import launch
+from ..engine.train_loop import HookBase
+from ..utils import comm
+from .tokenizers import save_tokenizer
+
+__all__ = ["SetProgress", "ExportHook", "export_meta", "pretrain_main", "run_pretrain", "run_train_tokenizer"]
+
+logger = logging.getLogger("vitdet_bench")
+
+
+def _unwrap(model: nn.Module) -> nn.Module:
+    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+
+
+class SetProgress(HookBase):
+    """Before each step: ``model.set_progress(iter, max_iter)`` (a no-op for models without it)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        self.model = _unwrap(model)
+
+    def before_step(self) -> None:
+        if hasattr(self.model, "set_progress"):
+            self.model.set_progress(self.trainer.iter, self.trainer.max_iter)
+
+
+class ExportHook(HookBase):
+    """Write ``{prefix}_{iter:07d}.pth`` with each periodic checkpoint and ``{prefix}_final.pth`` at the end.
+
+    Args:
+        export: ``export(path, iteration)`` writes one file.
+        output_dir: the run's output directory.
+        prefix: file name prefix ("backbone", "tokenizer").
+        period: the checkpoint period (0: only the final file).
+        max_to_keep: keep this many periodic exports (``None``: all).
+    """
+
+    def __init__(self, export: Callable[[str, int], None], output_dir: str, prefix: str, period: int,
+                 max_to_keep: int | None = None) -> None:
+        self.export = export
+        self.output_dir = output_dir
+        self.prefix = prefix
+        self.period = period
+        self.max_to_keep = max_to_keep
+        self._written: list[str] = []
+
+    def after_step(self) -> None:
+        it, max_iter = self.trainer.iter, self.trainer.max_iter
+        if self.period > 0 and (it + 1) % self.period == 0 and it + 1 < max_iter:
+            path = os.path.join(self.output_dir, f"{self.prefix}_{it:07d}.pth")
+            self.export(path, it + 1)
+            self._written.append(path)
+            while self.max_to_keep and len(self._written) > self.max_to_keep:
+                old = self._written.pop(0)
+                if os.path.exists(old):
+                    os.remove(old)
+        if it + 1 >= max_iter:
+            path = os.path.join(self.output_dir, f"{self.prefix}_final.pth")
+            self.export(path, it + 1)
+            logger.info("Exported %s", path)
+
+
+def export_meta(cfg: DictConfig, model: nn.Module, iterations: int, dataset_size: int | None) -> dict:
+    """Metadata stored with an exported backbone: method, architecture, input, schedule, data."""
+    model = _unwrap(model)
+    meta = dict(model.export_meta()) if hasattr(model, "export_meta") else {}
+    loader = cfg.dataloader.train
+    batch = int(loader.total_batch_size) * int(cfg.train.get("grad_accum_steps", 1))
+    dataset = OmegaConf.to_container(loader.dataset, resolve=True) if isinstance(loader.dataset, DictConfig) else {}
+    meta.update(
+        arch=cfg.get("arch", meta.get("arch")),
+        image_size=int(cfg.get("image_size", 224)),
+        iterations=int(iterations),
+        max_iter=int(cfg.train.max_iter),
+        batch_size=batch,
+        epochs=round(iterations * batch / dataset_size, 3) if dataset_size else None,
+        data={k: v for k, v in dataset.items() if k != "_target_"} | {"num_images": dataset_size},
+        seed=int(cfg.train.seed),
+    )
+    return meta
+
+
+def _fill_num_classes(cfg: DictConfig) -> None:
+    """``model.num_classes=None`` (supervised): take it from the training data's classes."""
+    if "num_classes" in cfg.model and cfg.model.num_classes is None:
+        _, meta = instantiate(cfg.dataloader.train.dataset)
+        cfg.model.num_classes = meta.num_classes
+        logger.info("model.num_classes = %d, from %s", meta.num_classes, meta.name)
+
+
+def pretrain_main(args: argparse.Namespace, product: str = "backbone") -> dict:
+    """Load the config, train with the engine, export ``product`` ("backbone" or "tokenizer")."""
+    cfg = LazyConfig.load(args.config_file)
+    cfg = LazyConfig.apply_overrides(cfg, args.opts)
+    if args.eval_only:
+        raise SystemExit("--eval-only has no meaning for pre-training; evaluate the exported backbone by fine-tuning it")
+    _fill_num_classes(cfg)
+    default_setup(cfg, args)
+    output_dir = cfg.train.output_dir
+    period = int(cfg.train.checkpointer.period)
+    keep = cfg.train.checkpointer.get("max_to_keep")
+
+    def hooks(model: nn.Module, trainer) -> list:
+        if not comm.is_main_process():
+            return [SetProgress(model)]
+        dataset_size = len(getattr(trainer.data_loader, "dataset", []) or []) or None
+        if product == "tokenizer":
+            def export(path: str, iteration: int) -> None:
+                save_tokenizer(_unwrap(model), path, {"iterations": iteration, "config_file": args.config_file})
+        else:
+            def export(path: str, iteration: int) -> None:
+                meta = export_meta(cfg, model, iteration, dataset_size)
+                meta["config_file"] = args.config_file
+                save_backbone_export(_unwrap(model).export_state(), path, meta)
+        return [SetProgress(model), ExportHook(export, output_dir, product, period, keep)]
+
+    return do_train(args, cfg, extra_hooks=hooks)
+
+
+def _run(product: str, description: str, argv: list[str] | None) -> None:
+    args = default_argument_parser(description).parse_args(argv)
+    launch(pretrain_main, args.num_gpus, num_machines=args.num_machines, machine_rank=args.machine_rank,
+           dist_url=args.dist_url, args=(args, product))
+
+
+def run_pretrain(argv: list[str] | None = None) -> None:
+    """Entry point of ``tools/pretrain_net.py``."""
+    _run("backbone", "Pre-train a ViT (MAE, MoCo v3, BEiT, supervised) from a LazyConfig and export the backbone", argv)
+
+
+def run_train_tokenizer(argv: list[str] | None = None) -> None:
+    """Entry point of ``tools/train_tokenizer.py``."""
+    _run("tokenizer", "Train the project's VQ tokenizer for BEiT from a LazyConfig", argv)
