@@ -67,6 +67,8 @@ class PretrainModel(nn.Module):
         vit = self.encoder.vit
         return {
             "method": self.method,
+            "arch": self.encoder.arch,
+            "image_size": self.encoder.img_size,
             "embed_dim": vit.embed_dim,
             "depth": vit.depth,
             "num_heads": vit.blocks[0].attn.num_heads,

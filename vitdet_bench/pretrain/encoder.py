@@ -42,10 +42,15 @@ class PretrainEncoder(nn.Module):
         cls_token: prepend a learned cls token (its position is ``pos_embed``'s first row).
         pos_embed: "learned" (trunc-normal 0.02), "sincos" (fixed, MAE / MoCo v3) or "none"
             (BEiT, which relies on relative position bias; ``vit.pos_embed`` must be ``None``).
+        img_size: the pre-training input size (recorded in exports).
+        arch: the preset name, if any (recorded in exports).
     """
 
-    def __init__(self, vit: ViT, cls_token: bool = True, pos_embed: str = "learned") -> None:
+    def __init__(self, vit: ViT, cls_token: bool = True, pos_embed: str = "learned", img_size: int = 224,
+                 arch: str = "") -> None:
         super().__init__()
+        self.img_size = img_size
+        self.arch = arch
         if vit.window_block_indexes:
             raise ValueError("pre-training runs every block globally: build the ViT with window_block_indexes=()")
         if pos_embed not in ("learned", "sincos", "none"):
@@ -153,6 +158,9 @@ def build_pretrain_encoder(
         window_block_indexes=(),
     )
     kwargs.update(overrides)
+    if any(kwargs[k] != VIT_PRESETS[arch][k] for k in ("embed_dim", "depth", "num_heads", "patch_size")):
+        dims = "x".join(str(kwargs[k]) for k in ("embed_dim", "depth", "num_heads"))
+        arch = f"custom (width x depth x heads {dims}, from {arch})"
     if kwargs.get("rel_pos_bias") == "per_block":
         raise ValueError("pre-training supports rel_pos_bias=None or 'shared' (BEiT's pre-training table)")
-    return PretrainEncoder(ViT(**kwargs), cls_token=cls_token, pos_embed=pos_embed)
+    return PretrainEncoder(ViT(**kwargs), cls_token=cls_token, pos_embed=pos_embed, img_size=img_size, arch=arch)

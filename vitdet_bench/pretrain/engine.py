@@ -91,8 +91,6 @@ def export_meta(cfg: DictConfig, model: nn.Module, iterations: int, dataset_size
     batch = int(loader.total_batch_size) * int(cfg.train.get("grad_accum_steps", 1))
     dataset = OmegaConf.to_container(loader.dataset, resolve=True) if isinstance(loader.dataset, DictConfig) else {}
     meta.update(
-        arch=cfg.get("arch", meta.get("arch")),
-        image_size=int(cfg.get("image_size", 224)),
         iterations=int(iterations),
         max_iter=int(cfg.train.max_iter),
         batch_size=batch,

@@ -90,7 +90,8 @@ class BlockMaskGenerator:
                 f"block area >= {self.min_num_patches}, aspect {math.exp(self.log_aspect_ratio[0]):.2f}-"
                 f"{math.exp(self.log_aspect_ratio[1]):.2f})")
 
-    def _mask_block(self, rng: np.random.Generator, mask: np.ndarray, max_mask_patches: int) -> int:
+    def _mask_block(self, rng: np.random.Generator, mask: np.ndarray, max_mask_patches: int,
+                    blocks: list) -> int:
         delta = 0
         for _ in range(10):
             # Near the end of the quota max_mask_patches < min_num_patches; BEiT still draws
@@ -108,19 +109,22 @@ class BlockMaskGenerator:
                     block = mask[top: top + h, left: left + w]
                     delta = int((block == 0).sum())
                     block[:] = 1
+                    blocks.append((top, left, h, w))
                 if delta > 0:
                     break
         return delta
 
-    def __call__(self, rng: np.random.Generator | None = None) -> np.ndarray:
-        """A ``(H, W)`` uint8 mask, 1 = masked; ``rng`` makes it reproducible."""
+    def __call__(self, rng: np.random.Generator | None = None, return_blocks: bool = False):
+        """A ``(H, W)`` uint8 mask, 1 = masked; ``rng`` makes it reproducible. With
+        ``return_blocks`` also the placed blocks as ``(top, left, height, width)``."""
         rng = rng if rng is not None else np.random.default_rng()
         mask = np.zeros((self.height, self.width), dtype=np.uint8)
+        blocks: list[tuple[int, int, int, int]] = []
         count = 0
         while count < self.num_masking_patches:
             max_mask_patches = min(self.num_masking_patches - count, self.max_num_patches)
-            delta = self._mask_block(rng, mask, max_mask_patches)
+            delta = self._mask_block(rng, mask, max_mask_patches, blocks)
             if delta == 0:
                 break
             count += delta
-        return mask
+        return (mask, blocks) if return_blocks else mask

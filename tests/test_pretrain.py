@@ -1,0 +1,285 @@
+"""Pre-training companion: masks, losses and momentum against hand computations, the encoder
+against timm, every method's loss falling on the demo images, export -> detector load with
+nothing unexpected missing, and exact resume."""
+
+import argparse
+import json
+import math
+import os
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from conftest import REPO
+from vitdet_bench.checkpoint import load_backbone_checkpoint
+from vitdet_bench.checkpoint.checkpointer import safe_torch_load
+from vitdet_bench.config import LazyConfig, instantiate
+from vitdet_bench.pretrain import (
+    MAE,
+    BlockMaskGenerator,
+    MoCoV3,
+    build_pretrain_encoder,
+    build_tokenizer,
+    contrastive_loss,
+    detection_image_dataset,
+    mae_loss,
+    momentum_at,
+    patchify,
+    random_masking,
+)
+from vitdet_bench.pretrain.engine import pretrain_main
+
+DEMO_CONFIGS = {
+    "tokenizer": "projects/BEiT/configs/tokenizer_vq_demo.py",
+    "mae": "projects/MAE/configs/mae_vit_tiny_demo.py",
+    "mocov3": "projects/MoCoV3/configs/mocov3_vit_tiny_demo.py",
+    "beit": "projects/BEiT/configs/beit_vit_tiny_demo.py",
+    "supervised": "projects/Supervised/configs/supervised_vit_tiny_demo.py",
+}
+ITERS = 30
+
+
+def _args(config: str, opts: list[str], resume: bool = False) -> argparse.Namespace:
+    return argparse.Namespace(config_file=os.path.join(REPO, config), opts=opts, resume=resume, eval_only=False,
+                              num_gpus=1, num_machines=1, machine_rank=0, dist_url="auto")
+
+
+def _losses(output_dir: str, key: str) -> list[float]:
+    with open(os.path.join(output_dir, "metrics.json")) as f:
+        return [r[key] for r in map(json.loads, f) if key in r]
+
+
+@pytest.fixture(scope="module")
+def pretrain_runs(tmp_path_factory, demo_root):
+    """Each demo config for ITERS iterations (the tokenizer first: BEiT needs it)."""
+    root = tmp_path_factory.mktemp("pretrain")
+    dirs = {}
+    for name, config in DEMO_CONFIGS.items():
+        out = str(root / name)
+        opts = [f"train.output_dir={out}", f"train.max_iter={ITERS}", "train.log_period=5",
+                "lr_multiplier.warmup_iters=5", "train.checkpointer.period=15"]
+        if name == "beit":
+            opts.append(f"tokenizer.path={dirs['tokenizer']}/tokenizer_final.pth")
+        pretrain_main(_args(config, opts), product="tokenizer" if name == "tokenizer" else "backbone")
+        dirs[name] = out
+    return dirs
+
+
+# --- masks and losses against hand computations ----------------------------------------------
+
+def test_mae_mask_keeps_exactly_a_quarter_per_sample():
+    x = torch.randn(5, 196, 8)
+    visible, mask, ids_restore = random_masking(x, 0.75)
+    assert visible.shape == (5, 49, 8)
+    assert (mask.sum(1) == 147).all() and set(mask.unique().tolist()) == {0.0, 1.0}
+    for i in range(5):
+        kept = torch.nonzero(mask[i] == 0).flatten()
+        # The visible tokens are exactly the unmasked ones (as a set), each unchanged.
+        assert sorted(visible[i].sum(1).tolist()) == pytest.approx(sorted(x[i, kept].sum(1).tolist()), abs=1e-5)
+    # Masks differ between samples.
+    assert len({tuple(m.tolist()) for m in mask}) == 5
+    # ids_restore un-shuffles [visible, removed] back to the original order.
+    ids_shuffle = torch.argsort(ids_restore, dim=1)
+    shuffled = torch.gather(x, 1, ids_shuffle.unsqueeze(-1).expand(-1, -1, 8))
+    assert torch.equal(torch.gather(shuffled, 1, ids_restore.unsqueeze(-1).expand(-1, -1, 8)), x)
+
+
+def test_mae_loss_equals_a_hand_computation_on_a_fixed_mask():
+    torch.manual_seed(0)
+    encoder = build_pretrain_encoder("vit_t", img_size=32, embed_dim=32, depth=1, num_heads=2, pos_embed="sincos")
+    model = MAE(encoder, decoder_dim=16, decoder_depth=1, decoder_num_heads=2)
+    images = torch.randn(2, 3, 32, 32)
+    noise = torch.tensor([[0.9, 0.1, 0.5, 0.3], [0.2, 0.8, 0.7, 0.05]])
+    loss, pred, mask = model.forward_loss_terms(images, noise)
+    # 4 patches, keep int(4 * 0.25) = 1: the smallest noise.
+    assert mask.tolist() == [[1, 0, 1, 1], [1, 1, 1, 0]]
+    total, count = 0.0, 0
+    for b in range(2):
+        for idx in range(4):
+            if mask[b, idx] == 0:
+                continue
+            r, c = divmod(idx, 2)
+            patch = images[b, :, r * 16:(r + 1) * 16, c * 16:(c + 1) * 16].permute(1, 2, 0).reshape(-1)  # h, w, c
+            target = (patch - patch.mean()) / math.sqrt(patch.var().item() + 1e-6)
+            total += float(((pred[b, idx].detach() - target) ** 2).mean())
+            count += 1
+    assert float(loss.detach()) == pytest.approx(total / count, rel=1e-5)
+    assert float(mae_loss(patchify(images, 16), pred.detach(), mask, norm_pix_loss=False)) != pytest.approx(float(loss.detach()))
+
+
+def test_encoder_equals_timm_vit_for_the_same_weights():
+    from timm.models.vision_transformer import VisionTransformer
+
+    torch.manual_seed(0)
+    ref = VisionTransformer(img_size=64, patch_size=16, embed_dim=64, depth=2, num_heads=2, num_classes=0).eval()
+    enc = build_pretrain_encoder("vit_t", img_size=64, embed_dim=64, depth=2, num_heads=2).eval()
+    state = {}
+    for k, v in ref.state_dict().items():
+        state[k if k in ("cls_token",) or k.startswith("norm.") else f"vit.{k}"] = v
+    missing, unexpected = enc.load_state_dict(state, strict=False)
+    assert not unexpected and not missing
+    x = torch.randn(2, 3, 64, 64)
+    assert torch.allclose(enc(x), ref.forward_features(x), atol=1e-5)
+
+
+def test_moco_momentum_update_and_loss_equal_hand_computations():
+    torch.manual_seed(0)
+    encoder = build_pretrain_encoder("vit_t", img_size=32, embed_dim=32, depth=1, num_heads=2, pos_embed="sincos",
+                                     freeze_patch_embed=True)
+    model = MoCoV3(encoder, dim=8, mlp_dim=16)
+    for p in model.momentum_encoder.parameters():
+        p.data.normal_()
+    before_q = [p.detach().clone() for p in list(model.encoder.parameters()) + list(model.projector.parameters())]
+    before_k = [p.detach().clone() for p in list(model.momentum_encoder.parameters()) + list(model.momentum_projector.parameters())]
+    model.update_momentum_encoder(0.9)
+    after_k = list(model.momentum_encoder.parameters()) + list(model.momentum_projector.parameters())
+    for q, k0, k1 in zip(before_q, before_k, after_k):
+        assert torch.allclose(k1, 0.9 * k0 + 0.1 * q, atol=1e-6)
+    # m_t = 1 - (1 + cos(pi t / T)) / 2 * (1 - m0)
+    assert momentum_at(0.0, 0.99) == pytest.approx(0.99)
+    assert momentum_at(0.5, 0.99) == pytest.approx(0.995)
+    assert momentum_at(1.0, 0.99) == pytest.approx(1.0)
+    model.set_progress(50, 100)
+    assert model.momentum == pytest.approx(0.995)
+    # InfoNCE x 2 tau, by hand.
+    q, k, tau = torch.randn(4, 8), torch.randn(4, 8), 0.2
+    qn, kn = q / q.norm(dim=1, keepdim=True), k / k.norm(dim=1, keepdim=True)
+    expected = 0.0
+    for i in range(4):
+        logits = [float(qn[i] @ kn[j]) / tau for j in range(4)]
+        expected += -(logits[i] - math.log(sum(math.exp(v) for v in logits)))
+    assert float(contrastive_loss(q, k, tau)) == pytest.approx(expected / 4 * 2 * tau, rel=1e-5)
+
+
+def test_beit_block_masks_have_the_configured_ratio_and_block_sizes():
+    gen = BlockMaskGenerator(14, num_masking_patches=75, min_num_patches=16)
+    rng = np.random.default_rng(0)
+    counts = [int(gen(rng).sum()) for _ in range(300)]
+    assert max(counts) <= 75
+    # BEiT's generator stops when a round adds nothing, so it sometimes ends a patch or two short.
+    assert 74 < np.mean(counts) <= 75 and np.mean([c == 75 for c in counts]) > 0.5  # 38% of 196
+    # Masks are reproducible from the seed and differ between seeds.
+    assert np.array_equal(gen(np.random.default_rng(3)), gen(np.random.default_rng(3)))
+    assert not np.array_equal(gen(np.random.default_rng(3)), gen(np.random.default_rng(4)))
+    # Blocks: the mask is their union; each block's area is drawn in [min_num_patches, what is
+    # left of the quota] (then rounded to h x w), its aspect ratio in [0.3, 1 / 0.3].
+    for s in range(50):
+        m, blocks = gen(np.random.default_rng(s), return_blocks=True)
+        union = np.zeros_like(m)
+        remaining = 75
+        for top, left, h, w in blocks:
+            union[top:top + h, left:left + w] = 1
+            lo = min(16, remaining)
+            assert h * w >= 0.6 * lo, (h, w, lo)  # rounding sqrt(area * aspect) loses at most this
+            assert 0.3 * 0.5 <= h / w <= 2 / 0.3
+            remaining = 75 - int(union.sum())
+        assert np.array_equal(union, m)
+        assert blocks[0][2] * blocks[0][3] <= 75
+    with pytest.raises(ValueError, match="num_masking_patches"):
+        BlockMaskGenerator(8, num_masking_patches=65)
+
+
+def test_supervised_demo_labels_are_the_largest_objects_category(demo_root):
+    from vitdet_bench.data.catalog import load_dataset
+
+    records, meta = detection_image_dataset("demo_train")
+    det_records, _ = load_dataset("demo_train")
+    assert meta.num_classes == 4 and len(records) == len(det_records)
+    for rec, det in zip(records, det_records):
+        areas = [a["bbox"][2] * a["bbox"][3] for a in det["annotations"]]
+        assert rec["label"] == det["annotations"][int(np.argmax(areas))]["category_id"]
+
+
+def test_tokenizer_errors_say_what_is_needed(tmp_path):
+    with pytest.raises(FileNotFoundError, match="tools/train_tokenizer.py"):
+        build_tokenizer("vq", str(tmp_path / "missing.pth"))
+    with pytest.raises((ImportError, FileNotFoundError), match="DALL-E|encoder.pkl"):
+        build_tokenizer("dalle", str(tmp_path / "encoder.pkl"))
+    with pytest.raises(ValueError, match="'vq' or 'dalle'"):
+        build_tokenizer("clip", "")
+
+
+# --- training through the engine -------------------------------------------------------------
+
+@pytest.mark.parametrize("name,key", [("tokenizer", "loss_recon"), ("mae", "loss_mae"), ("mocov3", "loss_moco"),
+                                      ("beit", "loss_beit"), ("supervised", "loss_cls")])
+def test_each_method_loss_goes_down_on_the_demo_images(pretrain_runs, name, key):
+    losses = _losses(pretrain_runs[name], key)
+    assert len(losses) == ITERS // 5
+    assert np.mean(losses[-2:]) < np.mean(losses[:2]), losses
+
+
+@pytest.mark.parametrize("method", ["mae", "mocov3", "beit", "supervised"])
+def test_export_loads_into_the_bench_detector_with_nothing_unexpected(pretrain_runs, method):
+    out = pretrain_runs[method]
+    assert os.path.isfile(os.path.join(out, "backbone_0000014.pth"))  # with the periodic checkpoint
+    export = safe_torch_load(os.path.join(out, "backbone_final.pth"))
+    meta = export["meta"]
+    assert meta["method"] == method and meta["iterations"] == ITERS and meta["image_size"] == 128
+    assert meta["patch_size"] == 16 and meta["epochs"] == pytest.approx(ITERS * 16 / 96, abs=1e-3)
+    assert meta["data"]["names"] == "demo_train"
+
+    cfg = LazyConfig.load(os.path.join(REPO, "configs/demo/bench_vit_tiny.py"))
+    cfg.model.num_classes = 4
+    if method == "beit":  # BEiT's block design, as configs/COCO/*_beit_*.py
+        cfg.model.backbone.bottom_up.net.init_values = 0.1
+        cfg.model.backbone.bottom_up.net.qv_bias = True
+    detector = instantiate(cfg.model)
+    report = load_backbone_checkpoint(detector, os.path.join(out, "backbone_final.pth"))
+    assert report.ok and not report.missing_unexpected and not report.unused, report.summary()
+    # The exported tensors arrive unchanged (apart from the global table, resized to the grid).
+    vit = detector.backbone.bottom_up.net
+    for k, v in export["model"].items():
+        if k in vit.state_dict():
+            assert torch.equal(vit.state_dict()[k], v), k
+    if method == "beit":
+        assert report.missing_expected == ["pos_embed"]
+        assert [k for k, _, _ in report.resized] == ["rel_pos_bias_global.relative_position_bias_table"]
+    else:
+        assert all("relative_position_bias_table" in k for k in report.missing_expected)
+
+
+def test_a_resumed_pretraining_run_equals_one_run(tmp_path, demo_root):
+    config = DEMO_CONFIGS["mocov3"]  # the most state: momentum encoder, BN statistics, two views
+    common = ["train.max_iter=8", "lr_multiplier.warmup_iters=2", "dataloader.train.total_batch_size=4",
+              "train.log_period=2"]
+    pretrain_main(_args(config, common + [f"train.output_dir={tmp_path}/once"]))
+    pretrain_main(_args(config, common + [f"train.output_dir={tmp_path}/twice", "train.checkpointer.period=4"]))
+    # Cut the second run at iteration 4 and continue it from its checkpoint.
+    twice = tmp_path / "twice"
+    for f in ("model_final.pth", "backbone_final.pth"):
+        os.remove(twice / f)
+    (twice / "last_checkpoint").write_text("model_0000003.pth")
+    pretrain_main(_args(config, common + [f"train.output_dir={twice}", "train.checkpointer.period=4"], resume=True))
+    a = safe_torch_load(str(tmp_path / "once" / "model_final.pth"))["model"]
+    b = safe_torch_load(str(twice / "model_final.pth"))["model"]
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    ea = safe_torch_load(str(tmp_path / "once" / "backbone_final.pth"))["model"]
+    eb = safe_torch_load(str(twice / "backbone_final.pth"))["model"]
+    assert all(torch.equal(ea[k], eb[k]) for k in ea)
+
+
+def test_pretrain_configs_at_paper_scale_build(monkeypatch):
+    # The paper-size models build (on the meta device) with the published widths.
+    from vitdet_bench.config import LazyConfig
+
+    sizes = {}
+    for path in ("projects/MAE/configs/mae_vit_b_800ep.py", "projects/MoCoV3/configs/mocov3_vit_b_300ep.py",
+                 "projects/Supervised/configs/deit_vit_b_300ep.py", "projects/MAE/configs/mae_vit_l_800ep.py"):
+        cfg = LazyConfig.load(os.path.join(REPO, path))
+        with torch.device("meta"):
+            model = instantiate(cfg.model)
+        sizes[path] = sum(p.numel() for p in model.encoder.vit.parameters())
+        assert cfg.train.max_iter > 0 and cfg.optimizer.lr > 0
+    assert sizes["projects/MAE/configs/mae_vit_b_800ep.py"] == pytest.approx(86e6, rel=0.01)
+    assert sizes["projects/MAE/configs/mae_vit_l_800ep.py"] == pytest.approx(304e6, rel=0.01)
+    mae = LazyConfig.load(os.path.join(REPO, "projects/MAE/configs/mae_vit_b_800ep.py"))
+    assert mae.optimizer.lr == pytest.approx(1.5e-4 * 4096 / 256) and tuple(mae.optimizer.betas) == (0.9, 0.95)
+    assert mae.train.max_iter == round(800 * 1281167 / 4096)
+    beit = LazyConfig.load(os.path.join(REPO, "projects/BEiT/configs/beit_vit_b_800ep.py"))
+    assert beit.model.encoder.rel_pos_bias == "shared" and beit.model.encoder.init_values == 0.1
+    assert beit.dataloader.train.mapper.mask_generator.num_masking_patches == 75

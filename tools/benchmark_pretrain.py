@@ -1,0 +1,130 @@
+#!/usr/bin/env python
+"""Training-step throughput of each pre-training method against a plain ViT forward + backward.
+
+    python tools/benchmark_pretrain.py --arch vit_t --size 224 --batch 32 --iters 5
+    python tools/benchmark_pretrain.py --arch vit_b --device cuda --amp bfloat16 --batch 64
+
+Every row runs the same batch of random images: the method's loss (everything its step computes:
+masking, decoder, momentum encoder and both views, the frozen tokenizer, mixup) and its backward
+pass; the reference is the same ViT encoder on all tokens with a sum loss. Images / s is the
+median of ``--iters`` timed steps after ``--warmup``; the ratio is against the reference row of
+the same process. MoCo v3 counts each image once, although it encodes two views of it twice.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import torch  # noqa: E402
+from tabulate import tabulate  # noqa: E402
+
+from vitdet_bench.pretrain import (  # noqa: E402
+    BEiT,
+    MAE,
+    BlockMaskGenerator,
+    MoCoV3,
+    SupervisedViT,
+    VQTokenizer,
+    build_pretrain_encoder,
+)
+
+
+def _batch(n: int, size: int, grid: int, two_views: bool = False, masks: bool = False, labels: bool = False) -> list[dict]:
+    g = torch.Generator().manual_seed(0)
+    gen = BlockMaskGenerator(grid, num_masking_patches=int(round(0.4 * grid * grid)), min_num_patches=min(16, grid * grid // 4))
+    out = []
+    for i in range(n):
+        s = {"image": torch.rand(3, size, size, generator=g) * 255, "label": i % 10}
+        if two_views:
+            s["image2"] = torch.rand(3, size, size, generator=g) * 255
+        if masks:
+            import numpy as np
+
+            s["mask"] = torch.from_numpy(gen(np.random.default_rng(i)))
+        out.append(s)
+    return out
+
+
+class _PlainStep(torch.nn.Module):
+    """The reference: the encoder on all tokens, a sum loss."""
+
+    def __init__(self, encoder) -> None:
+        super().__init__()
+        self.encoder = encoder
+
+    def forward(self, batch):
+        x = torch.stack([s["image"] for s in batch]).to(next(self.parameters()).device)
+        return {"loss": self.encoder((x - 127.5) / 64.0).float().mean()}
+
+
+def build(name: str, arch: str, size: int):
+    enc = lambda **kw: build_pretrain_encoder(arch, img_size=size, **kw)  # noqa: E731
+    if name == "plain ViT (reference)":
+        return _PlainStep(enc(pos_embed="sincos"))
+    if name == "MAE (decoder 512 x 8)":
+        return MAE(enc(pos_embed="sincos"))
+    if name == "MAE (MAE-Lite decoder 96 x 1)":
+        return MAE(enc(pos_embed="sincos"), decoder_dim=96, decoder_depth=1, decoder_num_heads=3)
+    if name == "MoCo v3":
+        return MoCoV3(enc(pos_embed="sincos", freeze_patch_embed=True))
+    if name == "BEiT (VQ tokenizer, 8192 codes)":
+        tok = VQTokenizer(patch_size=16, vocab_size=8192).eval()
+        return BEiT(enc(pos_embed="none", rel_pos_bias="shared", init_values=0.1, qv_bias=True), tok)
+    if name == "supervised (mixup + cutmix)":
+        return SupervisedViT(enc(), num_classes=1000)
+    raise ValueError(name)
+
+
+METHODS = ["plain ViT (reference)", "MAE (decoder 512 x 8)", "MAE (MAE-Lite decoder 96 x 1)", "MoCo v3", "BEiT (VQ tokenizer, 8192 codes)", "supervised (mixup + cutmix)"]
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--arch", default="vit_t")
+    parser.add_argument("--size", type=int, default=224)
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--iters", type=int, default=5)
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--amp", choices=["none", "bfloat16", "float16"], default="none")
+    parser.add_argument("--only", nargs="*", help="subset of the method names")
+    args = parser.parse_args(argv)
+    device = torch.device(args.device)
+    grid = args.size // 16
+    rows, ref = [], None
+    for name in args.only or METHODS:
+        torch.manual_seed(0)
+        model = build(name, args.arch, args.size).to(device).train()
+        batch = _batch(args.batch, args.size, grid, two_views=name.startswith("MoCo"), masks=name.startswith("BEiT"))
+        times = []
+        for i in range(args.warmup + args.iters):
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            start = time.perf_counter()
+            with torch.autocast(device.type, dtype=getattr(torch, args.amp, None), enabled=args.amp != "none"):
+                loss = sum(model(batch).values())
+            loss.backward()
+            model.zero_grad(set_to_none=True)
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            if i >= args.warmup:
+                times.append(time.perf_counter() - start)
+        t = statistics.median(times)
+        ips = args.batch / t
+        ref = ref or ips
+        params = sum(p.numel() for p in model.parameters() if p.requires_grad) / 1e6
+        rows.append([name, f"{t:.3f}", f"{ips:.1f}", f"{ips / ref:.2f}", f"{params:.2f}"])
+        print(f"{name}: {t:.3f} s / step", flush=True)
+    print(f"\n{args.arch} at {args.size} px, batch {args.batch}, {args.device}, amp {args.amp}; median of {args.iters} steps "
+          f"after {args.warmup} warm-up; torch {torch.__version__}, {torch.get_num_threads()} threads\n")
+    print(tabulate(rows, headers=["method", "s / step", "img / s", "x reference img/s", "trainable params (M)"], tablefmt="github"))
+
+
+if __name__ == "__main__":
+    main()
