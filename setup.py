@@ -24,9 +24,12 @@ setup(
         "matplotlib>=3.7",
         "tensorboard>=2.14",
         "tabulate>=0.9",
+        "tqdm>=4.60",
         "PyYAML>=6.0",
     ],
-    extras_require={"test": ["pytest>=7"]},
+    # TIDE: tidecv declares the GUI opencv-python; `make venv` installs it with --no-deps next to
+    # the headless build (both provide cv2). Outside make: pip install --no-deps tidecv.
+    extras_require={"test": ["pytest>=7"], "tide": ["seaborn>=0.12", "pandas>=1.5", "appdirs>=1.4"]},
     entry_points={
         "console_scripts": [
             "vitdet-train=vitdet_bench.engine:run",

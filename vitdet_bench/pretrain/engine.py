@@ -109,8 +109,11 @@ def _fill_num_classes(cfg: DictConfig) -> None:
         logger.info("model.num_classes = %d, from %s", meta.num_classes, meta.name)
 
 
-def pretrain_main(args: argparse.Namespace, product: str = "backbone") -> dict:
-    """Load the config, train with the engine, export ``product`` ("backbone" or "tokenizer")."""
+def pretrain_main(args: argparse.Namespace, product: str = "backbone",
+                  extra_hooks: Callable[[nn.Module, object], list] | None = None) -> dict:
+    """Load the config, train with the engine, export ``product`` ("backbone" or "tokenizer").
+
+    ``extra_hooks(model, trainer)`` adds hooks (the benchmark runner's progress bar)."""
     cfg = LazyConfig.load(args.config_file)
     cfg = LazyConfig.apply_overrides(cfg, args.opts)
     if args.eval_only:
@@ -122,8 +125,9 @@ def pretrain_main(args: argparse.Namespace, product: str = "backbone") -> dict:
     keep = cfg.train.checkpointer.get("max_to_keep")
 
     def hooks(model: nn.Module, trainer) -> list:
+        more = extra_hooks(model, trainer) if extra_hooks else []
         if not comm.is_main_process():
-            return [SetProgress(model)]
+            return [SetProgress(model), *more]
         dataset_size = len(getattr(trainer.data_loader, "dataset", []) or []) or None
         if product == "tokenizer":
             def export(path: str, iteration: int) -> None:
@@ -133,7 +137,7 @@ def pretrain_main(args: argparse.Namespace, product: str = "backbone") -> dict:
                 meta = export_meta(cfg, model, iteration, dataset_size)
                 meta["config_file"] = args.config_file
                 save_backbone_export(_unwrap(model).export_state(), path, meta)
-        return [SetProgress(model), ExportHook(export, output_dir, product, period, keep)]
+        return [SetProgress(model), ExportHook(export, output_dir, product, period, keep), *more]
 
     return do_train(args, cfg, extra_hooks=hooks)
 

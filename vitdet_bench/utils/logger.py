@@ -22,6 +22,9 @@ def setup_logger(output_dir: str | None = None, rank: int = 0, level: int = logg
     formatter = logging.Formatter(_FORMAT, datefmt="%m/%d %H:%M:%S")
     if rank == 0:
         console = logging.StreamHandler(sys.stdout)
+        # The benchmark runner keeps the console quiet (its progress bars instead) while every
+        # run's log.txt still gets everything.
+        console.setLevel(os.environ.get("VITDET_BENCH_CONSOLE_LEVEL", "NOTSET"))
         console.setFormatter(formatter)
         console._vitdet_bench = True  # type: ignore[attr-defined]
         root.addHandler(console)

@@ -12,5 +12,5 @@ model.sync_bn = False
 dataloader.train.mapper.transform.image_size = image_size
 demo_data(dataloader, train, "mocov3_vit_tiny_demo")
 optimizer.lr = 1.5e-3
-train.max_iter = 200
+train.max_iter = 150
 lr_multiplier.warmup_iters = 20

@@ -1,0 +1,222 @@
+"""The benchmark runner and TIDE: numbers equal their sources (metrics.json, tidecv called
+directly), outputs name every run, unfinished runs are reported, collecting is repeatable."""
+
+import copy
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from pycocotools import mask as mask_utils
+
+from conftest import REPO
+from vitdet_bench.benchmark import Runner, load_benchmark, write_report
+from vitdet_bench.benchmark.collect import METRICS, collect_run
+from vitdet_bench.evaluation.tide import MAIN_ERRORS, SPECIAL_ERRORS, run_tide
+
+
+def _planted_detections(gt_json: str, path: str) -> str:
+    """Detections from the ground truth with planted errors: shifted boxes, wrong classes,
+    duplicates, background boxes and misses, with RLE masks."""
+    gt = json.load(open(gt_json))
+    rng = np.random.default_rng(0)
+    cats = [c["id"] for c in gt["categories"]]
+    images = {im["id"]: im for im in gt["images"]}
+    dets = []
+    for i, ann in enumerate(gt["annotations"]):
+        im = images[ann["image_id"]]
+        h, w = im["height"], im["width"]
+        if i % 7 == 0:
+            continue  # miss
+        x, y, bw, bh = ann["bbox"]
+        cat = ann["category_id"]
+        if i % 5 == 1:
+            x, y = x + 0.4 * bw, y + 0.3 * bh  # localisation error
+        if i % 6 == 2:
+            cat = cats[(cats.index(cat) + 1) % len(cats)]  # classification error
+        rles = mask_utils.frPyObjects(ann["segmentation"], h, w)
+        rle = mask_utils.merge(rles) if isinstance(rles, list) else rles
+        rle["counts"] = rle["counts"].decode()
+        det = {"image_id": ann["image_id"], "category_id": cat, "bbox": [x, y, bw, bh],
+               "score": float(rng.uniform(0.3, 1.0)), "segmentation": rle}
+        dets.append(det)
+        if i % 4 == 3:
+            dets.append({**copy.deepcopy(det), "score": det["score"] * 0.9})  # duplicate
+    for im in list(images.values())[:5]:  # background detections
+        m = np.zeros((im["height"], im["width"]), dtype=np.uint8, order="F")
+        m[:20, :20] = 1
+        rle = mask_utils.encode(m)
+        rle["counts"] = rle["counts"].decode()
+        dets.append({"image_id": im["id"], "category_id": cats[0], "bbox": [0, 0, 20, 20], "score": 0.5, "segmentation": rle})
+    with open(path, "w") as f:
+        json.dump(dets, f)
+    return path
+
+
+def test_tide_numbers_equal_tidecv_called_directly(demo_root, tmp_path):
+    from tidecv import TIDE, datasets
+
+    gt_json = os.path.join(demo_root, "val.json")
+    res_json = _planted_detections(gt_json, str(tmp_path / "dets.json"))
+    ours = run_tide(gt_json, res_json, plot_dir=str(tmp_path / "plots"), name="planted")
+    for task, mode in (("bbox", TIDE.BOX), ("segm", TIDE.MASK)):
+        tide = TIDE()
+        run = tide.evaluate(datasets.COCO(gt_json), datasets.COCOResult(res_json), mode=mode, name="direct")
+        assert ours[task]["AP50"] == run.ap
+        assert ours[task]["main"] == {e: tide.get_main_errors()["direct"][e] for e in MAIN_ERRORS}
+        assert ours[task]["special"] == {e: tide.get_special_errors()["direct"][e] for e in SPECIAL_ERRORS}
+        assert os.path.isfile(tmp_path / "plots" / f"planted_{task}_{mode}_summary.png")
+    # The planted errors show up.
+    assert ours["bbox"]["main"]["Loc"] > 0 and ours["bbox"]["main"]["Cls"] > 0 and ours["bbox"]["main"]["Miss"] > 0
+    with pytest.raises(FileNotFoundError, match="results file"):
+        run_tide(gt_json, str(tmp_path / "nope.json"))
+
+
+BENCH = """
+benchmark = dict(
+    name="tiny",
+    output_dir="{out}",
+    detection_overrides=["train.max_iter=4", "train.eval_period=2", "dataloader.train.total_batch_size=2",
+                         "lr_multiplier.warmup_iters=1", "train.checkpointer.period=0", "train.log_period=1"],
+    pretrain_overrides=["train.max_iter=4", "lr_multiplier.warmup_iters=1", "dataloader.train.total_batch_size=4",
+                        "train.log_period=2"],
+    inits=dict(
+        random=dict(config="{repo}/configs/demo/bench/random.py"),
+        mae=dict(config="{repo}/configs/demo/bench/mae.py",
+                 pretrain=[dict(name="mae", config="{repo}/projects/MAE/configs/mae_vit_tiny_demo.py")]),
+        beit=dict(config="{repo}/configs/demo/bench/beit.py", pretrain=[
+            dict(name="tokenizer", tool="tokenizer", config="{repo}/projects/BEiT/configs/tokenizer_vq_demo.py"),
+            dict(name="beit", config="{repo}/projects/BEiT/configs/beit_vit_tiny_demo.py",
+                 overrides=["tokenizer.path={{tokenizer}}/tokenizer_final.pth"])]),
+    ),
+)
+"""
+
+
+@pytest.fixture(scope="module")
+def tiny_benchmark(tmp_path_factory, demo_root):
+    root = tmp_path_factory.mktemp("bench")
+    path = root / "tiny.py"
+    path.write_text(BENCH.format(out=root / "out", repo=REPO))
+    spec = load_benchmark(str(path))
+    Runner(spec, progress=False).run()
+    return spec
+
+
+def test_runner_table_equals_the_runs_metrics(tiny_benchmark):
+    spec = tiny_benchmark
+    results = Runner(spec, progress=False).collect()
+    out = write_report(spec, results)
+    assert [r.status for r in results] == ["complete"] * 3, [r.problems for r in results]
+    headers = out["headers"]
+    for r, row in zip(results, out["results"]):
+        rows = [json.loads(line) for line in open(os.path.join(r.run_dir, "metrics.json"))]
+        final = [x for x in rows if "bbox/AP" in x][-1]
+        assert final["iteration"] == 3
+        for task, label in (("bbox", "box"), ("segm", "mask")):
+            for m in METRICS:
+                assert row[headers.index(f"{label} {m}")] == round(final[f"{task}/{m}"], 2)
+        # Convergence points are the evaluations at 2 and 4 iterations.
+        assert [p["iteration"] for p in r.curve] == [2, 4]
+        assert r.cost["params_m"] > 0 and r.cost["backbone_gflops"] > 0 and r.cost["inference_s_per_image"] > 0
+    # The pre-trained inits started from their exports.
+    assert results[1].init_checkpoint.endswith("pretrain/mae_mae/backbone_final.pth")
+    assert results[2].init_checkpoint.endswith("pretrain/beit_beit/backbone_final.pth")
+    log = open(os.path.join(results[2].run_dir, "log.txt")).read()
+    assert "0 missing UNEXPECTEDLY, 0 checkpoint tensors unused" in log
+
+
+def test_outputs_exist_and_name_every_run_and_tide_equals_tidecv(tiny_benchmark):
+    spec = tiny_benchmark
+    results = Runner(spec, progress=False).collect()
+    out = write_report(spec, results)
+    d = spec.output_dir
+    for f in ("results.md", "results.csv", "results.json", "convergence.png", "report.md",
+              "tide/tide_comparison.png", "tide/tide.md", "tide/tide.json"):
+        assert os.path.getsize(os.path.join(d, f)) > 0, f
+    report = open(os.path.join(d, "report.md")).read()
+    table = open(os.path.join(d, "results.md")).read()
+    for name in ("random", "mae", "beit"):
+        assert name in report and name in table and name in open(os.path.join(d, "tide/tide.md")).read()
+        assert f"configs/demo/bench/{name}.py" in report
+    # TIDE per run equals tidecv on the run's own files.
+    gt = os.path.join(os.environ["VITDET_BENCH_CACHE"], "demo_shapes_v2_seed0_train96-val24", "val.json")
+    for r in results:
+        direct = run_tide(gt, os.path.join(r.run_dir, "inference", "coco_instances_results.json"), name=r.name)
+        assert out["tide"][r.name] == direct
+
+
+def test_collecting_twice_gives_the_same_table(tiny_benchmark):
+    spec = tiny_benchmark
+    first = write_report(spec, Runner(spec, progress=False).collect())
+    csv1 = open(os.path.join(spec.output_dir, "results.csv")).read()
+    second = write_report(spec, Runner(spec, progress=False).collect())
+    assert first["results"] == second["results"] and first["tide"] == second["tide"]
+    assert open(os.path.join(spec.output_dir, "results.csv")).read() == csv1
+    # Running again trains nothing: every run is complete, so it is reused.
+    before = os.path.getmtime(os.path.join(spec.run_dir("random"), "model_final.pth"))
+    Runner(spec, progress=False).run()
+    assert os.path.getmtime(os.path.join(spec.run_dir("random"), "model_final.pth")) == before
+
+
+def test_missing_and_partial_runs_are_reported(tiny_benchmark, tmp_path):
+    src = tiny_benchmark.run_dir("random")
+    partial = tmp_path / "partial"
+    shutil.copytree(src, partial)
+    os.remove(partial / "inference" / "coco_instances_results.json")
+    lines = open(partial / "metrics.json").read().splitlines()
+    (partial / "metrics.json").write_text("\n".join(lines[:2]) + "\n")  # stopped early
+    r = collect_run("partial", str(partial))
+    assert r.status == "partial"
+    assert any("trained 2 of 4 iterations" in p for p in r.problems)
+    assert any("coco_instances_results.json missing" in p for p in r.problems)
+    truncated = tmp_path / "truncated"
+    shutil.copytree(src, truncated)
+    (truncated / "metrics.json").write_text("\n".join(lines) + '\n{"iteration": 4, "tot')
+    r = collect_run("truncated", str(truncated))
+    assert r.status == "partial" and "not valid JSON" in r.problems[0]
+    missing = collect_run("missing", str(tmp_path / "never_ran"))
+    assert missing.status == "missing" and "no run directory" in missing.problems[0]
+    # In the report they are rows with their status, not dropped.
+    spec = copy.copy(tiny_benchmark)
+    spec.output_dir = str(tmp_path / "report")
+    out = write_report(spec, [collect_run("random", src), r, missing], tide=True)
+    assert [row[:2] for row in out["results"]] == [["random", "complete"], ["truncated", "partial"], ["missing", "missing"]]
+    text = open(tmp_path / "report" / "report.md").read()
+    assert "`missing` (missing): no run directory" in text and "`truncated` (partial)" in text
+
+
+def test_tide_report_cli_and_benchmark_commands(tiny_benchmark, tmp_path):
+    dirs = [tiny_benchmark.run_dir(n) for n in ("random", "mae")]
+    env = dict(os.environ, PYTHONPATH=REPO)
+    subprocess.run([sys.executable, os.path.join(REPO, "tools/tide_report.py"), *dirs, "--output", str(tmp_path / "t")],
+                   check=True, env=env, capture_output=True)
+    data = json.load(open(tmp_path / "t" / "tide.json"))
+    assert set(data) == {"random", "mae"} and os.path.isfile(tmp_path / "t" / "tide_comparison.png")
+    cached = json.load(open(os.path.join(dirs[1], "tide.json")))["tide"]
+    assert data["mae"] == cached
+    proc = subprocess.run([sys.executable, os.path.join(REPO, "tools/tide_report.py"), str(tmp_path)],
+                          env=env, capture_output=True, text=True)
+    assert proc.returncode != 0 and "not a finished run directory" in proc.stderr
+    proc = subprocess.run([sys.executable, os.path.join(REPO, "tools/benchmark.py"), "--config-file",
+                           tiny_benchmark.source_file, "--print-commands", "--num-gpus", "8"],
+                          env=env, capture_output=True, text=True, check=True)
+    for name in ("random", "mae", "beit"):
+        assert f"# {name}:" in proc.stdout
+    assert "tools/train_tokenizer.py" in proc.stdout and "--collect-only" in proc.stdout
+
+
+def test_benchmark_files_load_with_five_inits():
+    for f in ("demo.py", "demo_quick.py", "coco_vit_b.py"):
+        spec = load_benchmark(os.path.join(REPO, "configs/benchmark", f))
+        assert [i.name for i in spec.inits] == ["random", "supervised", "mocov3", "beit", "mae"]
+    quick = load_benchmark(os.path.join(REPO, "configs/benchmark/demo_quick.py"))
+    assert "train.max_iter=40" in quick.detection_overrides
+    with pytest.raises(ValueError, match="not both"):
+        from vitdet_bench.benchmark.runner import load_benchmark as lb
+
+        p = os.path.join(REPO, "configs/benchmark/coco_vit_b.py")
+        lb(p, ["inits.mae.pretrain=[{name: x, config: y}]"])

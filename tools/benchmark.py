@@ -1,0 +1,82 @@
+#!/usr/bin/env python
+"""The main job: compare ViT initializations for detection, from one command.
+
+    python tools/benchmark.py                      # the demo benchmark (configs/benchmark/demo.py), CPU, < 15 min
+    python tools/benchmark.py --quick              # the same pipeline with short schedules, < 5 min
+    python tools/benchmark.py --config-file configs/benchmark/coco_vit_b.py --print-commands --num-gpus 8
+    python tools/benchmark.py --config-file configs/benchmark/coco_vit_b.py --collect-only
+    python tools/benchmark.py --only mae random output_dir=./output/bench_try
+
+Pre-trains what is missing, fine-tunes and evaluates one detector per initialization (reusing
+finished runs, resuming unfinished ones), runs TIDE, and writes to the benchmark's output_dir:
+results.md / .csv / .json, convergence.png, tide/ (per-run figures, tide_comparison.png, tide.md),
+and report.md. Trailing key=value pairs override the benchmark dict (e.g. output_dir=...).
+"""
+
+import argparse
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from tabulate import tabulate  # noqa: E402
+
+from vitdet_bench.benchmark import Runner, load_benchmark, write_report  # noqa: E402
+from vitdet_bench.utils.logger import setup_logger  # noqa: E402
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config-file", default=None, help="a benchmark file (default: configs/benchmark/demo.py)")
+    parser.add_argument("--quick", action="store_true", help="configs/benchmark/demo_quick.py: short schedules")
+    parser.add_argument("--only", nargs="+", metavar="INIT", help="run only these initializations (collect all)")
+    parser.add_argument("--collect-only", action="store_true", help="run nothing; collect finished runs and report")
+    parser.add_argument("--print-commands", action="store_true", help="print one shell job per initialization and exit")
+    parser.add_argument("--num-gpus", type=int, default=8, help="GPUs per job in --print-commands")
+    parser.add_argument("--measure-cost", action="store_true", help="measure params / FLOPs / inference time of "
+                        "finished runs that lack cost.json (also with --collect-only)")
+    parser.add_argument("--no-progress", action="store_true", help="full console logs instead of progress bars")
+    parser.add_argument("opts", nargs=argparse.REMAINDER, help="benchmark overrides: key=value ...")
+    args = parser.parse_args(argv)
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    if args.config_file is None:
+        name = "demo_quick.py" if args.quick else "demo.py"
+        args.config_file = os.path.join(repo, "configs", "benchmark", name)
+    elif args.quick:
+        parser.error("--quick selects configs/benchmark/demo_quick.py; do not combine it with --config-file")
+    spec = load_benchmark(args.config_file, args.opts)
+    runner = Runner(spec, progress=not args.no_progress)
+    if args.print_commands:
+        print("\n\n".join(runner.commands(args.num_gpus)))
+        return 0
+    setup_logger()
+    start = time.perf_counter()
+    if not args.collect_only:
+        runner.run(only=args.only)
+    results = runner.collect()
+    if args.measure_cost:
+        from vitdet_bench.benchmark import measure_cost
+
+        for r in results:
+            if r.status == "complete" and not r.cost:
+                r.cost = measure_cost(r.run_dir)
+    out = write_report(spec, results, tide=spec.tide)
+    elapsed = time.perf_counter() - start
+    short = [[r.name, r.status, r.metrics.get("bbox", {}).get("AP"), r.metrics.get("segm", {}).get("AP"),
+              out["tide"].get(r.name, {}).get("bbox", {}).get("main", {}).get("Loc"),
+              out["tide"].get(r.name, {}).get("bbox", {}).get("main", {}).get("Miss"),
+              round(r.train_time_s / 60, 2) if r.train_time_s else None] for r in results]
+    print(f"\nBenchmark '{spec.name}' ({'collected' if args.collect_only else 'ran'} in {elapsed / 60:.1f} min):\n")
+    print(tabulate(short, headers=["init", "status", "box AP", "mask AP", "box dAP Loc", "box dAP Miss", "train min"],
+                   tablefmt="github", floatfmt=".2f", missingval="-"))
+    print(f"\nReport: {os.path.join(spec.output_dir, 'report.md')} (table: results.md/.csv/.json, "
+          f"convergence.png, tide/)")
+    incomplete = [r for r in results if r.status != "complete"]
+    for r in incomplete:
+        print(f"  {r.name}: {r.status}: {'; '.join(r.problems)}")
+    return 1 if incomplete else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

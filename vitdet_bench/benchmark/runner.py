@@ -1,0 +1,292 @@
+"""The benchmark runner: pre-train what is missing, fine-tune one detector per initialization,
+evaluate, and collect everything into one report (``tools/benchmark.py``).
+
+A benchmark is a LazyConfig file with a ``benchmark`` dict (``configs/benchmark/*.py``)::
+
+    benchmark = dict(
+        output_dir="./output/benchmark/demo",
+        detection_overrides=[...],            # applied to every detection run
+        inits=dict(
+            random=dict(config="configs/demo/bench/random.py"),
+            mae=dict(config="configs/demo/bench/mae.py",
+                     pretrain=[dict(name="mae", config="projects/MAE/configs/mae_vit_tiny_demo.py")]),
+            beit=dict(config=..., pretrain=[dict(name="tokenizer", tool="tokenizer", config=...),
+                                            dict(name="beit", config=..., overrides=["tokenizer.path={tokenizer}/tokenizer_final.pth"])]),
+            mocov3=dict(config="configs/COCO/mask_rcnn_vit_b_mocov3_100ep.py", checkpoint="checkpoints/vit-b-300ep.pth.tar"),
+        ),
+    )
+
+Each initialization is a detection recipe config (its own lr, drop path, block design) plus where
+its backbone comes from: ``checkpoint`` (a file in any format the loader reads), ``pretrain`` (a
+chain of pre-training configs run first; the last one's ``backbone_final.pth`` is used; ``{name}``
+in overrides is an earlier step's output directory), or neither (random init).
+
+Everything is idempotent: a finished pre-training or detection run is reused, an unfinished one
+resumes from its last checkpoint. On a cluster, ``--print-commands`` prints one job per
+initialization and ``--collect-only`` later gathers the finished runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shlex
+import sys
+import time
+from dataclasses import dataclass, field
+
+from omegaconf import DictConfig, OmegaConf
+
+from .collect import RunResult, collect_run
+
+__all__ = ["BenchmarkSpec", "Initialization", "PretrainStep", "load_benchmark", "Runner"]
+
+logger = logging.getLogger("vitdet_bench.benchmark")
+
+DEFAULT_INITS = ("random", "supervised", "mocov3", "beit", "mae")
+
+
+@dataclass
+class PretrainStep:
+    name: str
+    config: str
+    tool: str = "pretrain"  # "pretrain" (backbone_final.pth) or "tokenizer" (tokenizer_final.pth)
+    overrides: list[str] = field(default_factory=list)
+
+    @property
+    def product(self) -> str:
+        return "tokenizer_final.pth" if self.tool == "tokenizer" else "backbone_final.pth"
+
+
+@dataclass
+class Initialization:
+    name: str
+    config: str
+    checkpoint: str | None = None
+    pretrain: list[PretrainStep] = field(default_factory=list)
+    overrides: list[str] = field(default_factory=list)
+
+    @property
+    def source(self) -> str:
+        if self.checkpoint:
+            return f"checkpoint {self.checkpoint}"
+        if self.pretrain:
+            return "pre-trained here: " + " -> ".join(os.path.relpath(s.config) for s in self.pretrain)
+        return "random"
+
+
+@dataclass
+class BenchmarkSpec:
+    name: str
+    output_dir: str
+    inits: list[Initialization]
+    detection_overrides: list[str] = field(default_factory=list)
+    pretrain_overrides: list[str] = field(default_factory=list)
+    tide: bool = True
+    cost: bool = True
+    source_file: str = ""
+
+    def run_dir(self, init: str) -> str:
+        return os.path.join(self.output_dir, "runs", init)
+
+    def pretrain_dir(self, init: str, step: str) -> str:
+        return os.path.join(self.output_dir, "pretrain", f"{init}_{step}")
+
+
+def _plain(x):
+    return OmegaConf.to_container(x, resolve=True) if isinstance(x, DictConfig) or OmegaConf.is_list(x) else x
+
+
+def load_benchmark(path: str, overrides: list[str] | None = None) -> BenchmarkSpec:
+    """Read a benchmark file (its ``benchmark`` dict); ``overrides`` are ``benchmark.*`` key=value."""
+    from ..config import LazyConfig
+
+    cfg = LazyConfig.load(path)
+    if "benchmark" not in cfg:
+        raise ValueError(f"{path} has no `benchmark` dict (see configs/benchmark/demo.py)")
+    if overrides:
+        cfg = LazyConfig.apply_overrides(cfg, [o if o.startswith(("benchmark.", "+benchmark.")) else f"benchmark.{o}"
+                                               for o in overrides])
+    b = _plain(cfg.benchmark)
+    inits = []
+    for name, d in (b.get("inits") or {}).items():
+        unknown = set(d) - {"config", "checkpoint", "pretrain", "overrides"}
+        if unknown:
+            raise ValueError(f"benchmark.inits.{name}: unknown keys {sorted(unknown)}")
+        if "config" not in d:
+            raise ValueError(f"benchmark.inits.{name}: needs a detection `config`")
+        if d.get("checkpoint") and d.get("pretrain"):
+            raise ValueError(f"benchmark.inits.{name}: give `checkpoint` or `pretrain`, not both")
+        steps = [PretrainStep(**s) for s in d.get("pretrain") or []]
+        for s in steps:
+            if s.tool not in ("pretrain", "tokenizer"):
+                raise ValueError(f"benchmark.inits.{name}.pretrain.{s.name}: tool must be 'pretrain' or 'tokenizer'")
+        if steps and steps[-1].tool != "pretrain":
+            raise ValueError(f"benchmark.inits.{name}: the last pre-training step must export a backbone")
+        inits.append(Initialization(name, d["config"], d.get("checkpoint"), steps, list(d.get("overrides") or [])))
+    if not inits:
+        raise ValueError(f"{path}: benchmark.inits is empty")
+    return BenchmarkSpec(
+        name=b.get("name", os.path.splitext(os.path.basename(path))[0]),
+        output_dir=b["output_dir"],
+        inits=inits,
+        detection_overrides=list(b.get("detection_overrides") or []),
+        pretrain_overrides=list(b.get("pretrain_overrides") or []),
+        tide=bool(b.get("tide", True)),
+        cost=bool(b.get("cost", True)),
+        source_file=path,
+    )
+
+
+def _args(config: str, opts: list[str], resume: bool = True) -> argparse.Namespace:
+    return argparse.Namespace(config_file=config, opts=list(opts), resume=resume, eval_only=False, num_gpus=1,
+                              num_machines=1, machine_rank=0, dist_url="auto")
+
+
+class _ProgressBar:
+    """A tqdm bar over a training run's iterations (an engine hook)."""
+
+    def __init__(self, desc: str, enabled: bool) -> None:
+        self.desc = desc
+        self.enabled = enabled
+
+    def __call__(self, model, trainer) -> list:
+        from ..engine.train_loop import HookBase
+
+        desc, enabled = self.desc, self.enabled
+
+        class Bar(HookBase):
+            def before_train(self) -> None:
+                from tqdm import tqdm
+
+                self.bar = tqdm(total=self.trainer.max_iter, initial=self.trainer.start_iter, desc=desc,
+                                disable=not enabled, leave=False, dynamic_ncols=True, file=sys.stderr)
+
+            def after_step(self) -> None:
+                self.bar.update(1)
+                latest = self.trainer.storage.latest()
+                if "total_loss" in latest:
+                    self.bar.set_postfix(loss=f"{latest['total_loss'][0]:.3f}", refresh=False)
+
+            def after_train(self) -> None:
+                self.bar.close()
+
+        return [Bar()]
+
+
+class Runner:
+    """Runs and collects one :class:`BenchmarkSpec`.
+
+    Args:
+        spec: the benchmark.
+        progress: tqdm bars (and a quiet console: each run's log.txt keeps the full log).
+    """
+
+    def __init__(self, spec: BenchmarkSpec, progress: bool = True) -> None:
+        self.spec = spec
+        self.progress = progress
+
+    # --- what runs --------------------------------------------------------------------------
+    def _step_overrides(self, init: Initialization, step: PretrainStep) -> list[str]:
+        dirs = {s.name: self.spec.pretrain_dir(init.name, s.name) for s in init.pretrain}
+        opts = [o.format(**dirs) for o in list(self.spec.pretrain_overrides) + list(step.overrides)]
+        return opts + [f"train.output_dir={dirs[step.name]}"]
+
+    def checkpoint_for(self, init: Initialization) -> str:
+        if init.checkpoint:
+            return init.checkpoint
+        if init.pretrain:
+            return os.path.join(self.spec.pretrain_dir(init.name, init.pretrain[-1].name), "backbone_final.pth")
+        return ""
+
+    def detection_overrides(self, init: Initialization) -> list[str]:
+        ckpt = self.checkpoint_for(init)
+        return (list(self.spec.detection_overrides) + list(init.overrides)
+                + [f"train.output_dir={self.spec.run_dir(init.name)}", f"train.init_checkpoint={ckpt}"])
+
+    def commands(self, num_gpus: int = 8) -> list[str]:
+        """Shell commands that do what :meth:`run` does, one line per job (for a cluster)."""
+        lines = []
+        q = lambda opts: " ".join(shlex.quote(o) for o in opts)  # noqa: E731
+        for init in self.spec.inits:
+            parts = []
+            for step in init.pretrain:
+                tool = "tools/train_tokenizer.py" if step.tool == "tokenizer" else "tools/pretrain_net.py"
+                parts.append(f"python {tool} --config-file {step.config} --num-gpus {num_gpus} --resume "
+                             f"{q(self._step_overrides(init, step))}")
+            parts.append(f"python tools/lazyconfig_train_net.py --config-file {init.config} --num-gpus {num_gpus} "
+                         f"--resume {q(self.detection_overrides(init))}")
+            lines.append(f"# {init.name}: {init.source}\n" + " && \\\n  ".join(parts))
+        lines.append(f"# then: python tools/benchmark.py --config-file {self.spec.source_file} --collect-only")
+        return lines
+
+    def run(self, only: list[str] | None = None) -> None:
+        """Run every missing piece, sequentially."""
+        from tqdm import tqdm
+
+        from ..engine.defaults import default_setup, do_train, resolve_num_classes
+        from ..pretrain.engine import pretrain_main
+
+        inits = [i for i in self.spec.inits if not only or i.name in only]
+        unknown = set(only or []) - {i.name for i in self.spec.inits}
+        if unknown:
+            raise ValueError(f"--only {sorted(unknown)}: not initializations of {self.spec.name} "
+                             f"({[i.name for i in self.spec.inits]})")
+        if self.progress:
+            os.environ["VITDET_BENCH_CONSOLE_LEVEL"] = "WARNING"
+        stages = [(i, s) for i in inits for s in i.pretrain] + [(i, None) for i in inits]
+        overall = tqdm(total=len(stages), desc=f"benchmark {self.spec.name}", disable=not self.progress,
+                       dynamic_ncols=True, file=sys.stderr)
+        try:
+            for init, step in stages:
+                if step is not None:
+                    out = self.spec.pretrain_dir(init.name, step.name)
+                    overall.set_postfix_str(f"pre-train {init.name}/{step.name}")
+                    if not os.path.isfile(os.path.join(out, step.product)):
+                        pretrain_main(_args(step.config, self._step_overrides(init, step)),
+                                      product="tokenizer" if step.tool == "tokenizer" else "backbone",
+                                      extra_hooks=_ProgressBar(f"pre-train {init.name}/{step.name}", self.progress))
+                    overall.update(1)
+                    continue
+                overall.set_postfix_str(f"detector {init.name}")
+                run_dir = self.spec.run_dir(init.name)
+                if collect_run(init.name, run_dir).status != "complete":
+                    self._train_detector(init, default_setup, do_train, resolve_num_classes)
+                if self.spec.cost and not os.path.isfile(os.path.join(run_dir, "cost.json")):
+                    from .cost import measure_cost
+
+                    measure_cost(run_dir)
+                overall.update(1)
+        finally:
+            overall.close()
+            os.environ.pop("VITDET_BENCH_CONSOLE_LEVEL", None)
+
+    def _train_detector(self, init: Initialization, default_setup, do_train, resolve_num_classes) -> None:
+        from ..config import LazyConfig
+        from ..data.catalog import load_dataset
+
+        ckpt = self.checkpoint_for(init)
+        if ckpt and not os.path.isfile(ckpt):
+            raise FileNotFoundError(f"initialization {init.name}: checkpoint {ckpt} does not exist")
+        args = _args(init.config, self.detection_overrides(init))
+        cfg = LazyConfig.apply_overrides(LazyConfig.load(init.config), args.opts)
+        resolve_num_classes(cfg)
+        default_setup(cfg, args)
+        start = time.perf_counter()
+        do_train(args, cfg, extra_hooks=_ProgressBar(f"detector {init.name}", self.progress))
+        train_images = len(load_dataset(cfg.dataloader.train.dataset.names)[0]) if "names" in cfg.dataloader.train.dataset else None
+        info = {"config_file": init.config, "source": init.source, "init_checkpoint": ckpt,
+                "train_time_s": time.perf_counter() - start, "train_images": train_images}
+        with open(os.path.join(self.spec.run_dir(init.name), "run_info.json"), "w") as f:
+            json.dump(info, f, indent=1)
+
+    # --- what is collected ------------------------------------------------------------------
+    def collect(self) -> list[RunResult]:
+        results = []
+        for init in self.spec.inits:
+            r = collect_run(init.name, self.spec.run_dir(init.name))
+            r.config_file = r.config_file or init.config
+            results.append(r)
+        return results
