@@ -7,6 +7,7 @@ import csv
 import hashlib
 import json
 import logging
+import math
 import os
 
 from tabulate import tabulate
@@ -20,8 +21,8 @@ logger = logging.getLogger("vitdet_bench.benchmark")
 
 
 def _fmt(v, digits: int = 2):
-    if v is None:
-        return "-"
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "-"  # not measured, or NaN (COCO's APl on a split without large objects)
     if isinstance(v, float):
         return round(v, digits)
     return v

@@ -107,8 +107,11 @@ def load_benchmark(path: str, overrides: list[str] | None = None) -> BenchmarkSp
     if "benchmark" not in cfg:
         raise ValueError(f"{path} has no `benchmark` dict (see configs/benchmark/demo.py)")
     if overrides:
-        cfg = LazyConfig.apply_overrides(cfg, [o if o.startswith(("benchmark.", "+benchmark.")) else f"benchmark.{o}"
-                                               for o in overrides])
+        def scoped(o: str) -> str:
+            plus, key = ("+", o[1:]) if o.startswith("+") else ("", o)
+            return o if key.startswith("benchmark.") else f"{plus}benchmark.{key}"
+
+        cfg = LazyConfig.apply_overrides(cfg, [scoped(o) for o in overrides])
     b = _plain(cfg.benchmark)
     inits = []
     for name, d in (b.get("inits") or {}).items():
