@@ -283,3 +283,26 @@ def test_pretrain_configs_at_paper_scale_build(monkeypatch):
     beit = LazyConfig.load(os.path.join(REPO, "projects/BEiT/configs/beit_vit_b_800ep.py"))
     assert beit.model.encoder.rel_pos_bias == "shared" and beit.model.encoder.init_values == 0.1
     assert beit.dataloader.train.mapper.mask_generator.num_masking_patches == 75
+
+
+def test_vq_tokenizer_restarts_dead_codes_from_encoder_outputs():
+    from vitdet_bench.pretrain import VQTokenizer
+
+    torch.manual_seed(0)
+    tok = VQTokenizer(patch_size=16, vocab_size=32, code_dim=8, hidden_dim=16).train()
+    images = torch.rand(2, 3, 64, 64) * 255
+    tok(images)  # initialises the codebook from this batch
+    used = set(tok.get_codebook_indices(images).flatten().tolist())
+    idle = torch.tensor([c for c in range(32) if c not in used][:4])
+    tok.usage[idle] = 0.0  # these codes have not been used for a long time, nor are they now
+    before = tok.codebook.weight.detach().clone()
+    tok(images)
+    restarted = (tok.codebook.weight - before).abs().sum(1) > 0
+    assert restarted[idle].all()
+    assert not restarted[torch.tensor(sorted(used))].any()  # codes in use stay
+    z = tok._encode(images).permute(0, 2, 3, 1).reshape(-1, 8)
+    # Each restarted code is one of the batch's (normalised) encodings plus 0.01 noise.
+    dist = torch.cdist(tok.codebook.weight[idle].detach(), z).min(dim=1).values
+    assert (dist < 0.1).all()
+    ids = tok.get_codebook_indices(images)
+    assert ids.shape == (2, 4, 4) and ids.dtype == torch.long and int(ids.max()) < 32

@@ -175,8 +175,9 @@ def _report_markdown(spec, results, headers, rows, convergence, tide_results) ->
     lines += [tabulate(crow, headers=["init", "params (M)", "backbone params (M)", "backbone GFLOPs", "FLOPs input",
                                       "train s/iter", "inference s/img", "peak mem (MB)"], tablefmt="github"), "",
               "FLOPs: fvcore, backbone + neck on one padded test image (one multiply-add = one flop). "
-              "Train s/iter: median of the logged iteration times. Peak memory: CUDA max allocated, or the "
-              "process's max RSS on the CPU. For the backbone variants' cost use `tools/benchmark_backbone.py`.", ""]
+              "Train s/iter: median of the logged iteration times. Peak memory: CUDA max allocated, or on the CPU "
+              "the process's max RSS, which only grows, so when the runner trains several runs in one process a "
+              "later run's value includes the earlier ones. For the backbone variants' cost use `tools/benchmark_backbone.py`.", ""]
     lines += ["## Runs and configs", ""]
     for init, r in zip(spec.inits, results):
         lines.append(f"- **{init.name}**: detection config `{init.config}`; backbone: {init.source}; "

@@ -234,6 +234,7 @@ class LoadReport:
     missing_unexpected: list[str] = field(default_factory=list)
     dropped: dict[str, int] = field(default_factory=dict)
     unused: list[tuple[str, str]] = field(default_factory=list)
+    origin: str = ""  # for our exports: the method / format that produced the weights
 
     @property
     def ok(self) -> bool:
@@ -241,7 +242,8 @@ class LoadReport:
 
     def summary(self) -> str:
         lines = [
-            f"Backbone checkpoint {self.source} (format: {self.format}): {len(self.loaded)} tensors loaded, "
+            f"Backbone checkpoint {self.source} (format: {self.format}{f' from {self.origin}' if self.origin else ''}): "
+            f"{len(self.loaded)} tensors loaded, "
             f"{len(self.resized)} resized, {len(self.converted)} converted, "
             f"{len(self.missing_expected)} missing as expected, {len(self.missing_unexpected)} missing UNEXPECTEDLY, "
             f"{len(self.unused)} checkpoint tensors unused."
@@ -431,7 +433,7 @@ def adapt_to_vit(
     report.loaded = sorted(k for k in out if k not in resized)
     origin = _origin_format(ckpt)
     if origin != ckpt.format:
-        report.format = f"{ckpt.format} ({origin})"
+        report.origin = origin
     for k in target:
         if k not in out:
             (report.missing_expected if _expected_missing(k, origin) else report.missing_unexpected).append(k)

@@ -47,8 +47,10 @@ class VQTokenizer(nn.Module):
     Encoder: ``log2(patch_size)`` stride-2 convs then a residual block and a 1x1 projection to
     ``code_dim``; nearest-codebook quantisation with the straight-through gradient, codebook and
     commitment losses (beta 0.25); a mirrored transposed-conv decoder reconstructs the image. The
-    codebook is initialised from the first batch's encoder outputs (dead codes are the usual
-    failure of VQ training on small data); codes and encodings are L2-normalised (cosine
+    codebook is initialised from the first batch's encoder outputs, and codes whose running usage
+    falls below ``dead_code_threshold`` of uniform are restarted from random encoder outputs of
+    the current batch (dead codes are the usual failure of VQ training on small data; Jukebox /
+    SoundStream restart them the same way); codes and encodings are L2-normalised (cosine
     distance), as VQ-KD / ViT-VQGAN do, which keeps code usage spread.
 
     Args:
@@ -57,6 +59,8 @@ class VQTokenizer(nn.Module):
         code_dim: code width.
         hidden_dim: conv width.
         commitment: weight of the commitment loss.
+        dead_code_threshold: restart codes used less than this fraction of ``1 / vocab_size``
+            (running average); 0 disables restarts.
         pixel_mean, pixel_std: input normalisation on the 0-255 scale.
     """
 
@@ -67,6 +71,7 @@ class VQTokenizer(nn.Module):
         code_dim: int = 32,
         hidden_dim: int = 128,
         commitment: float = 0.25,
+        dead_code_threshold: float = 0.03,
         pixel_mean: tuple = (123.675, 116.28, 103.53),
         pixel_std: tuple = (58.395, 57.12, 57.375),
     ) -> None:
@@ -75,7 +80,9 @@ class VQTokenizer(nn.Module):
         if 2**levels != patch_size:
             raise ValueError(f"patch_size must be a power of 2, got {patch_size}")
         self.config = dict(patch_size=patch_size, vocab_size=vocab_size, code_dim=code_dim, hidden_dim=hidden_dim,
-                           commitment=commitment, pixel_mean=tuple(pixel_mean), pixel_std=tuple(pixel_std))
+                           commitment=commitment, dead_code_threshold=dead_code_threshold,
+                           pixel_mean=tuple(pixel_mean), pixel_std=tuple(pixel_std))
+        self.dead_code_threshold = dead_code_threshold
         self.patch_size = patch_size
         self.vocab_size = vocab_size
         self.commitment = commitment
@@ -92,6 +99,7 @@ class VQTokenizer(nn.Module):
         self.decoder = nn.Sequential(*dec)
         self.codebook = nn.Embedding(vocab_size, code_dim)
         self.register_buffer("initialized", torch.tensor(False))
+        self.register_buffer("usage", torch.full((vocab_size,), 1.0 / vocab_size))
         self.register_buffer("pixel_mean", torch.tensor(pixel_mean).view(1, -1, 1, 1), persistent=False)
         self.register_buffer("pixel_std", torch.tensor(pixel_std).view(1, -1, 1, 1), persistent=False)
 
@@ -119,6 +127,19 @@ class VQTokenizer(nn.Module):
         self.codebook.weight.copy_(flat[picks] + noise)
         self.initialized.fill_(True)
 
+    @torch.no_grad()
+    def _restart_dead_codes(self, z: torch.Tensor, ids: torch.Tensor, decay: float = 0.9) -> None:
+        counts = torch.bincount(ids.flatten(), minlength=self.vocab_size).float()
+        self.usage.mul_(decay).add_(counts / counts.sum(), alpha=1 - decay)
+        dead = self.usage < self.dead_code_threshold / self.vocab_size
+        n = int(dead.sum())
+        if n == 0:
+            return
+        flat = z.permute(0, 2, 3, 1).reshape(-1, z.shape[1])
+        picks = torch.randint(0, flat.shape[0], (n,), device=flat.device)
+        self.codebook.weight[dead] = flat[picks] + 0.01 * torch.randn(n, flat.shape[1], device=flat.device)
+        self.usage[dead] = 1.0 / self.vocab_size
+
     def forward(self, batch: list[dict] | torch.Tensor) -> dict[str, torch.Tensor]:
         """Training losses for a batch of mapped samples (or a ``(B, 3, H, W)`` 0-255 tensor)."""
         images = batch if isinstance(batch, torch.Tensor) else torch.stack([s["image"] for s in batch]).float()
@@ -127,6 +148,8 @@ class VQTokenizer(nn.Module):
         if self.training and not bool(self.initialized):
             self._init_codebook(z)
         ids = self._nearest(z.detach())
+        if self.training and self.dead_code_threshold > 0:
+            self._restart_dead_codes(z.detach(), ids)
         zq = self._codes()[ids].permute(0, 3, 1, 2)
         loss_codebook = F.mse_loss(zq, z.detach())
         loss_commit = F.mse_loss(z, zq.detach()) * self.commitment
