@@ -198,3 +198,23 @@ def test_adapter_taps_named_blocks():
     assert adapter.output_strides() == {"s4": 4, "s8": 8, "s16": 16, "s32": 32}
     with pytest.raises(ValueError, match="'block7' is not an output"):
         MultiScaleAdapter(net, in_features="block7")
+
+
+def test_relative_position_gradients_are_bit_reproducible():
+    # Advanced indexing's CPU backward (table[index]) accumulates repeated offsets in a
+    # thread-dependent order; the lookups use index_select so identical runs stay identical.
+    from vitdet_bench.modeling.backbone.rel_pos import relative_position_bias
+    from vitdet_bench.modeling.backbone.utils import get_rel_pos
+
+    torch.manual_seed(0)
+    table = torch.randn(31 * 31, 3, requires_grad=True)
+    rel = torch.randn(31, 8, requires_grad=True)
+    g_bias = torch.randn(3, 256, 256)
+    g_rel = torch.randn(16, 16, 8)
+    grads = []
+    for _ in range(5):
+        table.grad = rel.grad = None
+        relative_position_bias(table, (16, 16), (16, 16)).backward(g_bias)
+        get_rel_pos(16, 16, rel).backward(g_rel)
+        grads.append((table.grad.clone(), rel.grad.clone()))
+    assert all(torch.equal(grads[0][0], t) and torch.equal(grads[0][1], r) for t, r in grads)

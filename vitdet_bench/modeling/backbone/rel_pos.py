@@ -59,7 +59,10 @@ def relative_position_bias(table: torch.Tensor, table_window: tuple[int, int], w
         table = F.interpolate(grid, size=dst, mode="bicubic", align_corners=False).reshape(-1, dst[0] * dst[1]).t()
     index = _index(window, table.device)
     n = window[0] * window[1]
-    return table[index.view(-1)].view(n, n, -1).permute(2, 0, 1)
+    # index_select, not table[index]: advanced indexing's CPU backward accumulates the repeated
+    # offsets in a thread-dependent order, so two identical runs drifted apart; index_select's
+    # backward (index_add) is deterministic.
+    return table.index_select(0, index.view(-1)).view(n, n, -1).permute(2, 0, 1)
 
 
 class RelativePositionBias(nn.Module):

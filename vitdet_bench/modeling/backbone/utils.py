@@ -113,7 +113,10 @@ def get_rel_pos(q_size: int, k_size: int, rel_pos: torch.Tensor) -> torch.Tensor
     q_coords = torch.arange(q_size, device=rel_pos.device)[:, None] * max(k_size / q_size, 1.0)
     k_coords = torch.arange(k_size, device=rel_pos.device)[None, :] * max(q_size / k_size, 1.0)
     relative = (q_coords - k_coords) + (k_size - 1) * max(q_size / k_size, 1.0)
-    return resized[relative.long()]
+    # index_select, not resized[relative]: advanced indexing's CPU backward accumulates repeated
+    # offsets in a thread-dependent order (runs would not be bit-reproducible).
+    relative = relative.long()
+    return resized.index_select(0, relative.reshape(-1)).reshape(*relative.shape, resized.shape[-1])
 
 
 def decomposed_rel_pos_bias(
