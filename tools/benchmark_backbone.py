@@ -21,7 +21,6 @@ import resource
 import statistics
 import subprocess
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -96,18 +95,16 @@ def worker(args: argparse.Namespace) -> dict:
     if device.type == "cuda":
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
-    times = []
-    for i in range(args.warmup + args.iters):
-        start = time.perf_counter()
+
+    def step() -> None:
         with torch.autocast(device.type, dtype=getattr(torch, amp or "bfloat16"), enabled=amp is not None):
             out = model(x)
-        loss = sum(v.float().square().mean() for v in out.values())
-        loss.backward()
+        sum(v.float().square().mean() for v in out.values()).backward()
         model.zero_grad(set_to_none=True)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        if i >= args.warmup:
-            times.append(time.perf_counter() - start)
+
+    from vitdet_bench.utils.timing import time_steps
+
+    times = time_steps(step, args.warmup, args.iters, device)
     if device.type == "cuda":
         peak_mb = torch.cuda.max_memory_allocated() / 2**20
     else:

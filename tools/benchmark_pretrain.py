@@ -17,12 +17,13 @@ import argparse
 import os
 import statistics
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import torch  # noqa: E402
 from tabulate import tabulate  # noqa: E402
+
+from vitdet_bench.utils.timing import time_steps  # noqa: E402
 
 from vitdet_bench.pretrain import (  # noqa: E402
     BEiT,
@@ -102,19 +103,14 @@ def main(argv=None) -> None:
         torch.manual_seed(0)
         model = build(name, args.arch, args.size).to(device).train()
         batch = _batch(args.batch, args.size, grid, two_views=name.startswith("MoCo"), masks=name.startswith("BEiT"))
-        times = []
-        for i in range(args.warmup + args.iters):
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            start = time.perf_counter()
+
+        def step() -> None:
             with torch.autocast(device.type, dtype=getattr(torch, args.amp, None), enabled=args.amp != "none"):
                 loss = sum(model(batch).values())
             loss.backward()
             model.zero_grad(set_to_none=True)
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            if i >= args.warmup:
-                times.append(time.perf_counter() - start)
+
+        times = time_steps(step, args.warmup, args.iters, device)
         t = statistics.median(times)
         ips = args.batch / t
         ref = ref or ips

@@ -16,8 +16,8 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from vitdet_bench.benchmark.report import _tide_markdown, gt_json_for_run  # noqa: E402
-from vitdet_bench.evaluation.tide import plot_tide_comparison, run_tide  # noqa: E402
+from vitdet_bench.benchmark.report import gt_json_for_run  # noqa: E402
+from vitdet_bench.evaluation.tide import plot_tide_comparison, run_tide, tide_markdown  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -50,7 +50,7 @@ def main(argv=None) -> int:
     plot_tide_comparison(out, os.path.join(args.output, "tide_comparison.png"), tasks=args.tasks)
     with open(os.path.join(args.output, "tide.json"), "w") as f:
         json.dump(out, f, indent=1)
-    text = _tide_markdown(out)
+    text = tide_markdown(out)
     with open(os.path.join(args.output, "tide.md"), "w") as f:
         f.write(text)
     print(text)

@@ -45,6 +45,11 @@ class RunResult:
         return asdict(self)
 
 
+def _read_json(path: str) -> dict:
+    with open(path) as f:
+        return json.load(f)
+
+
 def _read_metrics(path: str) -> list[dict]:
     rows = []
     with open(path) as f:
@@ -87,7 +92,7 @@ def collect_run(name: str, run_dir: str) -> RunResult:
         res.status = "partial"
         return res
     info_path = os.path.join(run_dir, "run_info.json")
-    info = json.load(open(info_path)) if os.path.isfile(info_path) else {}
+    info = _read_json(info_path) if os.path.isfile(info_path) else {}
     res.train_images = info.get("train_images")
     res.config_file = info.get("config_file", "")
     iters = [r["iteration"] for r in rows if "iteration" in r]
@@ -118,6 +123,6 @@ def collect_run(name: str, run_dir: str) -> RunResult:
         res.problems.append(f"{RESULTS_FILE} missing")
     cost_path = os.path.join(run_dir, "cost.json")
     if os.path.isfile(cost_path):
-        res.cost = json.load(open(cost_path))
+        res.cost = _read_json(cost_path)
     res.status = "complete" if not res.problems else "partial"
     return res

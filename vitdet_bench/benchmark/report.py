@@ -12,7 +12,7 @@ import os
 
 from tabulate import tabulate
 
-from ..evaluation.tide import MAIN_ERRORS, SPECIAL_ERRORS, plot_tide_comparison, run_tide, tide_table
+from ..evaluation.tide import MAIN_ERRORS, SPECIAL_ERRORS, plot_tide_comparison, run_tide, tide_markdown
 from .collect import METRICS, RESULTS_FILE, TASKS, RunResult
 
 __all__ = ["comparison_rows", "tide_for_run", "write_report", "gt_json_for_run"]
@@ -65,7 +65,8 @@ def tide_for_run(r: RunResult, plot_dir: str) -> dict | None:
         digest = hashlib.sha1(f.read()).hexdigest()
     cache = os.path.join(r.run_dir, "tide.json")
     if os.path.isfile(cache):
-        cached = json.load(open(cache))
+        with open(cache) as f:
+            cached = json.load(f)
         if cached.get("results_sha1") == digest and os.path.isdir(plot_dir):
             return cached["tide"]
     tide = run_tide(gt_json_for_run(r.run_dir), results_json, plot_dir=plot_dir, name=r.name)
@@ -133,20 +134,11 @@ def write_report(spec, results: list[RunResult], tide: bool = True) -> dict:
             with open(os.path.join(tide_dir, "tide.json"), "w") as f:
                 json.dump(tide_results, f, indent=1)
             with open(os.path.join(tide_dir, "tide.md"), "w") as f:
-                f.write(_tide_markdown(tide_results))
+                f.write(tide_markdown(tide_results))
 
     with open(os.path.join(out, "report.md"), "w") as f:
         f.write(_report_markdown(spec, results, headers, rows, convergence, tide_results))
     return {"results": rows, "headers": headers, "tide": tide_results}
-
-
-def _tide_markdown(tide_results: dict) -> str:
-    parts = []
-    for task, title in (("bbox", "Box"), ("segm", "Mask")):
-        h, rows = tide_table(tide_results, task)
-        if rows:
-            parts.append(f"### {title}: dAP per error type (tidecv)\n\n" + tabulate(rows, headers=h, tablefmt="github"))
-    return "\n\n".join(parts) + "\n"
 
 
 def _report_markdown(spec, results, headers, rows, convergence, tide_results) -> str:
@@ -158,7 +150,7 @@ def _report_markdown(spec, results, headers, rows, convergence, tide_results) ->
         lines += [f"- `{r.name}` ({r.status}): " + "; ".join(r.problems) for r in bad]
         lines.append("")
     lines += ["## Comparison (COCO metrics at the end of fine-tuning)", "",
-              tabulate(rows[:], headers=headers, tablefmt="github"), "",
+              tabulate(rows, headers=headers, tablefmt="github"), "",
               "Also as `results.csv` and `results.json` (with the convergence points).", ""]
     if convergence:
         lines += ["## Convergence", "", "![convergence](convergence.png)", ""]
@@ -166,7 +158,7 @@ def _report_markdown(spec, results, headers, rows, convergence, tide_results) ->
         lines += ["## TIDE error analysis", "",
                   f"dAP = AP50 gained by fixing each error type (tidecv). Main: {', '.join(MAIN_ERRORS)}; "
                   f"special: {', '.join(SPECIAL_ERRORS)}. Per-run figures in `tide/<run>/`.", "",
-                  _tide_markdown(tide_results), "![TIDE comparison](tide/tide_comparison.png)", ""]
+                  tide_markdown(tide_results), "![TIDE comparison](tide/tide_comparison.png)", ""]
     lines += ["## Complexity", ""]
     crow = [[r.name, _fmt(r.cost.get("params_m")), _fmt(r.cost.get("backbone_params_m")),
              _fmt(r.cost.get("backbone_gflops")), "x".join(map(str, r.cost.get("flops_input") or [])) or "-",

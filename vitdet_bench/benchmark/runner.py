@@ -229,7 +229,6 @@ class Runner:
         """Run every missing piece, sequentially."""
         from tqdm import tqdm
 
-        from ..engine.defaults import default_setup, do_train, resolve_num_classes
         from ..pretrain.engine import pretrain_main
 
         inits = [i for i in self.spec.inits if not only or i.name in only]
@@ -256,7 +255,7 @@ class Runner:
                 overall.set_postfix_str(f"detector {init.name}")
                 run_dir = self.spec.run_dir(init.name)
                 if collect_run(init.name, run_dir).status != "complete":
-                    self._train_detector(init, default_setup, do_train, resolve_num_classes)
+                    self._train_detector(init)
                 if self.spec.cost and not os.path.isfile(os.path.join(run_dir, "cost.json")):
                     from .cost import measure_cost
 
@@ -266,22 +265,24 @@ class Runner:
             overall.close()
             os.environ.pop("VITDET_BENCH_CONSOLE_LEVEL", None)
 
-    def _train_detector(self, init: Initialization, default_setup, do_train, resolve_num_classes) -> None:
-        from ..config import LazyConfig
-        from ..data.catalog import load_dataset
+    def _train_detector(self, init: Initialization) -> None:
+        from ..engine.defaults import main
 
         ckpt = self.checkpoint_for(init)
         if ckpt and not os.path.isfile(ckpt):
             raise FileNotFoundError(f"initialization {init.name}: checkpoint {ckpt} does not exist")
-        args = _args(init.config, self.detection_overrides(init))
-        cfg = LazyConfig.apply_overrides(LazyConfig.load(init.config), args.opts)
-        resolve_num_classes(cfg)
-        default_setup(cfg, args)
+        seen: dict = {}
+        bar = _ProgressBar(f"detector {init.name}", self.progress)
+
+        def hooks(model, trainer) -> list:
+            # The training set's size (for epochs) from the loader the run built, not a re-read.
+            seen["train_images"] = len(getattr(trainer.data_loader, "dataset", []) or []) or None
+            return bar(model, trainer)
+
         start = time.perf_counter()
-        do_train(args, cfg, extra_hooks=_ProgressBar(f"detector {init.name}", self.progress))
-        train_images = len(load_dataset(cfg.dataloader.train.dataset.names)[0]) if "names" in cfg.dataloader.train.dataset else None
+        main(_args(init.config, self.detection_overrides(init)), extra_hooks=hooks)
         info = {"config_file": init.config, "source": init.source, "init_checkpoint": ckpt,
-                "train_time_s": time.perf_counter() - start, "train_images": train_images}
+                "train_time_s": time.perf_counter() - start, "train_images": seen.get("train_images")}
         with open(os.path.join(self.spec.run_dir(init.name), "run_info.json"), "w") as f:
             json.dump(info, f, indent=1)
 

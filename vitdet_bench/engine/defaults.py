@@ -241,7 +241,9 @@ def do_train(args: argparse.Namespace, cfg: DictConfig,
     return final_results
 
 
-def main(args: argparse.Namespace) -> dict:
+def main(args: argparse.Namespace, extra_hooks: Callable[[nn.Module, SimpleTrainer], list] | None = None) -> dict:
+    """Load the config, apply overrides, set up, then evaluate (``--eval-only``) or train
+    (``extra_hooks`` as in :func:`do_train`)."""
     cfg = LazyConfig.load(args.config_file)
     cfg = LazyConfig.apply_overrides(cfg, args.opts)
     resolve_num_classes(cfg)
@@ -251,7 +253,7 @@ def main(args: argparse.Namespace) -> dict:
         Checkpointer(model, cfg.train.output_dir, backbone_load_kwargs=_backbone_load_kwargs(cfg)).load(
             cfg.train.init_checkpoint, full=False)
         return do_test(cfg, model)
-    return do_train(args, cfg)
+    return do_train(args, cfg, extra_hooks=extra_hooks)
 
 
 def run(argv: list[str] | None = None) -> None:

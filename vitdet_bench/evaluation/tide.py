@@ -17,7 +17,7 @@ import os
 import warnings
 from typing import Sequence
 
-__all__ = ["MAIN_ERRORS", "SPECIAL_ERRORS", "TASKS", "run_tide", "plot_tide_comparison", "tide_table"]
+__all__ = ["MAIN_ERRORS", "SPECIAL_ERRORS", "TASKS", "run_tide", "plot_tide_comparison", "tide_markdown", "tide_table"]
 
 logger = logging.getLogger(__name__)
 
@@ -105,6 +105,18 @@ def tide_table(results: dict[str, dict], task: str) -> tuple[list[str], list[lis
         rows.append([run, round(r["AP50"], 2)] + [round(r["main"][e], 2) for e in MAIN_ERRORS]
                     + [round(r["special"][e], 2) for e in SPECIAL_ERRORS])
     return headers, rows
+
+
+def tide_markdown(results: dict[str, dict]) -> str:
+    """Markdown tables of dAP per run, box then mask."""
+    from tabulate import tabulate
+
+    parts = []
+    for task, title in (("bbox", "Box"), ("segm", "Mask")):
+        headers, rows = tide_table(results, task)
+        if rows:
+            parts.append(f"### {title}: dAP per error type (tidecv)\n\n" + tabulate(rows, headers=headers, tablefmt="github"))
+    return "\n\n".join(parts) + "\n"
 
 
 def plot_tide_comparison(results: dict[str, dict], path: str, tasks: Sequence[str] = ("bbox", "segm")) -> str:

@@ -113,11 +113,8 @@ class PretrainEncoder(nn.Module):
         """Run every block over ``(B, L, D)`` tokens (cls first, if any) and the final norm."""
         bias = self._attn_bias(tokens.shape[1])
         x = tokens.unsqueeze(1)  # the ViT's blocks take (B, H, W, D); a sequence is a 1 x L map
-        for blk in self.vit.blocks:
-            if self.vit.use_act_checkpoint and self.training:
-                x = torch.utils.checkpoint.checkpoint(blk, x, bias, use_reentrant=False)
-            else:
-                x = blk(x, bias)
+        for i in range(len(self.vit.blocks)):
+            x = self.vit.run_block(i, x, bias)
         return self.norm(x.squeeze(1))
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:

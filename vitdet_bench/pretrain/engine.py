@@ -20,6 +20,7 @@ import torch.nn as nn
 from omegaconf import DictConfig, OmegaConf
 
 from ..checkpoint.backbone import save_backbone_export
+from ..checkpoint.checkpointer import _unwrap
 from ..config import LazyConfig, instantiate
 from ..engine.defaults import default_argument_parser, default_setup, do_train
 from ..engine.launch import launch
@@ -30,10 +31,6 @@ from .tokenizers import save_tokenizer
 __all__ = ["SetProgress", "ExportHook", "export_meta", "pretrain_main", "run_pretrain", "run_train_tokenizer"]
 
 logger = logging.getLogger("vitdet_bench")
-
-
-def _unwrap(model: nn.Module) -> nn.Module:
-    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
 
 
 class SetProgress(HookBase):

@@ -391,6 +391,12 @@ class ViT(nn.Module):
             return int(name.split(".")[1]) + 1
         return self.depth + 1
 
+    def run_block(self, i: int, x: torch.Tensor, attn_bias: torch.Tensor | None) -> torch.Tensor:
+        """Block ``i`` on ``(B, H, W, C)`` tokens, recomputed in backward when ``use_act_checkpoint``."""
+        if self.use_act_checkpoint and self.training:
+            return torch.utils.checkpoint.checkpoint(self.blocks[i], x, attn_bias, use_reentrant=False)
+        return self.blocks[i](x, attn_bias)
+
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """Args:
             x: images ``(B, C, H, W)``; H and W multiples of the patch size.
@@ -413,11 +419,7 @@ class ViT(nn.Module):
             global_bias = self.rel_pos_bias_global(hw)
         outputs = {}
         for i, blk in enumerate(self.blocks):
-            bias = window_bias if blk.window_size > 0 else global_bias
-            if self.use_act_checkpoint and self.training:
-                x = torch.utils.checkpoint.checkpoint(blk, x, bias, use_reentrant=False)
-            else:
-                x = blk(x, bias)
+            x = self.run_block(i, x, window_bias if blk.window_size > 0 else global_bias)
             if i in self.out_block_indexes:
                 outputs[f"block{i}"] = x.permute(0, 3, 1, 2)
         outputs[self.out_feature] = x.permute(0, 3, 1, 2)
