@@ -294,23 +294,24 @@ def test_beit_init_is_the_official_one_sigma_truncated_normal():
         "patch_proj": vit.patch_embed.proj.weight,
     }
     for name, t in tensors.items():
+        t = t.detach()
         assert t.abs().max() <= 0.02, name
         assert float(t.std()) == pytest.approx(expected_std, rel=0.03), name
     for token in (enc.cls_token, model.mask_token):
         assert token.abs().max() <= 0.02
     # fix_init_weight: block l's output projections divided by sqrt(2 l).
     for layer, blk in enumerate(vit.blocks, start=1):
-        for w in (blk.attn.proj.weight, blk.mlp.fc2.weight):
+        for w in (blk.attn.proj.weight.detach(), blk.mlp.fc2.weight.detach()):
             assert w.abs().max() <= 0.02 / math.sqrt(2 * layer) + 1e-9
             assert float(w.std()) == pytest.approx(expected_std / math.sqrt(2 * layer), rel=0.05)
     zero = [vit.patch_embed.proj.bias, model.lm_head.bias, vit.blocks[0].attn.q_bias, vit.blocks[0].attn.v_bias,
             vit.blocks[0].mlp.fc1.bias, vit.rel_pos_bias_global.relative_position_bias_table]
-    assert all(float(t.abs().max()) == 0.0 for t in zero)
+    assert all(float(t.detach().abs().max()) == 0.0 for t in zero)
     torch.testing.assert_close(vit.blocks[0].ls1.gamma, torch.full((192,), 0.1))
     # Not applied to other methods: MAE keeps its xavier-uniform init (wider, bounded by sqrt(6 / fan sum)).
     mae = MAE(build_pretrain_encoder("vit_t", img_size=224, embed_dim=192, depth=1, num_heads=3, pos_embed="sincos"),
               decoder_dim=32, decoder_depth=1, decoder_num_heads=2)
-    qkv = mae.encoder.vit.blocks[0].attn.qkv.weight
+    qkv = mae.encoder.vit.blocks[0].attn.qkv.weight.detach()
     assert float(qkv.abs().max()) > 0.05 and float(qkv.std()) == pytest.approx(math.sqrt(2 / (192 + 576)), rel=0.03)
 
 
