@@ -253,6 +253,12 @@ def test_export_loads_into_the_bench_detector_with_nothing_unexpected(pretrain_r
     if method == "beit":
         assert report.missing_expected == ["pos_embed"]
         assert [k for k, _, _ in report.resized] == ["rel_pos_bias_global.relative_position_bias_table"]
+        # The export has BEiT's layout (8 x 8 grid: 15 * 15 offsets + 3 cls rows, learned); the
+        # detector has no cls token, drops the rows and says so.
+        table = export["model"]["rel_pos_bias.relative_position_bias_table"]
+        assert table.shape == (15 * 15 + 3, 3) and table[-3:].abs().min() > 0
+        assert sorted(k for k, how in report.converted if "3 cls rows" in how and "dropped" in how) == [
+            "rel_pos_bias_global.relative_position_bias_table", "rel_pos_bias_window.relative_position_bias_table"]
     else:
         assert all("relative_position_bias_table" in k for k in report.missing_expected)
 

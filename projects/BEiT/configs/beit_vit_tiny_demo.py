@@ -19,4 +19,3 @@ demo_data(dataloader, train, "beit_vit_tiny_demo")
 optimizer.lr = 1.5e-3
 train.max_iter = 150
 lr_multiplier.warmup_iters = 20
-lr_multiplier.warmup_factor = 1e-3
