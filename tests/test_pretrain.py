@@ -307,6 +307,24 @@ def test_pretrain_configs_at_paper_scale_build(monkeypatch):
     assert beit.dataloader.train.mapper.mask_generator.num_masking_patches == 75
 
 
+@pytest.mark.parametrize("path,warmup_epochs,epochs", [("projects/MAE/configs/mae_vit_b_800ep.py", 40, 800),
+                                                        ("projects/MoCoV3/configs/mocov3_vit_b_300ep.py", 40, 300)])
+def test_mae_and_moco_schedules_equal_the_official_formula(path, warmup_epochs, epochs):
+    """MAE's util/lr_sched.py and MoCo v3's adjust_learning_rate: lr * e / warm-up during the warm-up,
+    then lr * 0.5 * (1 + cos(pi * (e - warm-up) / (epochs - warm-up))) (per iteration here)."""
+    from vitdet_bench.config import LazyConfig
+
+    cfg = LazyConfig.load(os.path.join(REPO, path))
+    sched = instantiate(cfg.lr_multiplier)
+    n = cfg.train.max_iter
+    warm = cfg.lr_multiplier.warmup_iters
+    assert warm == pytest.approx(n * warmup_epochs / epochs, abs=1)
+    for it in (warm // 2, warm, warm + (n - warm) // 3, (warm + n) // 2, n - 1):
+        e, w = it / n * epochs, warmup_epochs
+        official = e / w if e < w else 0.5 * (1 + math.cos(math.pi * (e - w) / (epochs - w)))
+        assert sched(it / n) == pytest.approx(official, abs=2e-3), it
+
+
 def test_vq_tokenizer_restarts_dead_codes_from_encoder_outputs():
     from vitdet_bench.pretrain import VQTokenizer
 

@@ -33,4 +33,6 @@ optimizer.params = L(get_optimizer_params)(
 )
 train.max_iter = epochs_to_iters(800, batch)
 lr_multiplier.warmup_iters = epochs_to_iters(40, batch)
+# util/lr_sched.py: linear warm-up, then a half cosine over the epochs after it.
+lr_multiplier.rescale_interval = True
 train.output_dir = "./output/pretrain/mae_vit_b_800ep"

@@ -36,4 +36,6 @@ optimizer.params = L(get_optimizer_params)(
 )
 train.max_iter = epochs_to_iters(300, batch)
 lr_multiplier.warmup_iters = epochs_to_iters(40, batch)
+# main_moco.py adjust_learning_rate: linear warm-up, then a half cosine over the epochs after it.
+lr_multiplier.rescale_interval = True
 train.output_dir = "./output/pretrain/mocov3_vit_b_300ep"
