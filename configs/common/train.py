@@ -21,6 +21,9 @@ train = dict(
     # paper's 64 by accumulating (e.g. 8 GPUs x 2 images x 4 steps), or scale optimizer.lr linearly
     # with the batch and train.max_iter inversely (README, "Fewer GPUs").
     grad_accum_steps=1,
+    # The batch optimizer.lr is stated for: when set and the effective batch differs, lr is scaled
+    # linearly by effective batch / this (Detectron2's REFERENCE_WORLD_SIZE rule, for the lr only).
+    reference_batch_size=None,
     device="auto",  # "auto" (CUDA when available), "cuda" or "cpu"
     seed=0,
 )

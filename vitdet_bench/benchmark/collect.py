@@ -40,6 +40,11 @@ class RunResult:
     cost: dict = field(default_factory=dict)  # params, gflops, inference s / image
     init_checkpoint: str = ""
     config_file: str = ""
+    init: str = ""  # the initialization (name without the seed)
+    seed: int = 0  # index of the fine-tuning seed (runs/<init> is 0)
+    pretrain: dict = field(default_factory=dict)  # what the backbone saw before (Runner.pretrain_info)
+    device: str = ""  # train.device of the config
+    device_info: str = ""  # what it ran on (processor / GPU, threads, torch), from run_info.json
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -67,7 +72,7 @@ def _read_metrics(path: str) -> list[dict]:
 
 def collect_run(name: str, run_dir: str) -> RunResult:
     """Collect one run; problems are listed in ``problems`` and reflected in ``status``."""
-    res = RunResult(name=name, run_dir=run_dir)
+    res = RunResult(name=name, run_dir=run_dir, init=name)
     if not os.path.isdir(run_dir):
         res.problems.append(f"no run directory {run_dir}")
         return res
@@ -77,6 +82,7 @@ def collect_run(name: str, run_dir: str) -> RunResult:
 
         cfg = LazyConfig.load(config_path)
         res.max_iter = int(cfg.train.max_iter)
+        res.device = str(cfg.train.get("device", ""))
         res.batch_size = int(cfg.dataloader.train.total_batch_size) * int(cfg.train.get("grad_accum_steps", 1))
         res.init_checkpoint = str(cfg.train.get("init_checkpoint") or "")
     else:
@@ -95,6 +101,7 @@ def collect_run(name: str, run_dir: str) -> RunResult:
     info = _read_json(info_path) if os.path.isfile(info_path) else {}
     res.train_images = info.get("train_images")
     res.config_file = info.get("config_file", "")
+    res.device_info = info.get("device_info", "")
     iters = [r["iteration"] for r in rows if "iteration" in r]
     res.iterations = max(iters) + 1 if iters else 0
     times = [r["time"] for r in rows if "time" in r]

@@ -9,7 +9,8 @@ Two steps, each with one job:
    predictor / momentum encoder, BEiT ``lm_head``) are dropped here and counted by reason.
    ``tools/convert_checkpoint.py`` writes this canonical form as a file.
 2. :func:`adapt_to_vit` fits the canonical weights to one :class:`~vitdet_bench.modeling.ViT`:
-   position tables resized (bicubic), BEiT bias tables stripped of their cls rows, shared tables
+   position tables resized (bicubic), BEiT bias tables' 3 cls rows kept where the model's table
+   has them (pre-training) and dropped, with a report line, where it has none (the detector), shared tables
    expanded or kept shared and resized with BEiT's geometric interpolation, layer scale folded
    into the projections when the model has none, q/v biases fused into (or split from) one qkv
    bias, patch-embed kernels resampled (14 -> 16) when asked.
@@ -38,7 +39,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from timm.layers import resample_abs_pos_embed, resample_patch_embed
 
-from ..modeling.backbone.rel_pos import resize_rel_pos_table
+from ..modeling.backbone.rel_pos import NUM_CLS_ENTRIES, resize_rel_pos_table
 from ..modeling.backbone.vit import ViT
 from ..utils.comm import unwrap_model
 from .io import CheckpointError, atomic_torch_save, read_checkpoint
@@ -56,7 +57,6 @@ __all__ = [
     "find_vit",
     "load_backbone_checkpoint",
     "save_backbone_export",
-    "strip_cls_rows",
     "to_canonical",
 ]
 
@@ -188,13 +188,13 @@ def _detector_vit(state: dict[str, torch.Tensor], out: CanonicalCheckpoint) -> d
     return kept
 
 
-def strip_cls_rows(table: torch.Tensor) -> tuple[torch.Tensor, bool]:
-    """Drop BEiT's 3 cls rows (cls->token, token->cls, cls->cls) when the table has them."""
+def _split_cls_rows(table: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``(offset rows, BEiT's 3 cls rows or None)`` of a square window's bias table."""
     rows = table.shape[0]
-    side = math.isqrt(rows - 3) if rows > 3 else 0
-    if side * side == rows - 3 and side % 2 == 1 and math.isqrt(rows) ** 2 != rows:
-        return table[:-3], True
-    return table, False
+    side = math.isqrt(rows - NUM_CLS_ENTRIES) if rows > NUM_CLS_ENTRIES else 0
+    if side * side == rows - NUM_CLS_ENTRIES and side % 2 == 1 and math.isqrt(rows) ** 2 != rows:
+        return table[:-NUM_CLS_ENTRIES], table[-NUM_CLS_ENTRIES:]
+    return table, None
 
 
 def to_canonical(obj: Any, format: str = "auto") -> CanonicalCheckpoint:
@@ -245,11 +245,7 @@ def to_canonical(obj: Any, format: str = "auto") -> CanonicalCheckpoint:
         if m:
             name = f"{m.group(1)}.ls{m.group(2)}.gamma"
             out.renamed.append((k, name))
-        if k.endswith("relative_position_bias_table"):
-            v, stripped = strip_cls_rows(v)
-            if stripped:
-                out.renamed.append((k, f"{name} (cls rows dropped)"))
-        out.state[name] = v
+        out.state[name] = v  # bias tables keep BEiT's cls rows: adapt_to_vit decides per model
     if "pos_embed" in out.state:
         n = out.state["pos_embed"].shape[1]
         out.meta["pos_embed_has_cls"] = math.isqrt(n) ** 2 != n
@@ -340,18 +336,30 @@ def adapt_to_vit(
     resized_tables: dict[tuple[str, tuple[int, int]], torch.Tensor] = {}
 
     def fit_table(table: torch.Tensor, dst_window: tuple[int, int], key: str, origin: str) -> torch.Tensor:
-        side = math.isqrt(table.shape[0])
-        if side * side != table.shape[0] or side % 2 == 0:
+        offsets, cls_rows = _split_cls_rows(table)
+        side = math.isqrt(offsets.shape[0])
+        if side * side != offsets.shape[0] or side % 2 == 0:
             raise CheckpointFormatError(f"{origin}: a bias table with {table.shape[0]} rows is not a square window's")
         src_window = ((side + 1) // 2, (side + 1) // 2)
-        if src_window == tuple(dst_window):
-            return table
-        # A shared table expanded per block is resized once per window size, not once per block.
-        memo = (origin, tuple(dst_window))
-        if memo not in resized_tables:
-            resized_tables[memo] = resize_rel_pos_table(table, src_window, dst_window, mode=rel_pos_resize)
-        new = resized_tables[memo].clone()
-        report.resized.append((key, tuple(table.shape), tuple(new.shape)))
+        new = offsets
+        if src_window != tuple(dst_window):
+            # A shared table expanded per block is resized once per window size, not once per block.
+            memo = (origin, tuple(dst_window))
+            if memo not in resized_tables:
+                resized_tables[memo] = resize_rel_pos_table(offsets, src_window, dst_window, mode=rel_pos_resize)
+            new = resized_tables[memo].clone()
+        # BEiT's cls rows (cls->token, token->cls, cls->cls) have no offset: kept as they are where
+        # the model's table has them (a pre-training encoder with a cls token), else dropped.
+        if target[key].shape[0] == new.shape[0] + NUM_CLS_ENTRIES:
+            if cls_rows is None:
+                cls_rows = new.new_zeros(NUM_CLS_ENTRIES, new.shape[1])
+                report.converted.append((key, f"{NUM_CLS_ENTRIES} cls rows zero-initialised: {origin} has none"))
+            new = torch.cat((new, cls_rows))
+        elif cls_rows is not None:
+            why = f"{NUM_CLS_ENTRIES} cls rows of {origin} (cls->token, token->cls, cls->cls) dropped: the model has no cls token"
+            report.converted.append((key, why))
+        if src_window != tuple(dst_window):
+            report.resized.append((key, tuple(table.shape), tuple(new.shape)))
         return new
 
     if vit.rel_pos_bias_mode == "shared":
@@ -361,7 +369,9 @@ def adapt_to_vit(
                 continue
             key = f"{mod_name}.relative_position_bias_table"
             table, origin = shared, "rel_pos_bias.relative_position_bias_table"
-            if table is None and per_block:
+            if key in src:  # one table per kind already (a detector's: BENCH's BEiTDet, ours)
+                table, origin = src.pop(key), key
+            elif table is None and per_block:
                 kind = [i for i in per_block if (vit.blocks[i].window_size > 0) == (mod_name == "rel_pos_bias_window")]
                 if kind:
                     origin = per_block[kind[0]]

@@ -50,7 +50,7 @@ from timm.models.beit import gen_relative_position_index
 from torchvision.ops.misc import Conv2dNormActivation
 
 from ..modeling.backbone.pyramid import FPN, MultiScaleAdapter, SimpleFeaturePyramid
-from ..modeling.backbone.rel_pos import RelativePositionBias
+from ..modeling.backbone.rel_pos import NUM_CLS_ENTRIES, RelativePositionBias, split_cls_entries
 from ..modeling.backbone.vit import ViT
 from ..modeling.detector.roi_heads import CascadeRoIHeads
 from ..utils.comm import unwrap_model
@@ -259,11 +259,13 @@ def _vit_to_detectron2(state: dict[str, torch.Tensor], vit: ViT) -> dict[str, to
             continue  # fused with q_bias above
         elif k.endswith("relative_position_bias_table"):
             name = k.replace("rel_pos_bias_window.", "rel_pos_bias.")
-            out[name] = torch.cat((v, v.new_zeros(3, v.shape[1])))  # BEiT's cls rows (unused without a cls token)
-            window = vit.get_submodule(k.rsplit(".", 1)[0])
-            window = window.window_size if isinstance(window, RelativePositionBias) else window.rel_pos_table_window
+            owner = vit.get_submodule(k.rsplit(".", 1)[0])
+            window = tuple(owner.window_size if isinstance(owner, RelativePositionBias) else owner.rel_pos_table_window)
+            offsets, cls_rows = split_cls_entries(v, window)
+            # BEiTDet's tables carry BEiT's cls rows (unused without a cls token): zeros when ours has none.
+            out[name] = torch.cat((offsets, cls_rows if cls_rows is not None else v.new_zeros(NUM_CLS_ENTRIES, v.shape[1])))
             out[name.replace("relative_position_bias_table", "relative_position_index")] = (
-                gen_relative_position_index(tuple(window)))
+                gen_relative_position_index(window))
         else:
             out[k] = v
     return out

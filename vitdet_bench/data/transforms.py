@@ -74,7 +74,9 @@ class LargeScaleJitter:
             "labels": labels,
         }
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
+            # The CPU generator only: torch.manual_seed also queues a lazy CUDA seeding that
+            # records a Python stack trace every call.
+            torch.default_generator.manual_seed(seed)
             sample = self.jitter(self.flip(sample))
             sample = self._random_crop(sample)
         masks = sample["masks"].as_subclass(torch.Tensor)

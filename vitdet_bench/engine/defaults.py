@@ -32,6 +32,7 @@ __all__ = [
     "default_setup",
     "resolve_device",
     "resolve_num_classes",
+    "scale_lr_to_batch",
     "build_model",
     "create_ddp_model",
     "init_load_options",
@@ -170,6 +171,27 @@ def create_ddp_model(model: nn.Module, broadcast_buffers: bool = False, find_unu
     return ddp
 
 
+def scale_lr_to_batch(cfg: DictConfig) -> float:
+    """Apply ``train.reference_batch_size``: scale ``optimizer.lr`` linearly when the effective batch
+    (``dataloader.train.total_batch_size`` x ``train.grad_accum_steps``) differs from it.
+
+    Returns:
+        the factor applied (1.0 when unset or equal).
+    """
+    ref = cfg.train.get("reference_batch_size")
+    if not ref:
+        return 1.0
+    if int(ref) <= 0:
+        raise ValueError(f"train.reference_batch_size must be a positive batch size or None, got {ref}")
+    batch = int(cfg.dataloader.train.total_batch_size) * int(cfg.train.get("grad_accum_steps", 1))
+    factor = batch / int(ref)
+    if factor != 1.0:
+        logger.info("optimizer.lr %.3g is for batch %d; scaled linearly to batch %d: %.3g", cfg.optimizer.lr, int(ref),
+                    batch, cfg.optimizer.lr * factor)
+        cfg.optimizer.lr = float(cfg.optimizer.lr) * factor
+    return factor
+
+
 def init_load_options(cfg: DictConfig) -> dict:
     """How ``train.init_checkpoint`` is read: ``train.init_checkpoint_options`` (format,
     patch-embed and bias-table resizing) plus ``strict=train.init_strict`` (default True)."""
@@ -203,6 +225,7 @@ def do_train(args: argparse.Namespace, cfg: DictConfig,
     """
     device = resolve_device(cfg)
     model = build_model(cfg, device)
+    scale_lr_to_batch(cfg)
     cfg.optimizer.params.model = model
     optimizer = instantiate(cfg.optimizer)
     train_loader = instantiate(cfg.dataloader.train)
