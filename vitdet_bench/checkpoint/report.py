@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from tabulate import tabulate
 
-__all__ = ["LoadReport", "compress_keys"]
+__all__ = ["LoadReport", "compress_keys", "group_keys"]
 
 
 @dataclass
@@ -73,10 +73,10 @@ class LoadReport:
             f"{len(self.unused)} checkpoint tensors unused."
         ]
         rows = [(k, "resized", f"{tuple(a)} -> {tuple(b)}") for k, a, b in self.resized]
-        rows += [(k, "converted", how) for k, how in self.converted]
+        rows += [(k, "converted", how) for how, keys in _by_detail(self.converted) for k in group_keys(keys)]
         rows += [(k, "missing (expected for this format)", "") for k in _short(self.missing_expected)]
         rows += [(k, "MISSING (unexpected)", "") for k in compress_keys(self.missing_unexpected)]
-        rows += [(k, "UNUSED checkpoint tensor", why) for k, why in self.unused]
+        rows += [(k, "UNUSED checkpoint tensor", why) for why, keys in _by_detail(self.unused) for k in group_keys(keys)]
         rows += [(f"{n} tensors", "dropped by the format's rules", why) for why, n in self.dropped.items()]
         if rows:
             lines.append(tabulate(rows, headers=["key", "status", "detail"]))
@@ -84,6 +84,27 @@ class LoadReport:
 
     def __str__(self) -> str:
         return self.summary()
+
+
+def _by_detail(rows: list[tuple[str, str]]) -> list[tuple[str, list[str]]]:
+    """``(key, detail)`` rows grouped by detail, in first-seen order (a whole momentum encoder
+    copied, or another method's decoder unused, is one line per module, not one per tensor)."""
+    groups: dict[str, list[str]] = {}
+    for key, detail in rows:
+        groups.setdefault(detail, []).append(key)
+    return list(groups.items())
+
+
+def group_keys(keys: list[str], limit: int = 8) -> list[str]:
+    """:func:`compress_keys`, or, when still longer than ``limit``, one ``module.* (N tensors)`` per
+    top-level module (a whole momentum encoder copied, another method's decoder unused)."""
+    compressed = compress_keys(keys)
+    if len(compressed) <= limit:
+        return compressed
+    groups: dict[str, list[str]] = {}
+    for k in keys:
+        groups.setdefault(k.split(".")[0], []).append(k)
+    return [f"{m}.* ({len(ks)} tensors)" if len(ks) > 1 else ks[0] for m, ks in groups.items()]
 
 
 def _short(keys: list[str], limit: int = 12) -> list[str]:
