@@ -23,6 +23,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from timm.layers import resample_patch_embed  # noqa: E402
 
 from vitdet_bench.checkpoint import FORMATS, CheckpointError, safe_torch_load, save_backbone_export, to_canonical  # noqa: E402
+from vitdet_bench.utils.cli import CommandLineParser  # noqa: E402
 
 
 def _plain(value):
@@ -35,7 +36,7 @@ def _plain(value):
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = CommandLineParser(description=__doc__.split("\n\n")[0], overrides=False)
     parser.add_argument("--from", dest="format", default="auto", choices=("auto",) + tuple(f for f in FORMATS if f != "vitdet_bench"),
                         help="the input's format ('auto' detects it from the container and key names)")
     parser.add_argument("--patch-size", type=int, default=None,
