@@ -8,12 +8,14 @@ checkpoint and ``last_checkpoint`` intact.
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import os
 import pickle
 import random
 import re
-from typing import Any
+import shutil
+from typing import Any, Iterator
 
 import numpy as np
 import torch
@@ -24,6 +26,7 @@ __all__ = [
     "Checkpointer",
     "CheckpointError",
     "atomic_torch_save",
+    "find_nonfinite",
     "get_rng_state",
     "load_model_weights",
     "safe_torch_load",
@@ -40,7 +43,13 @@ class CheckpointError(RuntimeError):
 
 
 def atomic_torch_save(obj: Any, path: str) -> None:
-    """``torch.save`` to ``path.tmp`` then rename over ``path`` (never a half-written file)."""
+    """``torch.save`` to ``path.tmp.PID`` then rename over ``path`` (never a half-written file).
+
+    Raises:
+        CheckpointError: naming ``path``, the cause and the free space left when writing fails
+            (a full disk shows up as an ``OSError`` or as a torch ``RuntimeError`` from its
+            stream writer, whose own message never says "disk").
+    """
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     tmp = f"{path}.tmp.{os.getpid()}"
     try:
@@ -49,9 +58,41 @@ def atomic_torch_save(obj: Any, path: str) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except (OSError, RuntimeError) as e:
+        raise CheckpointError(_write_failure(path, e)) from e
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+def _write_failure(path: str, error: BaseException) -> str:
+    folder = os.path.dirname(os.path.abspath(path))
+    try:
+        free = f"{shutil.disk_usage(folder).free / 2**20:.0f} MiB free on that file system"
+    except OSError:
+        free = "free space unknown"
+    full = isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT)
+    cause = "the disk is full" if full else f"{type(error).__name__}: {error}"
+    return (f"Could not write checkpoint {path}: {cause} ({free}). The previous checkpoint and "
+            f"last_checkpoint are unchanged; free some space (or set train.output_dir elsewhere) and "
+            "resume with --resume.")
+
+
+def _tensors(obj: Any, prefix: str) -> Iterator[tuple[str, torch.Tensor]]:
+    if isinstance(obj, torch.Tensor):
+        yield prefix, obj
+    elif isinstance(obj, dict):
+        for k, v in obj.items():
+            yield from _tensors(v, f"{prefix}.{k}" if prefix else str(k))
+    elif isinstance(obj, (list, tuple)):
+        for i, v in enumerate(obj):
+            yield from _tensors(v, f"{prefix}.{i}" if prefix else str(i))
+
+
+def find_nonfinite(obj: Any, prefix: str = "") -> list[str]:
+    """Dotted names of the floating-point tensors in a (nested) state that hold NaN or inf."""
+    return [name for name, t in _tensors(obj, prefix)
+            if t.is_floating_point() and t.numel() and not bool(torch.isfinite(t).all())]
 
 
 def _atomic_write_text(path: str, text: str) -> None:
@@ -177,6 +218,16 @@ class Checkpointer:
         data = {"model": _unwrap(self.model).state_dict(), "rng": get_rng_state(), **extra}
         for key, obj in self.checkpointables.items():
             data[key] = obj.state_dict()
+        bad = find_nonfinite({k: v for k, v in data.items() if k != "rng"})
+        if bad:
+            groups = {}
+            for name in bad:
+                groups.setdefault(name.split(".")[0], []).append(name)
+            counts = ", ".join(f"{len(v)} {k} tensors" for k, v in groups.items())
+            raise FloatingPointError(
+                f"Refusing to write checkpoint {path}: {counts} hold NaN or inf (e.g. {', '.join(bad[:5])}); "
+                "nothing was written and last_checkpoint is unchanged."
+            )
         atomic_torch_save(data, path)
         _atomic_write_text(os.path.join(self.save_dir, "last_checkpoint"), os.path.basename(path))
         logger.info("Saved checkpoint to %s", path)
@@ -234,6 +285,55 @@ class Checkpointer:
         if path:
             self.load(path, full=False)
         return {}
+
+    def last_clean_checkpoint(self) -> str | None:
+        """The newest checkpoint in ``save_dir`` whose tensors are all finite, or ``None``.
+
+        ``last_checkpoint`` is tried first, then the other ``model_*.pth`` files, newest first (a
+        file written by an older version, or copied in, may hold NaN; ones this class writes
+        never do).
+        """
+        candidates = []
+        if self.has_checkpoint():
+            try:
+                candidates.append(self.get_checkpoint_file())
+            except (CheckpointError, OSError):
+                pass
+        if os.path.isdir(self.save_dir):
+            names = sorted((f for f in os.listdir(self.save_dir) if _PERIODIC.match(f) or f == "model_final.pth"),
+                           key=lambda f: (f != "model_final.pth", f), reverse=True)
+            candidates += [os.path.join(self.save_dir, f) for f in names]
+        seen = set()
+        for path in candidates:
+            if path in seen:
+                continue
+            seen.add(path)
+            try:
+                data = _torch_load(path)
+            except CheckpointError:
+                continue
+            if not find_nonfinite({k: v for k, v in data.items() if k != "rng"} if isinstance(data, dict) else data):
+                return path
+        return None
+
+    def clean_checkpoint_note(self) -> str:
+        """One sentence for an error message: the checkpoint a resume can start from, or none."""
+        path = self.last_clean_checkpoint()
+        if path is None:
+            written = os.path.isdir(self.save_dir) and any(
+                _PERIODIC.match(f) or f == "model_final.pth" for f in os.listdir(self.save_dir))
+            if written:
+                return f"No checkpoint in {self.save_dir} is clean: there is nothing to resume from."
+            return f"No checkpoint has been written to {self.save_dir}: there is nothing to resume from."
+        try:
+            named = self.get_checkpoint_file() if self.has_checkpoint() else None
+        except (CheckpointError, OSError):
+            named = None
+        if named is not None and os.path.abspath(named) == os.path.abspath(path):
+            return f"The last checkpoint, {path}, is clean (every tensor finite); --resume continues from it."
+        marker = os.path.join(self.save_dir, "last_checkpoint")
+        return (f"The last clean checkpoint is {path}, but {marker} names another file: write "
+                f"{os.path.basename(path)} into it before resuming with --resume.")
 
     def prune(self, max_to_keep: int) -> None:
         """Delete the oldest periodic ``model_NNNNNNN.pth`` beyond ``max_to_keep``."""

@@ -9,6 +9,7 @@ import torch.distributed as dist
 
 __all__ = [
     "all_gather",
+    "all_reduce_max",
     "get_local_rank",
     "get_rank",
     "get_world_size",
@@ -71,3 +72,12 @@ def reduce_dict(values: dict[str, float]) -> dict[str, float]:
     dist.all_reduce(t)
     t /= get_world_size()
     return {k: float(v) for k, v in zip(keys, t.cpu().tolist())}
+
+
+def all_reduce_max(t: torch.Tensor) -> torch.Tensor:
+    """Element-wise maximum of a small tensor over all ranks (returned on the CPU)."""
+    if get_world_size() == 1:
+        return t
+    t = t.cuda() if dist.get_backend() == "nccl" else t.clone()
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return t.cpu()
