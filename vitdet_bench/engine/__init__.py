@@ -7,10 +7,13 @@ from .defaults import (
     default_setup,
     do_test,
     do_train,
+    load_config,
     main,
+    prepare_output_dir,
     resolve_device,
     resolve_num_classes,
     run,
+    save_run_config,
 )
 from .events import EventStorage, get_event_storage
 from .hooks import EvalHook, IterationTimer, LRScheduler, PeriodicCheckpointer, PeriodicWriter
@@ -37,8 +40,11 @@ __all__ = [
     "do_train",
     "get_event_storage",
     "launch",
+    "load_config",
     "main",
+    "prepare_output_dir",
     "resolve_device",
     "resolve_num_classes",
     "run",
+    "save_run_config",
 ]
