@@ -18,6 +18,7 @@ from .defaults import (
 from .events import EventStorage, get_event_storage
 from .hooks import EvalHook, IterationTimer, LRScheduler, PeriodicCheckpointer, PeriodicWriter
 from .launch import launch
+from .predict_images import predict_images
 from .predictor import Predictor
 from .train_loop import HookBase, SimpleTrainer, TrainerBase
 
@@ -42,6 +43,7 @@ __all__ = [
     "launch",
     "load_config",
     "main",
+    "predict_images",
     "prepare_output_dir",
     "resolve_device",
     "resolve_num_classes",
