@@ -73,9 +73,9 @@ def _write_failure(path: str, error: BaseException) -> str:
         free = "free space unknown"
     full = isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT)
     cause = "the disk is full" if full else f"{type(error).__name__}: {error}"
-    return (f"Could not write checkpoint {path}: {cause} ({free}). The previous checkpoint and "
-            f"last_checkpoint are unchanged; free some space (or set train.output_dir elsewhere) and "
-            "resume with --resume.")
+    return (f"Could not write {path}: {cause} ({free}). Nothing was replaced: an earlier file of that name "
+            "and last_checkpoint are intact. Free some space (or set train.output_dir elsewhere), then resume "
+            "with --resume.")
 
 
 def _tensors(obj: Any, prefix: str) -> Iterator[tuple[str, torch.Tensor]]:
