@@ -182,7 +182,8 @@ _DDP_SCRIPT = textwrap.dedent("""
         try:
             trainer.train(0, 5)
         except FloatingPointError as e:
-            print(f"RANK{{comm.get_rank()}} {{e}} W={{model.w.tolist()}}", flush=True)
+            with open(f"{out}/rank{{comm.get_rank()}}.txt", "w") as f:
+                f.write(f"RANK{{comm.get_rank()}} {{e}} W={{model.w.tolist()}}")
 
     if __name__ == "__main__":
         launch(worker, 2)
@@ -193,11 +194,12 @@ def test_nan_on_one_ddp_rank_stops_every_rank(tmp_path):
     """Rank 1's loss turns NaN in one micro-batch: both ranks stop at the same iteration (none hangs
     in a collective) before the step, with equal, finite weights."""
     script = tmp_path / "ddp_nan.py"
-    script.write_text(_DDP_SCRIPT.format(repo=REPO))
+    script.write_text(_DDP_SCRIPT.format(repo=REPO, out=tmp_path))
     proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300,
                           env={**os.environ, "OMP_NUM_THREADS": "1"})
-    lines = sorted(line for line in proc.stdout.splitlines() if line.startswith("RANK"))
-    assert len(lines) == 2, proc.stdout[-2000:] + proc.stderr[-2000:]
+    reports = [tmp_path / f"rank{r}.txt" for r in (0, 1)]
+    assert all(p.is_file() for p in reports), proc.stdout[-2000:] + proc.stderr[-2000:]
+    lines = [p.read_text() for p in reports]
     assert "at iteration 1 (rank 0 of 2)" in lines[0] and "another rank's loss" in lines[0]
     assert "at iteration 1 (rank 1 of 2)" in lines[1] and "loss_sq=nan" in lines[1] and "micro-batch 1 of 2" in lines[1]
     # One SGD step on (w - 2)^2 from w = 1 (gradient -2): w = 1.2 on both ranks.

@@ -57,12 +57,13 @@ def readme_commands() -> list[str]:
 
 
 def concrete_words(command: str) -> list[str]:
-    """Drop optional ``[...]`` parts and ``...``, take the first of ``{a,b}``; split like a shell."""
+    """Drop optional ``[...]`` parts and ``...``, take the first of ``{a,b}`` and of ``a|b``; split
+    like a shell."""
     previous = None
     while previous != command:
         previous, command = command, re.sub(r"\[[^\[\]]*\]", "", command)
     command = re.sub(r"\{([^{}]*,[^{}]*)\}", lambda m: m.group(1).split(",")[0], command)
-    return [w for w in shlex.split(command) if w != "..."]
+    return [w.split("|")[0] if "|" in w else w for w in shlex.split(command) if w != "..."]
 
 
 # ---------------------------------------------------------------------------------- test files
@@ -302,3 +303,5 @@ def test_the_readme_shows_the_commands_this_file_expects():
     assert concrete_words("python tools/x.py --from {mae,beit} IN OUT [--patch-size 16]  ") == [
         "python", "tools/x.py", "--from", "mae", "IN", "OUT"]
     assert concrete_words("python tools/x.py [--a [--b B]] [key=value ...]") == ["python", "tools/x.py"]
+    assert concrete_words("python tools/x.py --device cpu|cuda --seeds N") == [
+        "python", "tools/x.py", "--device", "cpu", "--seeds", "N"]

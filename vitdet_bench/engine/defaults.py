@@ -117,10 +117,11 @@ def prepare_output_dir(cfg: DictConfig, args: argparse.Namespace) -> str:
     mode, error = comm.all_gather(decision)[0]
     if error:
         raise RunDirError(error)
-    if mode == "overwrite" and comm.is_main_process():
-        removed = clear_run(cfg.train.output_dir)
-        logging.getLogger(__name__).warning("--overwrite: deleted %s from %s", ", ".join(removed) or "nothing",
-                                            cfg.train.output_dir)
+    if mode == "overwrite":
+        if comm.is_main_process():
+            removed = clear_run(cfg.train.output_dir)
+            logger.warning("--overwrite: deleted %s from %s", ", ".join(removed) or "nothing", cfg.train.output_dir)
+        comm.synchronize()  # before any rank opens its log file there
     if mode == "beside":
         evaluator = cfg.dataloader.get("evaluator")
         inference = os.path.join(cfg.train.output_dir, "inference")
@@ -141,6 +142,8 @@ def default_setup(cfg: DictConfig, args: argparse.Namespace) -> None:
     logger.info("Rank %d of %d; torch %s, torchvision %s, CUDA available: %s", rank, comm.get_world_size(),
                 torch.__version__, __import__("torchvision").__version__, torch.cuda.is_available())
     logger.info("Command line: %s", " ".join(sys.argv))
+    if getattr(args, "overwrite", False):
+        logger.warning("--overwrite: the files of any earlier run in %s were deleted first", output_dir)
     seed_all(int(cfg.train.seed) + rank)
 
 
