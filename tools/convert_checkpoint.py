@@ -17,13 +17,13 @@ explicit, and ``--to detectron2`` lets Detectron2 evaluate a model trained here.
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from vitdet_bench.checkpoint import FORMATS, CheckpointError, convert_backbone_file, convert_detector_file  # noqa: E402
+from vitdet_bench.utils.cli import CommandLineParser  # noqa: E402
 from vitdet_bench.checkpoint.convert import OUTPUT_LAYOUTS  # noqa: E402
 from vitdet_bench.config import InstantiationError  # noqa: E402
 from vitdet_bench.utils.logger import setup_logger  # noqa: E402
@@ -32,9 +32,8 @@ BACKBONE_FORMATS = tuple(f for f in FORMATS if f != "vitdet_bench")
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter,
-                                     epilog=__doc__.split("\n\n", 1)[1])
+    parser = CommandLineParser(description=__doc__.split("\n\n")[0], overrides=False,
+                               epilog=__doc__.split("\n\n", 1)[1])
     parser.add_argument("--from", dest="format", default="auto",
                         choices=("auto", "detectron2", "detector") + BACKBONE_FORMATS,
                         help="the input's format ('auto' detects it from the container and key names)")

@@ -20,7 +20,7 @@ from .checkpointer import Checkpointer, get_rng_state, load_model_weights, set_r
 from .convert import convert_backbone_file, convert_detector_file
 from .detectron2 import from_detectron2, is_detectron2_checkpoint, save_detectron2_checkpoint, to_detectron2
 from .init import INIT_FORMATS, detect_init_format, load_init_checkpoint
-from .io import CheckpointError, atomic_torch_save, load_detectron2_pickle, read_checkpoint, safe_torch_load
+from .io import CheckpointError, atomic_torch_save, find_nonfinite, load_detectron2_pickle, read_checkpoint, safe_torch_load
 from .report import LoadReport
 
 __all__ = [
@@ -33,6 +33,7 @@ __all__ = [
     "Checkpointer",
     "LoadReport",
     "atomic_torch_save",
+    "find_nonfinite",
     "convert_backbone_file",
     "convert_detector_file",
     "detect_format",

@@ -67,7 +67,7 @@ class Predictor:
     @staticmethod
     def _read(image: np.ndarray | str) -> np.ndarray:
         if isinstance(image, str):
-            return read_image({"file_name": image, "image_id": image})
+            return read_image({"file_name": image})
         image = np.asarray(image)
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             raise ValueError(f"expected an (H, W, 3) uint8 RGB image, got {image.shape} {image.dtype}")

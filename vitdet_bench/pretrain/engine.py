@@ -21,11 +21,12 @@ from omegaconf import DictConfig, OmegaConf
 
 from ..checkpoint.backbone import save_backbone_export
 from ..utils.comm import unwrap_model
-from ..config import LazyConfig, instantiate
-from ..engine.defaults import default_argument_parser, default_setup, do_train
+from ..config import instantiate
+from ..engine.defaults import default_argument_parser, default_setup, do_train, load_config, prepare_output_dir
 from ..engine.launch import launch
 from ..engine.train_loop import HookBase
 from ..utils import comm
+from ..utils.logger import close_log_files, log_fatal_errors
 from .tokenizers import save_tokenizer
 
 __all__ = ["SetProgress", "ExportHook", "export_meta", "pretrain_main", "run_pretrain", "run_train_tokenizer"]
@@ -111,11 +112,11 @@ def pretrain_main(args: argparse.Namespace, product: str = "backbone",
     """Load the config, train with the engine, export ``product`` ("backbone" or "tokenizer").
 
     ``extra_hooks(model, trainer)`` adds hooks (the benchmark runner's progress bar)."""
-    cfg = LazyConfig.load(args.config_file)
-    cfg = LazyConfig.apply_overrides(cfg, args.opts)
-    if args.eval_only:
+    if getattr(args, "eval_only", False):
         raise SystemExit("--eval-only has no meaning for pre-training; evaluate the exported backbone by fine-tuning it")
+    cfg = load_config(args.config_file, args.opts)
     _fill_num_classes(cfg)
+    prepare_output_dir(cfg, args)
     default_setup(cfg, args)
     output_dir = cfg.train.output_dir
     period = int(cfg.train.checkpointer.period)
@@ -136,7 +137,11 @@ def pretrain_main(args: argparse.Namespace, product: str = "backbone",
                 save_backbone_export(unwrap_model(model).export_state(), path, meta)
         return [SetProgress(model), ExportHook(export, output_dir, product, period, keep), *more]
 
-    return do_train(args, cfg, extra_hooks=hooks)
+    try:
+        with log_fatal_errors(logger, "Tokenizer training" if product == "tokenizer" else "Pre-training"):
+            return do_train(args, cfg, extra_hooks=hooks)
+    finally:
+        close_log_files(output_dir)
 
 
 def _run(product: str, description: str, argv: list[str] | None) -> None:
