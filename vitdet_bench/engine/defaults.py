@@ -25,6 +25,7 @@ from ..utils.logger import setup_logger
 from . import hooks
 from .events import CommonMetricPrinter, JSONWriter, TensorboardWriter
 from .launch import launch
+from .speed import compile_module, inference_amp_dtype
 from .train_loop import AMP_DTYPES, SimpleTrainer
 
 __all__ = [
@@ -142,6 +143,8 @@ def _revert_sync_batchnorm(module: nn.Module) -> nn.Module:
 
 
 def build_model(cfg: DictConfig, device: torch.device | None = None) -> nn.Module:
+    """Instantiate ``cfg.model`` on ``device`` (default: ``train.device``); SyncBN becomes BatchNorm
+    off CUDA or in a single process; ``train.compile`` compiles a submodule in place (speed.py)."""
     device = device or resolve_device(cfg)
     model = instantiate(cfg.model)
     has_sync = any(isinstance(m, nn.SyncBatchNorm) for m in model.modules())
@@ -152,6 +155,7 @@ def build_model(cfg: DictConfig, device: torch.device | None = None) -> nn.Modul
     model.to(device)
     logger.info("Model: %s parameters (%.2fM)", sum(p.numel() for p in model.parameters()),
                 sum(p.numel() for p in model.parameters()) / 1e6)
+    compile_module(model, cfg.train.get("compile"))
     return model
 
 
@@ -202,7 +206,9 @@ def do_test(cfg: DictConfig, model: nn.Module) -> dict:
     if "evaluator" not in cfg.dataloader:
         return {}
     model = model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
-    results = inference_on_dataset(model, instantiate(cfg.dataloader.test), instantiate(cfg.dataloader.evaluator))
+    amp_dtype = inference_amp_dtype(cfg, next(model.parameters()).device)
+    results = inference_on_dataset(model, instantiate(cfg.dataloader.test), instantiate(cfg.dataloader.evaluator),
+                                   amp_dtype=amp_dtype)
     if comm.is_main_process() and results:
         logger.info("Evaluation results on %s:\n%s", cfg.dataloader.test.dataset.names, format_results_table(results))
     return results

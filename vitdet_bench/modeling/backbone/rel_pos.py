@@ -42,9 +42,11 @@ def table_side(window_size: tuple[int, int]) -> tuple[int, int]:
 def _index(window_size: tuple[int, int], device: torch.device, with_cls: bool) -> torch.Tensor:
     # timm's index has the cls token's row and column first, pointing at the 3 extra rows;
     # without a cls token they are dropped. Cached per device, so a forward pass does not
-    # rebuild or copy it.
-    index = gen_relative_position_index(window_size)
-    return (index if with_cls else index[1:, 1:]).contiguous().to(device)
+    # rebuild or copy it. Built outside inference mode even when first asked for inside it: a
+    # cached inference tensor could not be used by a later training step's backward.
+    with torch.inference_mode(False):
+        index = gen_relative_position_index(window_size)
+        return (index if with_cls else index[1:, 1:]).contiguous().to(device)
 
 
 def split_cls_entries(table: torch.Tensor, window: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor | None]:
