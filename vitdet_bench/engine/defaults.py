@@ -26,6 +26,7 @@ from . import hooks
 from .events import CommonMetricPrinter, JSONWriter, TensorboardWriter
 from .launch import launch
 from .speed import compile_module, inference_amp_dtype
+from .submit import add_launcher_arguments, launcher_requested, submit_tool
 from .train_loop import AMP_DTYPES, SimpleTrainer
 
 __all__ = [
@@ -59,6 +60,7 @@ def default_argument_parser(description: str | None = None) -> argparse.Argument
     parser.add_argument("--num-machines", type=int, default=1)
     parser.add_argument("--machine-rank", type=int, default=0, help="this machine's rank")
     parser.add_argument("--dist-url", default="auto", help="tcp://HOST:PORT of machine 0, or 'auto' on one machine")
+    add_launcher_arguments(parser)  # --launcher slurm ...: submit this command as a job (engine/submit.py)
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides: key=value ...")
     return parser
 
@@ -286,7 +288,13 @@ def main(args: argparse.Namespace, extra_hooks: Callable[[nn.Module, SimpleTrain
 
 
 def run(argv: list[str] | None = None) -> None:
-    """Parse ``argv`` and launch ``main`` on every process (the command-line entry point)."""
+    """Parse ``argv`` and launch ``main`` on every process (the command-line entry point), or
+    submit the command as a cluster job with ``--launcher``."""
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = default_argument_parser("Train or evaluate a detector from a LazyConfig").parse_args(argv)
+    if launcher_requested(args):
+        setup_logger()
+        submit_tool("train", argv, args)
+        return
     launch(main, args.num_gpus, num_machines=args.num_machines, machine_rank=args.machine_rank,
            dist_url=args.dist_url, args=(args,))
