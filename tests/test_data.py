@@ -258,3 +258,24 @@ def test_image_size_mismatch_is_reported(demo_root, tmp_path):
     records, _ = load_coco_json(_write(tmp_path, data), str(img_dir))
     with pytest.raises(ImageReadError, match=r"annotation file gives width="):
         DetectionDatasetMapper(is_train=False, image_size=64)(records[0])
+
+
+def test_boxes_from_masks_equal_torchvision_plus_one():
+    """The LSJ's fast box computation equals torchvision's masks_to_boxes with exclusive right /
+    bottom edges, including masks touching the borders and an empty one."""
+    from torchvision.ops import masks_to_boxes
+
+    from vitdet_bench.data.transforms import _boxes_from_masks
+
+    g = torch.Generator().manual_seed(0)
+    masks = (torch.rand(6, 37, 53, generator=g) > 0.995).to(torch.uint8)
+    masks[1, 0, 0] = masks[1, 36, 52] = 1
+    masks[2] = 0
+    masks[3, 10:20, 5] = 1
+    ours = _boxes_from_masks(masks)
+    ref = masks_to_boxes(masks.bool()).float()
+    ref[:, 2:] += 1
+    nonempty = masks.flatten(1).amax(1) > 0
+    torch.testing.assert_close(ours[nonempty], ref[nonempty], rtol=0, atol=0)
+    assert ours[2].tolist() == [0.0, 0.0, 1.0, 1.0]
+    assert _boxes_from_masks(torch.zeros(0, 4, 4, dtype=torch.uint8)).shape == (0, 4)

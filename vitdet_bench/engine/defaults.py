@@ -37,6 +37,7 @@ __all__ = [
     "scale_lr_to_batch",
     "build_model",
     "create_ddp_model",
+    "init_load_options",
     "do_test",
     "do_train",
     "main",
@@ -197,17 +198,24 @@ def scale_lr_to_batch(cfg: DictConfig) -> float:
     return factor
 
 
-def _backbone_load_kwargs(cfg: DictConfig) -> dict:
-    """``train.init_checkpoint_options``: how a pre-trained backbone file (MAE, BEiT, …) is read."""
+def init_load_options(cfg: DictConfig) -> dict:
+    """How ``train.init_checkpoint`` is read: ``train.init_checkpoint_options`` (format,
+    patch-embed and bias-table resizing) plus ``strict=train.init_strict`` (default True)."""
     options = cfg.train.get("init_checkpoint_options") or {}
-    return dict(OmegaConf.to_container(options, resolve=True)) if isinstance(options, DictConfig) else dict(options)
+    options = dict(OmegaConf.to_container(options, resolve=True)) if isinstance(options, DictConfig) else dict(options)
+    if "strict" in options:  # configs saved before train.init_strict existed
+        logger.warning("train.init_checkpoint_options.strict is ignored: train.init_strict (now %s) decides "
+                       "whether a missing tensor stops the run", cfg.train.get("init_strict", True))
+        options.pop("strict")
+    options["strict"] = bool(cfg.train.get("init_strict", True))
+    return options
 
 
 def do_test(cfg: DictConfig, model: nn.Module) -> dict:
     """Evaluate on ``dataloader.test`` with ``dataloader.evaluator``; log the AP table."""
     if "evaluator" not in cfg.dataloader:
         return {}
-    model = model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+    model = comm.unwrap_model(model)
     amp_dtype = inference_amp_dtype(cfg, next(model.parameters()).device)
     results = inference_on_dataset(model, instantiate(cfg.dataloader.test), instantiate(cfg.dataloader.evaluator),
                                    amp_dtype=amp_dtype)
@@ -244,7 +252,7 @@ def do_train(args: argparse.Namespace, cfg: DictConfig,
     max_iter = int(cfg.train.max_iter)
     scheduler = LRMultiplier(optimizer, instantiate(cfg.lr_multiplier), max_iter)
     checkpointer = Checkpointer(model, cfg.train.output_dir, save_to_disk=comm.is_main_process(),
-                                backbone_load_kwargs=_backbone_load_kwargs(cfg),
+                                init_options=init_load_options(cfg),
                                 optimizer=optimizer, scheduler=scheduler, trainer=trainer)
     final_results: dict[str, Any] = {}
 
@@ -281,7 +289,7 @@ def main(args: argparse.Namespace, extra_hooks: Callable[[nn.Module, SimpleTrain
     default_setup(cfg, args)
     if args.eval_only:
         model = build_model(cfg)
-        Checkpointer(model, cfg.train.output_dir, backbone_load_kwargs=_backbone_load_kwargs(cfg)).load(
+        Checkpointer(model, cfg.train.output_dir, init_options=init_load_options(cfg)).load(
             cfg.train.init_checkpoint, full=False)
         return do_test(cfg, model)
     return do_train(args, cfg, extra_hooks=extra_hooks)

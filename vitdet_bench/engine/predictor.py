@@ -15,7 +15,7 @@ from ..config import LazyConfig
 from ..data.catalog import get_metadata
 from ..data.mapper import read_image
 from ..data.transforms import ResizeLongestSide
-from .defaults import _backbone_load_kwargs, build_model, resolve_device, resolve_num_classes
+from .defaults import build_model, init_load_options, resolve_device, resolve_num_classes
 from .speed import inference_amp_dtype, inference_context
 
 __all__ = ["Predictor"]
@@ -56,7 +56,7 @@ class Predictor:
         self.model = build_model(cfg, self.device).eval()
         self.amp_dtype = inference_amp_dtype(cfg, self.device)
         if checkpoint:
-            Checkpointer(self.model, cfg.train.get("output_dir", "."), backbone_load_kwargs=_backbone_load_kwargs(cfg)
+            Checkpointer(self.model, cfg.train.get("output_dir", "."), init_options=init_load_options(cfg)
                          ).load(checkpoint, full=False)
         else:
             logger.warning("Predictor without a checkpoint: the model has random weights")

@@ -193,23 +193,27 @@ def inference_on_dataset(model: torch.nn.Module, data_loader: Iterable, evaluato
 
     The model runs in eval mode under ``torch.inference_mode`` and, when ``amp_dtype`` is given,
     autocast in it (``vitdet_bench.engine.speed.inference_amp_dtype`` chooses it from the config).
-    The log separates the model's time per image (CUDA-synchronised, Detectron2's "pure compute
-    time", without the first 5 batches) from the evaluator's (COCO conversion, RLE encoding).
+    Progress and timing count images, whatever the loader's batch size. The log separates the
+    model's time per image (CUDA-synchronised, Detectron2's "pure compute time", without the first
+    5 batches) from the evaluator's (COCO conversion, RLE encoding).
     """
     evaluator.reset()
     was_training = model.training
     model.eval()
-    total = len(data_loader) if hasattr(data_loader, "__len__") else None
+    # This process's images: its sampler's shard under several processes, else the dataset.
+    shard = getattr(data_loader, "sampler", None) or getattr(data_loader, "dataset", None)
+    total = len(shard) if shard is not None and hasattr(shard, "__len__") else None
     device = next(model.parameters()).device
-    warmup = min(5, total - 1) if total else 0
+    warmup = 5
     start = time.perf_counter()
     compute_time = eval_time = 0.0
-    n = images = timed_images = 0
+    batches = images = timed_images = 0
+    next_report = 50
     # The same context as vitdet_bench.engine.speed.inference_context (not imported: the engine
     # imports this module).
     with torch.inference_mode(), torch.autocast(device.type, dtype=amp_dtype or torch.float32,
                                                 enabled=amp_dtype is not None):
-        for n, inputs in enumerate(data_loader, 1):
+        for inputs in data_loader:
             tick = time.perf_counter()
             outputs = model(inputs)
             if device.type == "cuda":
@@ -217,16 +221,20 @@ def inference_on_dataset(model: torch.nn.Module, data_loader: Iterable, evaluato
             tock = time.perf_counter()
             evaluator.process(inputs, outputs)
             images += len(inputs)
-            if n > warmup:
+            batches += 1
+            if batches > warmup:
                 compute_time += tock - tick
                 eval_time += time.perf_counter() - tock
                 timed_images += len(inputs)
-            if total and (n % 50 == 0 or n == total):
-                logger.info("Inference: %d/%d batches, %.3f s / image", n, total, (time.perf_counter() - start) / images)
+            if total and (images >= next_report or images == total):
+                logger.info("Inference: %d/%d images, %.3f s / image", images, total,
+                            (time.perf_counter() - start) / images)
+                next_report = (images // 50 + 1) * 50
     model.train(was_training)
-    if n:
-        logger.info("Inference done: %d images in %.1f s (%.4f s / image)%s", images, time.perf_counter() - start,
-                    (time.perf_counter() - start) / images, f", {amp_dtype} autocast" if amp_dtype else "")
+    if images:
+        elapsed = time.perf_counter() - start
+        logger.info("Inference done: %d images in %.1f s (%.4f s / image)%s", images, elapsed, elapsed / images,
+                    f", {amp_dtype} autocast" if amp_dtype else "")
     if timed_images:
         logger.info("Model %.4f s / image, evaluator %.4f s / image (after %d warm-up batches)",
                     compute_time / timed_images, eval_time / timed_images, warmup)

@@ -21,7 +21,7 @@ import torch.nn as nn
 from omegaconf import DictConfig, OmegaConf
 
 from ..checkpoint.backbone import save_backbone_export
-from ..checkpoint.checkpointer import _unwrap
+from ..utils.comm import unwrap_model
 from ..config import LazyConfig, instantiate
 from ..engine.defaults import default_argument_parser, default_setup, do_train
 from ..engine.launch import launch
@@ -40,7 +40,7 @@ class SetProgress(HookBase):
     """Before each step: ``model.set_progress(iter, max_iter)`` (a no-op for models without it)."""
 
     def __init__(self, model: nn.Module) -> None:
-        self.model = _unwrap(model)
+        self.model = unwrap_model(model)
 
     def before_step(self) -> None:
         if hasattr(self.model, "set_progress"):
@@ -85,7 +85,7 @@ class ExportHook(HookBase):
 
 def export_meta(cfg: DictConfig, model: nn.Module, iterations: int, dataset_size: int | None) -> dict:
     """Metadata stored with an exported backbone: method, architecture, input, schedule, data."""
-    model = _unwrap(model)
+    model = unwrap_model(model)
     meta = dict(model.export_meta()) if hasattr(model, "export_meta") else {}
     loader = cfg.dataloader.train
     batch = int(loader.total_batch_size) * int(cfg.train.get("grad_accum_steps", 1))
@@ -131,12 +131,12 @@ def pretrain_main(args: argparse.Namespace, product: str = "backbone",
         dataset_size = len(getattr(trainer.data_loader, "dataset", []) or []) or None
         if product == "tokenizer":
             def export(path: str, iteration: int) -> None:
-                save_tokenizer(_unwrap(model), path, {"iterations": iteration, "config_file": args.config_file})
+                save_tokenizer(unwrap_model(model), path, {"iterations": iteration, "config_file": args.config_file})
         else:
             def export(path: str, iteration: int) -> None:
                 meta = export_meta(cfg, model, iteration, dataset_size)
                 meta["config_file"] = args.config_file
-                save_backbone_export(_unwrap(model).export_state(), path, meta)
+                save_backbone_export(unwrap_model(model).export_state(), path, meta)
         return [SetProgress(model), ExportHook(export, output_dir, product, period, keep), *more]
 
     return do_train(args, cfg, extra_hooks=hooks)

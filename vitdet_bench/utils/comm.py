@@ -6,6 +6,7 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
+import torch.nn as nn
 
 __all__ = [
     "all_gather",
@@ -15,6 +16,7 @@ __all__ = [
     "is_main_process",
     "reduce_dict",
     "synchronize",
+    "unwrap_model",
 ]
 
 _LOCAL_RANK = 0
@@ -71,3 +73,9 @@ def reduce_dict(values: dict[str, float]) -> dict[str, float]:
     dist.all_reduce(t)
     t /= get_world_size()
     return {k: float(v) for k, v in zip(keys, t.cpu().tolist())}
+
+
+def unwrap_model(model: nn.Module) -> nn.Module:
+    """The module a ``DistributedDataParallel`` wraps (``model`` itself when not wrapped): what
+    checkpoints save and load, and what hooks call methods on."""
+    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
