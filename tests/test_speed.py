@@ -149,7 +149,8 @@ def test_fused_attention_kernel_serves_window_and_global_attention(vit):
 def test_sdpa_bias_layout_keeps_values_and_aligns_rows():
     torch.manual_seed(0)
     q, k, v = (torch.randn(6, 3, 49, 16) for _ in range(3))
-    for bias in (torch.randn(49, 49, 3).permute(2, 0, 1), torch.randn(6, 1, 1, 49), torch.randn(2, 3, 48, 48)[:1, :, :1]):
+    biases = (torch.randn(49, 49, 3).permute(2, 0, 1), torch.randn(6, 1, 1, 49), torch.randn(2, 3, 48, 48)[:1, :, :1])
+    for bias in biases:
         out = sdpa_attn_bias(bias, torch.float32)
         assert out.dim() == 4 and torch.equal(out, bias.expand_as(out) if bias.dim() == 4 else bias[None])
         assert out.stride(-1) == 1 and all(s % SDPA_BIAS_ALIGNMENT == 0 for s in out.stride()[:-1])
@@ -209,7 +210,8 @@ def test_benchmark_detector_reports_both_phases_on_the_cpu(demo_root, tmp_path, 
     tool = _load_tool("benchmark_detector")
     out = tmp_path / "speed.json"
     assert tool.main(["--config-file", BENCH_CONFIG, "--device", "cpu", "--batch", "2", "--warmup", "1", "--iters", "2",
-                      "--images", "2", "--profile", "1", "--json", str(out), "dataloader.test.dataset.names=demo_minival",
+                      "--images", "2", "--profile", "1", "--json", str(out),
+                      "dataloader.test.dataset.names=demo_minival",
                       "train.amp.enabled=True", "train.amp.dtype=bfloat16"]) == 0
     report = json.load(open(out))
     train, infer = report["train"], report["inference"]
@@ -221,7 +223,8 @@ def test_benchmark_detector_reports_both_phases_on_the_cpu(demo_root, tmp_path, 
     assert {r["attention"] for r in infer["attention_kernels"]} == {"window 8x8", "global"}
     assert train["top_ops"] and infer["top_ops"]
     text = capsys.readouterr().out
-    assert "| train " in text and "| inference " in text and "SDPA kernels" in text and "torch " + torch.__version__ in text
+    assert "| train " in text and "| inference " in text and "SDPA kernels" in text
+    assert "torch " + torch.__version__ in text
     assert "256 px" in text and "torch.compile: off" in text
     with pytest.raises(ValueError, match="must be >= 1"):
         benchmark_detector(LazyConfig.load(BENCH_CONFIG), CPU, warmup=0)

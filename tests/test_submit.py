@@ -31,7 +31,8 @@ def test_time_limits_read_as_slurm_reads_them():
     assert parse_time_limit("90") == 90 and parse_time_limit(45) == 45
     assert parse_time_limit("10:30") == 11  # MM:SS, rounded up
     assert parse_time_limit("72:00:00") == 4320
-    assert parse_time_limit("3-00:00:00") == 4320 and parse_time_limit("1-12") == 2160 and parse_time_limit("2-1:30") == 2970
+    assert parse_time_limit("3-00:00:00") == 4320 and parse_time_limit("1-12") == 2160
+    assert parse_time_limit("2-1:30") == 2970
     for bad in ("3 days", "", "1:2:3:4", "0"):
         with pytest.raises(ValueError, match="--time"):
             parse_time_limit(bad)
@@ -64,7 +65,8 @@ benchmark = dict(
 )
 """
 RANDOM = 'random=dict(config="{repo}/configs/demo/bench/random.py"),'
-MAE = 'mae=dict(config="{repo}/configs/demo/bench/mae.py", pretrain=[dict(name="mae", config="{repo}/projects/MAE/configs/mae_vit_tiny_demo.py")]),'
+MAE = ('mae=dict(config="{repo}/configs/demo/bench/mae.py", pretrain=[dict(name="mae", '
+       'config="{repo}/projects/MAE/configs/mae_vit_tiny_demo.py")]),')
 BEIT = ('beit=dict(config="{repo}/configs/demo/bench/beit.py", pretrain=['
         'dict(name="tokenizer", tool="tokenizer", config="{repo}/projects/BEiT/configs/tokenizer_vq_demo.py"),'
         'dict(name="beit", config="{repo}/projects/BEiT/configs/beit_vit_tiny_demo.py",'
@@ -239,7 +241,8 @@ def _gloo_env():
 
 TWO_STEPS = [*FAST_OVERRIDES, "train.max_iter=2", "train.checkpointer.period=100", "train.eval_period=-1",
              "train.log_period=1"]
-SYNC_BN = ["model.backbone.norm=SyncBN", "model.roi_heads.box_head.norm=SyncBN", "model.roi_heads.mask_head.norm=SyncBN"]
+SYNC_BN = ["model.backbone.norm=SyncBN", "model.roi_heads.box_head.norm=SyncBN",
+           "model.roi_heads.mask_head.norm=SyncBN"]
 
 
 def test_torchrun_one_node_two_processes_with_syncbn_config(tmp_path, demo_root):

@@ -312,7 +312,8 @@ class Runner:
             # A step is done when its product exists or a later step's does (nothing needs it then).
             done, later = [], False
             for step in reversed(init.pretrain):
-                later = later or os.path.isfile(os.path.join(self.spec.pretrain_dir(init.name, step.name), step.product))
+                product = os.path.join(self.spec.pretrain_dir(init.name, step.name), step.product)
+                later = later or os.path.isfile(product)
                 done.insert(0, later)
             previous: list[str] = []
             for step, step_done in zip(init.pretrain, done):

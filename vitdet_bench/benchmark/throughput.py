@@ -217,7 +217,8 @@ def measure_inference(cfg: DictConfig, model: nn.Module, device: torch.device, w
     times = time_steps(forward, 0, max(warmup, 1), device)
     baseline = reset_peak_memory(device)
     times += time_steps(forward, 0, images, device)
-    out: dict[str, Any] = {"batch_size": 1, "amp": _amp_name(amp_dtype), "peak_mem_mb": peak_memory_mb(device, baseline)}
+    out: dict[str, Any] = {"batch_size": 1, "amp": _amp_name(amp_dtype),
+                           "peak_mem_mb": peak_memory_mb(device, baseline)}
     out.update(_phase_stats(times, max(warmup, 1), 1))
     out["attention_kernels"] = sdpa_kernels(forward, labels)
     if profile_steps:

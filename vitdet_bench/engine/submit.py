@@ -71,26 +71,26 @@ _LAUNCHER_FLAGS = {"--launcher": True, "--partition": True, "--nodes": True, "--
 
 
 def add_launcher_arguments(parser: argparse.ArgumentParser) -> None:
-    """The cluster-submission flags, as one argument group (any tool's parser can take it)."""
-    group = parser.add_argument_group("cluster submission (submitit)")
-    group.add_argument("--launcher", choices=LAUNCHERS, default="none",
-                       help="slurm: submit as Slurm job(s) and return; local: submitit's local executor (background "
-                            "processes here, the cluster path without a cluster); none: run here (default)")
-    group.add_argument("--partition", default=None, help="Slurm partition")
-    group.add_argument("--nodes", type=int, default=None, help="machines per job (default: --num-machines, 1)")
-    group.add_argument("--gpus-per-node", type=int, default=None,
-                       help="GPUs, hence processes, per machine (default: --num-gpus)")
-    group.add_argument("--time", default="4320", metavar="LIMIT",
-                       help="time limit per job: minutes or Slurm's [D-]HH:MM[:SS] (default 4320 = 3 days; a job "
-                            "stopped at the limit is requeued and resumes)")
-    group.add_argument("--account", default=None, help="Slurm account to charge")
-    group.add_argument("--constraint", default=None, help="Slurm node constraint (e.g. a GPU type)")
-    group.add_argument("--qos", default=None, help="Slurm quality of service")
-    group.add_argument("--mem-gb", type=int, default=None, help="memory per machine in GB (default: the cluster's)")
-    group.add_argument("--cpus-per-task", type=int, default=8, help="CPU cores per process (data loading; default 8)")
-    group.add_argument("--job-dir", default=None,
-                       help="where submitit keeps job files and logs (default: OUTPUT_DIR/submitit, a folder per "
-                            "Slurm job id)")
+    """The cluster-submission flags (any tool's parser can take them). Added to the parser itself,
+    not to an argument group, so a parser subclass that tracks its options sees them."""
+    parser.add_argument("--launcher", choices=LAUNCHERS, default="none",
+                        help="slurm: submit as Slurm job(s) and return; local: submitit's local executor (background "
+                        "processes here, the cluster path without a cluster); none: run here (default)")
+    parser.add_argument("--partition", default=None, help="Slurm partition")
+    parser.add_argument("--nodes", type=int, default=None, help="machines per job (default: --num-machines, 1)")
+    parser.add_argument("--gpus-per-node", type=int, default=None,
+                        help="GPUs, hence processes, per machine (default: --num-gpus)")
+    parser.add_argument("--time", default="4320", metavar="LIMIT",
+                        help="time limit per job: minutes or Slurm's [D-]HH:MM[:SS] (default 4320 = 3 days; a job "
+                        "stopped at the limit is requeued and resumes)")
+    parser.add_argument("--account", default=None, help="Slurm account to charge")
+    parser.add_argument("--constraint", default=None, help="Slurm node constraint (e.g. a GPU type)")
+    parser.add_argument("--qos", default=None, help="Slurm quality of service")
+    parser.add_argument("--mem-gb", type=int, default=None, help="memory per machine in GB (default: the cluster's)")
+    parser.add_argument("--cpus-per-task", type=int, default=8, help="CPU cores per process (data loading; default 8)")
+    parser.add_argument("--job-dir", default=None,
+                        help="where submitit keeps job files and logs (default: OUTPUT_DIR/submitit, a folder per "
+                        "Slurm job id)")
 
 
 def launcher_requested(args: argparse.Namespace) -> bool:
