@@ -29,6 +29,8 @@ from .events import CommonMetricPrinter, JSONWriter, TensorboardWriter
 from .launch import launch
 from .run_dir import (RunDirError, check_output_dir, clear_run, remove_stale_tmp_files, truncate_events,
                       truncate_metrics)
+from .speed import compile_module, inference_amp_dtype
+from .submit import SubmitError, add_launcher_arguments, launcher_requested, submit_tool
 from .train_loop import AMP_DTYPES, SimpleTrainer
 
 __all__ = [
@@ -67,6 +69,7 @@ def default_argument_parser(description: str | None = None) -> CommandLineParser
     parser.add_argument("--num-machines", type=int, default=1)
     parser.add_argument("--machine-rank", type=int, default=0, help="this machine's rank")
     parser.add_argument("--dist-url", default="auto", help="tcp://HOST:PORT of machine 0, or 'auto' on one machine")
+    add_launcher_arguments(parser)  # --launcher slurm ...: submit this command as a job (engine/submit.py)
     return parser
 
 
@@ -199,6 +202,8 @@ def _revert_sync_batchnorm(module: nn.Module) -> nn.Module:
 
 
 def build_model(cfg: DictConfig, device: torch.device | None = None) -> nn.Module:
+    """Instantiate ``cfg.model`` on ``device`` (default: ``train.device``); SyncBN becomes BatchNorm
+    off CUDA or in a single process; ``train.compile`` compiles a submodule in place (speed.py)."""
     device = device or resolve_device(cfg)
     model = instantiate(cfg.model)
     has_sync = any(isinstance(m, nn.SyncBatchNorm) for m in model.modules())
@@ -209,6 +214,7 @@ def build_model(cfg: DictConfig, device: torch.device | None = None) -> nn.Modul
     model.to(device)
     logger.info("Model: %s parameters (%.2fM)", sum(p.numel() for p in model.parameters()),
                 sum(p.numel() for p in model.parameters()) / 1e6)
+    compile_module(model, cfg.train.get("compile"))
     return model
 
 
@@ -265,8 +271,10 @@ def do_test(cfg: DictConfig, model: nn.Module) -> dict:
     """Evaluate on ``dataloader.test`` with ``dataloader.evaluator``; log the AP table."""
     if "evaluator" not in cfg.dataloader:
         return {}
-    results = inference_on_dataset(comm.unwrap_model(model), instantiate(cfg.dataloader.test),
-                                   instantiate(cfg.dataloader.evaluator))
+    model = comm.unwrap_model(model)
+    amp_dtype = inference_amp_dtype(cfg, next(model.parameters()).device)
+    results = inference_on_dataset(model, instantiate(cfg.dataloader.test), instantiate(cfg.dataloader.evaluator),
+                                   amp_dtype=amp_dtype)
     if comm.is_main_process() and results:
         logger.info("Evaluation results on %s:\n%s", cfg.dataloader.test.dataset.names, format_results_table(results))
     return results
@@ -375,7 +383,16 @@ def main(args: argparse.Namespace, extra_hooks: Callable[[nn.Module, SimpleTrain
 
 
 def run(argv: list[str] | None = None) -> None:
-    """Parse ``argv`` and launch ``main`` on every process (the command-line entry point)."""
+    """Parse ``argv`` and launch ``main`` on every process (the command-line entry point), or
+    submit the command as a cluster job with ``--launcher``."""
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = default_argument_parser("Train or evaluate a detector from a LazyConfig").parse_args(argv)
+    if launcher_requested(args):
+        setup_logger()
+        try:
+            submit_tool("train", argv, args)
+        except SubmitError as e:  # no Slurm here: the message, not a traceback
+            sys.exit(f"error: {e}")
+        return
     launch(main, args.num_gpus, num_machines=args.num_machines, machine_rank=args.machine_rank,
            dist_url=args.dist_url, args=(args,))

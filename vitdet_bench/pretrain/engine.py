@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import sys
 from typing import Callable
 
 import torch.nn as nn
@@ -24,9 +25,10 @@ from ..utils.comm import unwrap_model
 from ..config import instantiate
 from ..engine.defaults import default_argument_parser, default_setup, do_train, load_config, prepare_output_dir
 from ..engine.launch import launch
+from ..engine.submit import SubmitError, launcher_requested, submit_tool
 from ..engine.train_loop import HookBase
 from ..utils import comm
-from ..utils.logger import close_log_files, log_fatal_errors
+from ..utils.logger import close_log_files, log_fatal_errors, setup_logger
 from .tokenizers import save_tokenizer
 
 __all__ = ["SetProgress", "ExportHook", "export_meta", "pretrain_main", "run_pretrain", "run_train_tokenizer"]
@@ -145,7 +147,15 @@ def pretrain_main(args: argparse.Namespace, product: str = "backbone",
 
 
 def _run(product: str, description: str, argv: list[str] | None) -> None:
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = default_argument_parser(description).parse_args(argv)
+    if launcher_requested(args):  # --launcher slurm ...: submit this command as a job
+        setup_logger()
+        try:
+            submit_tool("tokenizer" if product == "tokenizer" else "pretrain", argv, args)
+        except SubmitError as e:  # no Slurm here: the message, not a traceback
+            sys.exit(f"error: {e}")
+        return
     launch(pretrain_main, args.num_gpus, num_machines=args.num_machines, machine_rank=args.machine_rank,
            dist_url=args.dist_url, args=(args, product))
 

@@ -19,7 +19,14 @@ import torch.utils.checkpoint
 from timm.layers import DropPath, LayerScale, Mlp, PatchEmbed, trunc_normal_
 
 from .rel_pos import RelativePositionBias, relative_position_bias, table_side
-from .utils import decomposed_rel_pos_bias, get_abs_pos, window_partition, window_unpartition
+from .utils import (
+    attention_dtype,
+    decomposed_rel_pos_bias,
+    get_abs_pos,
+    sdpa_attn_bias,
+    window_partition,
+    window_unpartition,
+)
 
 __all__ = [
     "Attention",
@@ -39,7 +46,11 @@ class Attention(nn.Module):
     Relative position comes in the two published forms: decomposed (MViTv2 / ViTDet,
     ``use_rel_pos``) or a BEiT-style bias table, either owned by this block
     (``rel_pos_table_window``) or passed in by the ViT when the table is shared across blocks.
-    Biases and masks are handed to ``F.scaled_dot_product_attention`` as its additive mask.
+    Biases and masks are handed to ``F.scaled_dot_product_attention`` as its additive mask, in the
+    layout its fused kernels take (:func:`~.utils.sdpa_attn_bias`): on CUDA the memory-efficient
+    (or cuDNN) kernel then serves biased window and global attention, and flash attention the
+    unbiased case; on the CPU the fused kernel serves both unless the bias needs a gradient
+    (training with learned relative positions), where PyTorch falls back to the math kernel.
 
     Args:
         dim: channels.
@@ -118,7 +129,7 @@ class Attention(nn.Module):
             rel = relative_position_bias(self.relative_position_bias_table, self.rel_pos_table_window, (h, w))
             bias = rel if bias is None else bias + rel
         if bias is not None:
-            bias = bias.to(q.dtype)
+            bias = sdpa_attn_bias(bias, q.dtype)
         if self.use_sdpa:
             out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
         else:
@@ -420,11 +431,12 @@ class ViT(nn.Module):
         hw = (x.shape[1], x.shape[2])
         if self.pos_embed is not None:
             x = x + get_abs_pos(self.pos_embed, self.pretrain_use_cls_token, hw)
+        # Shared tables: one bias per forward pass, converted once for every block that uses it.
         window_bias = global_bias = None
         if self.rel_pos_bias_window is not None:
-            window_bias = self.rel_pos_bias_window()
+            window_bias = sdpa_attn_bias(self.rel_pos_bias_window(), attention_dtype(x))
         if self.rel_pos_bias_global is not None:
-            global_bias = self.rel_pos_bias_global(hw)
+            global_bias = sdpa_attn_bias(self.rel_pos_bias_global(hw), attention_dtype(x))
         outputs = {}
         for i, blk in enumerate(self.blocks):
             x = self.run_block(i, x, window_bias if blk.window_size > 0 else global_bias)
