@@ -206,6 +206,10 @@ def test_openclip_teacher_equals_timm_clip_with_timms_own_conversion(tmp_path):
         expected = ref.head(ref.forward_features(x)[:, 1:])  # ln_post then proj, no cls (EVA's target)
     torch.testing.assert_close(teacher(raw).features, expected, rtol=1e-4, atol=1e-5)
     assert teacher.out_dim == 24 and teacher.info["format"] == "open_clip"
+    # The same tower saved as timm's state dict (norm_pre, no patch bias, head = proj): the same teacher.
+    torch.save(ref.state_dict(), str(tmp_path / "timm_clip.pth"))
+    cfg.teacher.path = str(tmp_path / "timm_clip.pth")
+    torch.testing.assert_close(instantiate(cfg.teacher)(raw).features, expected, rtol=1e-4, atol=1e-5)
 
     # Patch 8 -> 16 (EVA's 14 -> 16): the kernel is timm's resample_patch_embed of conv1, and the
     # teacher runs on the student's 16-px grid (64 px: the same 4 x 4 grid, positions unchanged).
@@ -386,3 +390,21 @@ def test_a_resumed_run_equals_one_run(tmp_path, demo_root, config, teacher_kind)
     assert all(torch.equal(ea["model"][k], eb["model"][k]) for k in ea["model"])
     assert ea["meta"]["method_name"].endswith("(teacher = MoCo v3 demo export)" if teacher_kind is MoCoV3
                                               else "(teacher = MAE demo export)")
+
+
+def test_benchmark_files_add_the_seed_methods_with_teachers_from_earlier_steps():
+    from vitdet_bench.benchmark import Runner, load_benchmark
+
+    five = ["random", "supervised", "mocov3", "beit", "mae"]
+    assert [i.name for i in load_benchmark(os.path.join(REPO, "configs/benchmark/demo.py")).inits] == five
+    spec = load_benchmark(os.path.join(REPO, "configs/benchmark/demo_seeds.py"))
+    assert [i.name for i in spec.inits] == five + ["featrecon", "maelite"]
+    runner = Runner(spec, progress=False)
+    for init, teacher_config in (("featrecon", "mocov3_vit_tiny_demo.py"), ("maelite", "mae_vit_tiny_demo.py")):
+        chain = next(i for i in spec.inits if i.name == init)
+        assert chain.pretrain[0].config.endswith(teacher_config)
+        opts = runner._step_overrides(chain, chain.pretrain[1])
+        assert f"teacher.path={spec.pretrain_dir(init, 'teacher')}/backbone_final.pth" in opts
+    assert [i.name for i in load_benchmark(os.path.join(REPO, "configs/benchmark/coco_vit_b_seeds.py")).inits] == five + ["eva"]
+    assert [i.name for i in load_benchmark(os.path.join(REPO, "configs/benchmark/coco_vit_t.py")).inits] == [
+        "maelite", "maelite_distill"]

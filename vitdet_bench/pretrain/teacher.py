@@ -264,8 +264,51 @@ def _check(source: str, what: str, found: Any, expected: Any) -> None:
         raise CheckpointError(f"{source}: the teacher's {what} is {found}, the config expects {expected}")
 
 
+def _read(path: str | dict, format: str) -> tuple[Any, Any, str, str]:
+    """``(object for the loader, canonical checkpoint, source name, origin format)``; open_clip
+    towers are renamed to timm's names first."""
+    obj = safe_torch_load(path) if isinstance(path, str) else path
+    source = path if isinstance(path, str) else "<in-memory teacher checkpoint>"
+    state = obj.get("state_dict", obj.get("model", obj)) if isinstance(obj, dict) else obj
+    prefix = _openclip_prefix(state) if isinstance(state, dict) else None
+    origin = format
+    if prefix is not None:
+        obj, origin, format = openclip_visual_to_timm(state, prefix), "open_clip", "timm"
+    try:
+        ckpt = to_canonical(obj, format)
+    except CheckpointFormatError as e:
+        raise CheckpointFormatError(f"{source}: not a ViT checkpoint a teacher can use: {e}") from None
+    return obj, ckpt, source, ckpt.format if origin == "auto" else origin
+
+
+def _heads(meta: dict, num_heads: int | None, width: int, source: str) -> int:
+    if meta.get("num_heads") is not None:
+        _check(source, "number of heads (from its metadata)", meta["num_heads"], num_heads)
+        return int(meta["num_heads"])
+    if num_heads is None:
+        num_heads = STANDARD_HEADS.get(width, max(width // 64, 1))
+        logger.warning("Teacher %s does not record its heads; assuming %d for width %d (set teacher.num_heads "
+                       "if that is wrong)", source, num_heads, width)
+    return num_heads
+
+
+def _load_vit(vit: ViT, obj: Any, format: str, arch: dict, source: str) -> None:
+    """Fill ``vit`` through the backbone loader; anything but CLIP's missing patch bias and its
+    pre-norm (taken by the teacher itself) left over is an error showing the load report."""
+    report = load_backbone_checkpoint(vit, obj, format=format, resize_patch_embed=arch["patch_size"] != vit.patch_size,
+                                      source=source)
+    allowed_missing = set() if arch["patch_bias"] else {"patch_embed.proj.bias"}
+    problems = [k for k in report.missing_unexpected + report.missing_expected if k not in allowed_missing]
+    problems += [k for k, _ in report.unused if not k.startswith("norm_pre.")]
+    if problems:
+        raise CheckpointError(f"{source}: the teacher ViT does not take this checkpoint whole ({problems}):\n"
+                              f"{report.summary()}")
+    if not arch["patch_bias"]:
+        nn.init.zeros_(vit.patch_embed.proj.bias)  # CLIP's conv1 has no bias
+
+
 def build_teacher(
-    path: str,
+    path: str | dict,
     image_size: int = 224,
     patch_size: int = 16,
     name: str = "",
@@ -285,7 +328,7 @@ def build_teacher(
 
     Args:
         path: the checkpoint (any format :func:`~vitdet_bench.checkpoint.load_backbone_checkpoint`
-            reads, or an open_clip / OpenAI CLIP state dict).
+            reads, or an open_clip / OpenAI CLIP state dict), or such a checkpoint already loaded.
         image_size: the student's input size (the teacher's position table is resized to its grid).
         patch_size: the student's patch size (the teacher's kernel is resampled to it).
         name: what the teacher is ("CLIP ViT-L/14 (OpenAI)"); default: from the file.
@@ -305,70 +348,42 @@ def build_teacher(
     """
     if act not in ("gelu", "quick_gelu"):
         raise ValueError(f"teacher act must be 'gelu' or 'quick_gelu', got {act!r}")
-    obj = safe_torch_load(path)
-    state = obj.get("state_dict", obj.get("model", obj)) if isinstance(obj, dict) else obj
-    prefix = _openclip_prefix(state) if isinstance(state, dict) else None
-    origin = format
-    if prefix is not None:
-        obj, origin, format = openclip_visual_to_timm(state, prefix), "open_clip", "timm"
-        projection = "head.weight" in obj if projection is None else projection
-    try:
-        ckpt = to_canonical(obj, format)
-    except CheckpointFormatError as e:
-        raise CheckpointFormatError(f"{path}: not a ViT checkpoint a teacher can use: {e}") from None
-    arch = _infer_arch(ckpt.state, path)
-    meta = ckpt.meta
-    _check(path, "width (embed_dim)", arch["embed_dim"], embed_dim)
-    _check(path, "depth", arch["depth"], depth)
-    _check(path, "patch size", arch["patch_size"], checkpoint_patch_size)
-    if meta.get("num_heads") is not None:
-        _check(path, "number of heads (from its metadata)", meta["num_heads"], num_heads)
-        num_heads = int(meta["num_heads"])
-    elif num_heads is None:
-        num_heads = STANDARD_HEADS.get(arch["embed_dim"], max(arch["embed_dim"] // 64, 1))
-        logger.warning("Teacher %s does not record its heads; assuming %d for width %d (set teacher.num_heads "
-                       "if that is wrong)", path, num_heads, arch["embed_dim"])
+    obj, ckpt, source, origin = _read(path, format)
+    arch = _infer_arch(ckpt.state, source)
+    width, meta = arch["embed_dim"], ckpt.meta
+    _check(source, "width (embed_dim)", width, embed_dim)
+    _check(source, "depth", arch["depth"], depth)
+    _check(source, "patch size", arch["patch_size"], checkpoint_patch_size)
+    num_heads = _heads(meta, num_heads, width, source)
     if arch["patch_size"] != patch_size and not resample_patch_embed:
-        raise CheckpointError(f"{path}: the teacher's patch size is {arch['patch_size']}, the student's {patch_size}; "
+        raise CheckpointError(f"{source}: the teacher's patch size is {arch['patch_size']}, the student's {patch_size}; "
                               "set resample_patch_embed=True to resample its kernel")
     num_pos = ckpt.state["pos_embed"].shape[1] if arch["pos_embed"] else 0
-    pos_has_cls = arch["pos_embed"] and math.isqrt(num_pos) ** 2 != num_pos
-    vit = ViT(img_size=image_size, patch_size=patch_size, embed_dim=arch["embed_dim"], depth=arch["depth"],
-              num_heads=num_heads, mlp_ratio=arch["mlp_ratio"], qkv_bias=arch["qkv_bias"],
-              norm_layer=partial(nn.LayerNorm, eps=norm_eps), act_layer=QuickGELU if act == "quick_gelu" else nn.GELU,
-              use_abs_pos=arch["pos_embed"], pretrain_img_size=image_size, pretrain_use_cls_token=pos_has_cls)
-    report = load_backbone_checkpoint(vit, obj, format=format, resize_patch_embed=arch["patch_size"] != patch_size,
-                                      source=path)
-    allowed_missing = set() if arch["patch_bias"] else {"patch_embed.proj.bias"}
-    problems = [k for k in report.missing_unexpected + report.missing_expected if k not in allowed_missing]
-    problems += [k for k, _ in report.unused if not k.startswith("norm_pre.")]
-    if problems:
-        raise CheckpointError(f"{path}: the teacher ViT does not take this checkpoint whole ({problems}):\n"
-                              f"{report.summary()}")
-    if not arch["patch_bias"]:
-        nn.init.zeros_(vit.patch_embed.proj.bias)  # CLIP's conv1 has no bias
+    vit = ViT(img_size=image_size, patch_size=patch_size, embed_dim=width, depth=arch["depth"], num_heads=num_heads,
+              mlp_ratio=arch["mlp_ratio"], qkv_bias=arch["qkv_bias"], norm_layer=partial(nn.LayerNorm, eps=norm_eps),
+              act_layer=QuickGELU if act == "quick_gelu" else nn.GELU, use_abs_pos=arch["pos_embed"],
+              pretrain_img_size=image_size, pretrain_use_cls_token=arch["pos_embed"] and math.isqrt(num_pos) ** 2 != num_pos)
+    _load_vit(vit, obj, ckpt.format, arch, source)
     extras = {**ckpt.extras, **{k: v for k, v in ckpt.state.items() if k.startswith("norm_pre.")}}
-    width = arch["embed_dim"]
-    norm_pre = _layer_norm(extras, "norm_pre", width, norm_eps, path) if arch["norm_pre"] else nn.Identity()
-    norm = _layer_norm(extras, "norm", width, norm_eps, path) if "norm.weight" in extras else nn.Identity()
-    proj = _projection(extras, width, path) if projection else None
+    norm_pre = _layer_norm(extras, "norm_pre", width, norm_eps, source) if arch["norm_pre"] else nn.Identity()
+    norm = _layer_norm(extras, "norm", width, norm_eps, source) if "norm.weight" in extras else nn.Identity()
+    if projection is None:
+        projection = origin == "open_clip" and "head.weight" in extras
+    proj = _projection(extras, width, source) if projection else None
     cls = extras.get("cls_token")
     if cls is not None and tuple(cls.shape) != (1, 1, width):
-        raise CheckpointError(f"{path}: cls_token has shape {tuple(cls.shape)}, expected {(1, 1, width)}")
+        raise CheckpointError(f"{source}: cls_token has shape {tuple(cls.shape)}, expected {(1, 1, width)}")
     absent = [n for n, gone in (("cls token", cls is None), ("final norm", "norm.weight" not in extras)) if gone]
     if absent:
-        logger.warning("Teacher %s has no %s: it runs without", path, " and no ".join(absent))
-    if pixel_mean is None or pixel_std is None:
-        pixel_mean = pixel_mean or meta.get("pixel_mean") or IMAGENET_PIXEL_MEAN
-        pixel_std = pixel_std or meta.get("pixel_std") or IMAGENET_PIXEL_STD
+        logger.warning("Teacher %s has no %s: it runs without", source, " and no ".join(absent))
+    pixel_mean = pixel_mean or meta.get("pixel_mean") or IMAGENET_PIXEL_MEAN
+    pixel_std = pixel_std or meta.get("pixel_std") or IMAGENET_PIXEL_STD
     method = meta.get("method")
-    name = name or (f"{_METHOD_LABELS.get(method, method)} export" if method
-                    else f"{origin} ViT (width {width}, depth {arch['depth']})")
-    info = {"path": path, "format": origin if origin != "auto" else ckpt.format, "method": method,
-            "checkpoint_patch_size": arch["patch_size"]}
+    name = name or (f"{_METHOD_LABELS.get(method, method)} export" if method else f"{origin} ViT (width {width})")
+    info = {"path": source, "format": origin, "method": method, "checkpoint_patch_size": arch["patch_size"]}
     teacher = ViTTeacher(vit, cls, norm_pre, norm, proj, pixel_mean, pixel_std, name, info)
     logger.info("Teacher '%s' from %s: width %d, depth %d, %d heads, patch %d%s, out %d, cls token %s, final norm %s",
-                name, path, width, arch["depth"], num_heads, arch["patch_size"],
+                name, source, width, arch["depth"], num_heads, arch["patch_size"],
                 f" -> {patch_size} (resampled)" if arch["patch_size"] != patch_size else "", teacher.out_dim,
                 "yes" if cls is not None else "no", "yes" if "norm.weight" in extras else "no")
     return teacher
