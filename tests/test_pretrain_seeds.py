@@ -405,6 +405,7 @@ def test_benchmark_files_add_the_seed_methods_with_teachers_from_earlier_steps()
         assert chain.pretrain[0].config.endswith(teacher_config)
         opts = runner._step_overrides(chain, chain.pretrain[1])
         assert f"teacher.path={spec.pretrain_dir(init, 'teacher')}/backbone_final.pth" in opts
-    assert [i.name for i in load_benchmark(os.path.join(REPO, "configs/benchmark/coco_vit_b_seeds.py")).inits] == five + ["eva"]
+    coco = load_benchmark(os.path.join(REPO, "configs/benchmark/coco_seeds.py"))
+    assert [i.name for i in coco.inits] == five + ["eva", "maelite"]
     assert [i.name for i in load_benchmark(os.path.join(REPO, "configs/benchmark/coco_vit_t.py")).inits] == [
         "maelite", "maelite_distill"]
