@@ -169,10 +169,13 @@ def test_beit_tables_resized_to_the_detection_windows(tmp_path):
     ours = tiny_vit(img_size=192, depth=2, window_size=3, window_block_indexes=[0], rel_pos_bias="shared",
                     qv_bias=True, init_values=0.1, use_abs_pos=True)
     report = load_backbone_checkpoint(ours, path)
+    # From the checkpoint's shape (121 offset rows + BEiT's 3 cls rows) to the detector's (no cls token).
     assert sorted(report.resized) == [
-        ("rel_pos_bias_global.relative_position_bias_table", (121, 4), (529, 4)),
-        ("rel_pos_bias_window.relative_position_bias_table", (121, 4), (25, 4)),
+        ("rel_pos_bias_global.relative_position_bias_table", (124, 4), (529, 4)),
+        ("rel_pos_bias_window.relative_position_bias_table", (124, 4), (25, 4)),
     ]
+    assert sorted(k for k, how in report.converted if "3 cls rows" in how and "dropped" in how) == [
+        "rel_pos_bias_global.relative_position_bias_table", "rel_pos_bias_window.relative_position_bias_table"]
     assert report.missing_expected == ["pos_embed"]  # BEiT has none; BENCH random-inits it
     assert report.ok
 

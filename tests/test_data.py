@@ -20,7 +20,7 @@ from vitdet_bench.data import (
     get_detection_dataset,
     load_coco_json,
 )
-from vitdet_bench.data.demo import generate_split
+from vitdet_bench.data.demo import DEFAULT_SPLITS, draw_demo_image, ensure_demo_pool, generate_split, pool_file_name
 
 
 def test_demo_dataset_is_deterministic_and_exercises_all_formats(tmp_path):
@@ -36,6 +36,55 @@ def test_demo_dataset_is_deterministic_and_exercises_all_formats(tmp_path):
 
     arr = cv2.imread(str(tmp_path / "a" / "val" / img["file_name"]))
     assert arr.shape[:2] == (img["height"], img["width"])
+
+
+def test_demo_images_are_drawn_by_index_in_any_order():
+    """An image depends only on (seed, split, index): drawing out of order, or again, gives the same
+    pixels, and the splits' streams differ."""
+    forward = [draw_demo_image(0, "pool", i).image for i in range(6)]
+    backward = [draw_demo_image(0, "pool", i).image for i in reversed(range(6))][::-1]
+    assert all(np.array_equal(a, b) for a, b in zip(forward, backward))
+    assert not np.array_equal(draw_demo_image(0, "pool", 3).image, draw_demo_image(0, "val", 3).image)
+    assert not np.array_equal(draw_demo_image(0, "pool", 3).image, draw_demo_image(1, "pool", 3).image)
+    with pytest.raises(ValueError, match="unknown demo split 'test'"):
+        draw_demo_image(0, "test", 0)
+
+
+def test_demo_pool_is_deterministic_and_a_prefix_of_larger_pools(tmp_path):
+    """Written twice (in parallel and serially, different sizes), the pool's files are the same bytes;
+    each file is the drawn image (JPEG of it) and labels.json holds the largest visible class."""
+    import cv2
+
+    a = ensure_demo_pool(24, root=str(tmp_path / "a"), workers=2)
+    b = ensure_demo_pool(16, root=str(tmp_path / "b"), workers=1)
+    labels = json.load(open(os.path.join(a, "labels.json")))
+    assert labels["classes"] == ["circle", "square", "triangle", "star"] and len(labels["labels"]) == 24
+    for i in range(16):
+        fa, fb = os.path.join(a, pool_file_name(i)), os.path.join(b, pool_file_name(i))
+        assert open(fa, "rb").read() == open(fb, "rb").read()
+    for i in (0, 23):
+        drawn = draw_demo_image(0, "pool", i)
+        ok, enc = cv2.imencode(".jpg", drawn.image[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 90])
+        assert ok and enc.tobytes() == open(os.path.join(a, pool_file_name(i)), "rb").read()
+        assert labels["labels"][i] == drawn.label
+    assert ensure_demo_pool(24, root=str(tmp_path / "a")) == a  # cached: not drawn again
+
+
+def test_demo_pool_shares_no_image_with_the_detection_splits(demo_root):
+    """No pool image (the first 500 of them) is pixel-identical to a val image, and the pool's
+    random stream is not the val split's."""
+    import hashlib
+
+    val = {hashlib.sha1(draw_demo_image(0, "val", i).image.tobytes()).hexdigest()
+           for i in range(DEFAULT_SPLITS["val"])}
+    assert len(val) == DEFAULT_SPLITS["val"]
+    pool = {hashlib.sha1(draw_demo_image(0, "pool", i).image.tobytes()).hexdigest() for i in range(500)}
+    assert len(pool) == 500 and not pool & val
+    # The val split on disk is what the generator draws (the pool check is about the real files).
+    import cv2
+
+    ok, enc = cv2.imencode(".jpg", draw_demo_image(0, "val", 0).image[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 95])
+    assert ok and enc.tobytes() == open(os.path.join(demo_root, "val", "000001.jpg"), "rb").read()
 
 
 def test_demo_dataset_has_crowd_regions(demo_root):
@@ -209,3 +258,24 @@ def test_image_size_mismatch_is_reported(demo_root, tmp_path):
     records, _ = load_coco_json(_write(tmp_path, data), str(img_dir))
     with pytest.raises(ImageReadError, match=r"annotation file gives width="):
         DetectionDatasetMapper(is_train=False, image_size=64)(records[0])
+
+
+def test_boxes_from_masks_equal_torchvision_plus_one():
+    """The LSJ's fast box computation equals torchvision's masks_to_boxes with exclusive right /
+    bottom edges, including masks touching the borders and an empty one."""
+    from torchvision.ops import masks_to_boxes
+
+    from vitdet_bench.data.transforms import _boxes_from_masks
+
+    g = torch.Generator().manual_seed(0)
+    masks = (torch.rand(6, 37, 53, generator=g) > 0.995).to(torch.uint8)
+    masks[1, 0, 0] = masks[1, 36, 52] = 1
+    masks[2] = 0
+    masks[3, 10:20, 5] = 1
+    ours = _boxes_from_masks(masks)
+    ref = masks_to_boxes(masks.bool()).float()
+    ref[:, 2:] += 1
+    nonempty = masks.flatten(1).amax(1) > 0
+    torch.testing.assert_close(ours[nonempty], ref[nonempty], rtol=0, atol=0)
+    assert ours[2].tolist() == [0.0, 0.0, 1.0, 1.0]
+    assert _boxes_from_masks(torch.zeros(0, 4, 4, dtype=torch.uint8)).shape == (0, 4)

@@ -2,6 +2,7 @@
 
 import os
 
+import numpy as np
 import pytest
 import torch
 from torchvision.ops import box_iou, roi_align
@@ -108,3 +109,40 @@ def test_cascade_inference_sorted_clipped_nms(demo_root):
         iou = box_iou(same, same)
         iou.fill_diagonal_(0)
         assert (iou <= 0.5 + 1e-4).all()  # per-class NMS at 0.5 (in the network's frame; scaling keeps IoU)
+
+
+def _bilinear_zero_padded(mask, u, v):
+    """Sample ``mask`` (M x M) at continuous pixel coordinates (u: column, v: row), zero outside."""
+    m = mask.shape[0]
+    u0, v0 = int(np.floor(u)), int(np.floor(v))
+    total = 0.0
+    for dv in (0, 1):
+        for du in (0, 1):
+            r, c = v0 + dv, u0 + du
+            weight = (1 - abs(u - c)) * (1 - abs(v - r))
+            if 0 <= r < m and 0 <= c < m:
+                total += weight * mask[r, c]
+    return total
+
+
+def test_batched_mask_paste_equals_per_pixel_sampling():
+    """Each image pixel centre samples its box's mask bilinearly (Detectron2's paste); boxes are
+    fractional and may leave the image."""
+    from vitdet_bench.modeling.detector.mask_paste import paste_masks
+
+    g = torch.Generator().manual_seed(0)
+    masks = torch.rand(3, 1, 6, 6, generator=g)
+    boxes = torch.tensor([[2.3, 1.7, 11.6, 9.2], [-3.5, 4.0, 6.25, 17.9], [10.0, 0.5, 25.0, 6.0]])
+    h, w = 14, 20
+    out = paste_masks(masks, boxes, (h, w), threshold=0.5)
+    assert out.shape == (3, h, w) and out.dtype == torch.bool
+    expected = np.zeros((3, h, w), bool)
+    for i, (x0, y0, x1, y1) in enumerate(boxes.tolist()):
+        for y in range(h):
+            for x in range(w):
+                u = (x + 0.5 - x0) / (x1 - x0) * 6 - 0.5
+                v = (y + 0.5 - y0) / (y1 - y0) * 6 - 0.5
+                expected[i, y, x] = _bilinear_zero_padded(masks[i, 0].numpy(), u, v) >= 0.5
+    assert (out.numpy() == expected).all()
+    assert out.any(dim=(1, 2)).all()  # every mask lands somewhere
+    assert paste_masks(masks[:0], boxes[:0], (h, w)).shape == (0, h, w)

@@ -80,7 +80,7 @@ def test_resume_when_last_checkpoint_names_a_missing_file(tmp_path):
 
 def test_eval_only_writes_results_and_ap_table(trained_run, tmp_path, capsys):
     results = run_main("--eval-only", f"train.init_checkpoint={trained_run}/model_final.pth",
-                       f"train.output_dir={tmp_path}")
+                       f"train.output_dir={tmp_path}", "dataloader.test.dataset.names=demo_minival")
     assert set(results) == {"bbox", "segm"} and "AP50" in results["bbox"]
     assert os.path.isfile(tmp_path / "inference" / "coco_instances_results.json")
     assert "| task" in open(tmp_path / "log.txt").read()

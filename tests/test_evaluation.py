@@ -48,9 +48,9 @@ def _noisy_outputs(records, rng):
 
 
 def test_coco_ap_equals_pycocotools_on_the_same_files(tmp_path):
-    records, meta = get_detection_dataset("demo_val")
+    records, meta = get_detection_dataset("demo_minival")
     outputs = _noisy_outputs(records, np.random.default_rng(0))
-    evaluator = COCOEvaluator("demo_val", output_dir=str(tmp_path))
+    evaluator = COCOEvaluator("demo_minival", output_dir=str(tmp_path))
     evaluator.reset()
     for r, out in zip(records, outputs):
         evaluator.process([{"image_id": r["image_id"]}], [out])
@@ -77,7 +77,95 @@ def test_coco_ap_equals_pycocotools_on_the_same_files(tmp_path):
 
 
 def test_no_detections_give_nan_not_a_crash(tmp_path):
-    evaluator = COCOEvaluator("demo_val", output_dir=str(tmp_path))
+    evaluator = COCOEvaluator("demo_minival", output_dir=str(tmp_path))
     evaluator.reset()
     out = evaluator.evaluate()
     assert all(np.isnan(v) for v in out["bbox"].values())
+
+
+def _toy_coco(rng, num_images=6):
+    """Ground truth of 3 categories with boxes and polygon masks, crowd and tiny objects included,
+    and detections near them (distinct scores, so COCO's tie order does not matter)."""
+    images, anns, dets = [], [], []
+    for i in range(1, num_images + 1):
+        images.append({"id": i, "width": 64, "height": 48, "file_name": f"{i}.jpg"})
+        for _ in range(int(rng.integers(0, 4))):
+            x, y = rng.uniform(0, 40), rng.uniform(0, 30)
+            w, h = rng.uniform(4, 24), rng.uniform(4, 18)
+            poly = [x, y, x + w, y, x + w, y + h, x, y + h]
+            anns.append({"id": len(anns) + 1, "image_id": i, "category_id": int(rng.integers(1, 4)),
+                         "bbox": [x, y, w, h], "area": w * h, "segmentation": [poly],
+                         "iscrowd": int(rng.random() < 0.1)})
+            for _ in range(int(rng.integers(0, 3))):
+                j = rng.normal(0, 0.15, 4) * [w, h, w, h]
+                box = [x + j[0], y + j[1], max(w + j[2], 1), max(h + j[3], 1)]
+                dets.append({"image_id": i, "bbox": box, "score": float(rng.uniform(0.05, 1)),
+                             "category_id": int(rng.integers(1, 4)) if rng.random() < 0.3 else anns[-1]["category_id"]})
+        for _ in range(int(rng.integers(0, 3))):  # background boxes
+            dets.append({"image_id": i, "bbox": [float(rng.uniform(0, 50)), float(rng.uniform(0, 35)), 8.0, 8.0],
+                         "score": float(rng.uniform(0.05, 1)), "category_id": int(rng.integers(1, 4))})
+    cats = [{"id": c, "name": f"c{c}"} for c in (1, 2, 3)]
+    return {"images": images, "annotations": anns, "categories": cats}, dets
+
+
+def _pycocotools_ap_with_duplicates(gt, dets, counts, tmp_path):
+    """pycocotools on a dataset in which image i appears counts[i] times (new ids for the copies)."""
+    images, anns, res = [], [], []
+    for i, img in enumerate(gt["images"]):
+        for c in range(int(counts[i])):
+            new_id = len(images) + 1
+            images.append({**img, "id": new_id})
+            for a in gt["annotations"]:
+                if a["image_id"] == img["id"]:
+                    anns.append({**a, "id": len(anns) + 1, "image_id": new_id})
+            res += [{**d, "image_id": new_id} for d in dets if d["image_id"] == img["id"]]
+    path = tmp_path / "dup.json"
+    path.write_text(json.dumps({"images": images, "annotations": anns, "categories": gt["categories"]}))
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco = COCO(str(path))
+        ev = COCOeval(coco, coco.loadRes(res), "bbox")
+        ev.evaluate()
+        ev.accumulate()
+        ev.summarize()
+    return {"AP": ev.stats[0] * 100, "AP50": ev.stats[1] * 100, "AP75": ev.stats[2] * 100}
+
+
+def test_weighted_ap_equals_pycocotools_on_duplicated_images(tmp_path):
+    from vitdet_bench.evaluation.bootstrap import match_table, weighted_ap
+
+    rng = np.random.default_rng(0)
+    gt, dets = _toy_coco(rng)
+    (tmp_path / "gt.json").write_text(json.dumps(gt))
+    table = match_table(str(tmp_path / "gt.json"), dets, "bbox")
+    assert list(table.image_ids) == [1, 2, 3, 4, 5, 6]
+    for counts in ([1] * 6, [2, 0, 1, 3, 0, 1], [0, 0, 4, 1, 1, 0], [6, 0, 0, 0, 0, 0]):
+        ours = weighted_ap(table, None if counts == [1] * 6 else np.array(counts))
+        ref = _pycocotools_ap_with_duplicates(gt, dets, counts, tmp_path)
+        for k in ("AP", "AP50", "AP75"):
+            if ref[k] < 0:  # pycocotools: no ground truth at all in this resample
+                assert np.isnan(ours[k])
+            else:
+                assert ours[k] == pytest.approx(ref[k], abs=1e-9), (counts, k)
+
+
+def test_bootstrap_interval_equals_direct_resampling(tmp_path):
+    """The percentile interval over resamples equals the quantiles of pycocotools' AP on each
+    resample's duplicated dataset, with the same draws."""
+    from vitdet_bench.evaluation.bootstrap import match_table, percentile_interval, resample_counts, weighted_ap
+
+    rng = np.random.default_rng(1)
+    gt, dets = _toy_coco(rng, num_images=5)
+    (tmp_path / "gt.json").write_text(json.dumps(gt))
+    table = match_table(str(tmp_path / "gt.json"), dets, "bbox")
+    draws = resample_counts(5, 30, seed=7)
+    assert draws.shape == (30, 5) and (draws.sum(1) == 5).all()
+    ours = [weighted_ap(table, c)["AP"] for c in draws]
+    direct = []
+    for c in draws:
+        ap = _pycocotools_ap_with_duplicates(gt, dets, c, tmp_path)["AP"]
+        direct.append(np.nan if ap < 0 else ap)
+    np.testing.assert_allclose(ours, direct, atol=1e-9)
+    lo, hi = percentile_interval(np.array(ours), 0.95)
+    finite = np.array([d for d in direct if not np.isnan(d)])
+    assert (lo, hi) == pytest.approx(tuple(np.percentile(finite, [2.5, 97.5])))
+    assert lo <= weighted_ap(table)["AP"] <= hi

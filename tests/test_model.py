@@ -46,6 +46,49 @@ def test_param_groups_no_decay_and_layer_decay():
     assert by_param[id(named["1.weight"])]["lr_factor"] == 1.0
 
 
+def test_param_group_rules_1d_and_overrides():
+    vit = ViT(img_size=64, embed_dim=32, depth=1, num_heads=2, use_abs_pos=False, qv_bias=True, init_values=0.1,
+              rel_pos_bias="shared")
+    named = dict(vit.named_parameters())
+
+    def wd_of(groups):
+        by_param = {id(p): g.get("weight_decay", "default") for g in groups for p in g["params"]}
+        return {n: by_param[id(p)] for n, p in named.items()}
+
+    # Detection's default: norms, biases and no_weight_decay() names; gammas and q / v biases decay.
+    wd = wd_of(get_optimizer_params(vit))
+    assert wd["blocks.0.ls1.gamma"] == wd["blocks.0.attn.q_bias"] == "default"
+    assert wd["rel_pos_bias_global.relative_position_bias_table"] == 0.0
+    # timm's 1-D rule, the ViT's own list switched off, a table decayed by name and an lr factor.
+    groups = get_optimizer_params(vit, weight_decay_norm=None, weight_decay_embed=None, weight_decay_1d=0.0,
+                                  overrides={"blocks.0.attn.qkv.weight": {"weight_decay": 0.3, "lr_factor": 0.5},
+                                             "pos_embed": {"weight_decay": 0.0}})
+    wd = wd_of(groups)
+    assert {n for n, v in wd.items() if v == 0.0} == {n for n, p in named.items() if p.ndim == 1}
+    assert wd["rel_pos_bias_global.relative_position_bias_table"] == "default"
+    assert wd["blocks.0.attn.qkv.weight"] == 0.3
+    assert [g["lr_factor"] for g in groups if g.get("weight_decay") == 0.3] == [0.5]
+    # A typo fails, naming the key; pos_embed of a ViT without one (above) is not a typo.
+    with pytest.raises(ValueError, match=r"overrides names \['cls_tokn'\], which match no parameter of ViT"):
+        get_optimizer_params(vit, overrides={"cls_tokn": {"weight_decay": 0.0}})
+    with pytest.raises(ValueError, match=r"overrides\['pos_embed'\] has unknown keys \['lr'\]"):
+        get_optimizer_params(vit, overrides={"pos_embed": {"lr": 0.1}})
+
+
+def test_schedule_floor_and_rescaled_cosine():
+    # BEiT / MAE / MoCo v3: the cosine runs over the iterations after the warm-up.
+    sched = WarmupParamScheduler(cosine_schedule(min_lr=1e-5, base_lr=1e-3), warmup_iters=10, max_iter=110,
+                                 warmup_factor=0.0, rescale_interval=True)
+    assert sched(0.0) == 0.0 and sched(5 / 110) == pytest.approx(0.5)
+    assert sched(10 / 110) == pytest.approx(1.0)
+    assert sched(60 / 110) == pytest.approx(0.01 + 0.99 * 0.5)
+    assert sched(1.0 - 1e-9) == pytest.approx(0.01, abs=1e-6)
+    with pytest.raises(ValueError, match="needs the positive base_lr"):
+        cosine_schedule(min_lr=1e-5)
+    with pytest.raises(ValueError, match="end_value .* or min_lr"):
+        cosine_schedule(end_value=0.1, min_lr=1e-5, base_lr=1e-3)
+
+
 def test_schedules_follow_max_iter():
     sched = WarmupParamScheduler(cosine_schedule(), warmup_iters=10, max_iter=100, warmup_factor=0.001)
     assert sched(0.0) == pytest.approx(0.001 * 1.0)

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 
 from conftest import REPO
 from vitdet_bench.checkpoint import load_backbone_checkpoint
-from vitdet_bench.checkpoint.checkpointer import safe_torch_load
+from vitdet_bench.checkpoint import safe_torch_load
 from vitdet_bench.config import LazyConfig, instantiate
 from vitdet_bench.pretrain import (
     MAE,
@@ -23,6 +23,7 @@ from vitdet_bench.pretrain import (
     build_pretrain_encoder,
     build_tokenizer,
     contrastive_loss,
+    demo_pool_dataset,
     detection_image_dataset,
     mae_loss,
     momentum_at,
@@ -43,6 +44,8 @@ DEMO_CONFIGS = {
 }
 TEACHERS = {"feature_mim": "mocov3", "maelite": "mae"}
 ITERS = 30
+# A 128-image prefix of the demo pool and 16-image batches keep the runs short.
+POOL = ["dataloader.train.dataset.size=128", "dataloader.train.total_batch_size=16"]
 
 
 def _args(config: str, opts: list[str], resume: bool = False) -> argparse.Namespace:
@@ -63,7 +66,7 @@ def pretrain_runs(tmp_path_factory, demo_root):
     for name, config in DEMO_CONFIGS.items():
         out = str(root / name)
         opts = [f"train.output_dir={out}", f"train.max_iter={ITERS}", "train.log_period=5",
-                "lr_multiplier.warmup_iters=5", "train.checkpointer.period=15"]
+                "lr_multiplier.warmup_iters=5", "train.checkpointer.period=15", *POOL]
         if name == "beit":
             opts.append(f"tokenizer.path={dirs['tokenizer']}/tokenizer_final.pth")
         if name in TEACHERS:
@@ -189,13 +192,25 @@ def test_beit_block_masks_have_the_configured_ratio_and_block_sizes():
 
 def test_supervised_demo_labels_are_the_largest_objects_category(demo_root):
     from vitdet_bench.data.catalog import load_dataset
+    from vitdet_bench.data.demo import draw_demo_image
 
-    records, meta = detection_image_dataset("demo_train")
-    det_records, _ = load_dataset("demo_train")
+    # Detection images as pre-training data: the category of the largest annotated object.
+    records, meta = detection_image_dataset("demo_minival")
+    det_records, _ = load_dataset("demo_minival")
     assert meta.num_classes == 4 and len(records) == len(det_records)
     for rec, det in zip(records, det_records):
         areas = [a["bbox"][2] * a["bbox"][3] for a in det["annotations"]]
         assert rec["label"] == det["annotations"][int(np.argmax(areas))]["category_id"]
+    # The demo pool (what the supervised demo init trains on): the largest visible object's class,
+    # computed here from the drawn masks; the same images without labels for the other methods.
+    pool, pool_meta = demo_pool_dataset(size=40, labels=True)
+    plain, _ = demo_pool_dataset(size=40)
+    assert pool_meta.classes == meta.classes == ("circle", "square", "triangle", "star")
+    for i, (rec, unlabelled) in enumerate(zip(pool, plain)):
+        drawn = draw_demo_image(0, "pool", i)
+        visible = [int(m.sum()) for m in drawn.masks]
+        assert rec["label"] == drawn.classes[int(np.argmax(visible))]
+        assert unlabelled["label"] == -1 and unlabelled["file_name"] == rec["file_name"]
 
 
 def test_tokenizer_errors_say_what_is_needed(tmp_path):
@@ -226,8 +241,9 @@ def test_export_loads_into_the_bench_detector_with_nothing_unexpected(pretrain_r
     export = safe_torch_load(os.path.join(out, "backbone_final.pth"))
     meta = export["meta"]
     assert meta["method"] == method and meta["iterations"] == ITERS and meta["image_size"] == 128
-    assert meta["patch_size"] == 16 and meta["epochs"] == pytest.approx(ITERS * 16 / 96, abs=1e-3)
-    assert meta["data"]["names"] == "demo_train"
+    assert meta["patch_size"] == 16 and meta["epochs"] == pytest.approx(ITERS * 16 / 128, abs=1e-3)
+    assert meta["data"]["num_images"] == 128 and meta["data"]["size"] == 128
+    assert meta["data"]["labels"] == (method == "supervised")
 
     cfg = LazyConfig.load(os.path.join(REPO, "configs/demo/bench_vit_tiny.py"))
     cfg.model.num_classes = 4
@@ -247,6 +263,12 @@ def test_export_loads_into_the_bench_detector_with_nothing_unexpected(pretrain_r
     if method == "beit":
         assert report.missing_expected == ["pos_embed"]
         assert [k for k, _, _ in report.resized] == ["rel_pos_bias_global.relative_position_bias_table"]
+        # The export has BEiT's layout (8 x 8 grid: 15 * 15 offsets + 3 cls rows, learned); the
+        # detector has no cls token, drops the rows and says so.
+        table = export["model"]["rel_pos_bias.relative_position_bias_table"]
+        assert table.shape == (15 * 15 + 3, 3) and table[-3:].abs().min() > 0
+        assert sorted(k for k, how in report.converted if "3 cls rows" in how and "dropped" in how) == [
+            "rel_pos_bias_global.relative_position_bias_table", "rel_pos_bias_window.relative_position_bias_table"]
     else:
         assert all("relative_position_bias_table" in k for k in report.missing_expected)
 
@@ -254,7 +276,7 @@ def test_export_loads_into_the_bench_detector_with_nothing_unexpected(pretrain_r
 def test_a_resumed_pretraining_run_equals_one_run(tmp_path, demo_root):
     config = DEMO_CONFIGS["mocov3"]  # the most state: momentum encoder, BN statistics, two views
     common = ["train.max_iter=8", "lr_multiplier.warmup_iters=2", "dataloader.train.total_batch_size=4",
-              "train.log_period=2"]
+              "train.log_period=2", "dataloader.train.dataset.size=64"]
     pretrain_main(_args(config, common + [f"train.output_dir={tmp_path}/once"]))
     pretrain_main(_args(config, common + [f"train.output_dir={tmp_path}/twice", "train.checkpointer.period=4"]))
     # Cut the second run at iteration 4 and continue it from its checkpoint.
@@ -293,6 +315,24 @@ def test_pretrain_configs_at_paper_scale_build(monkeypatch):
     beit = LazyConfig.load(os.path.join(REPO, "projects/BEiT/configs/beit_vit_b_800ep.py"))
     assert beit.model.encoder.rel_pos_bias == "shared" and beit.model.encoder.init_values == 0.1
     assert beit.dataloader.train.mapper.mask_generator.num_masking_patches == 75
+
+
+@pytest.mark.parametrize("path,warmup_epochs,epochs", [("projects/MAE/configs/mae_vit_b_800ep.py", 40, 800),
+                                                        ("projects/MoCoV3/configs/mocov3_vit_b_300ep.py", 40, 300)])
+def test_mae_and_moco_schedules_equal_the_official_formula(path, warmup_epochs, epochs):
+    """MAE's util/lr_sched.py and MoCo v3's adjust_learning_rate: lr * e / warm-up during the warm-up,
+    then lr * 0.5 * (1 + cos(pi * (e - warm-up) / (epochs - warm-up))) (per iteration here)."""
+    from vitdet_bench.config import LazyConfig
+
+    cfg = LazyConfig.load(os.path.join(REPO, path))
+    sched = instantiate(cfg.lr_multiplier)
+    n = cfg.train.max_iter
+    warm = cfg.lr_multiplier.warmup_iters
+    assert warm == pytest.approx(n * warmup_epochs / epochs, abs=1)
+    for it in (warm // 2, warm, warm + (n - warm) // 3, (warm + n) // 2, n - 1):
+        e, w = it / n * epochs, warmup_epochs
+        official = e / w if e < w else 0.5 * (1 + math.cos(math.pi * (e - w) / (epochs - w)))
+        assert sched(it / n) == pytest.approx(official, abs=2e-3), it
 
 
 def test_vq_tokenizer_restarts_dead_codes_from_encoder_outputs():

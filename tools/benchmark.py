@@ -1,7 +1,9 @@
 #!/usr/bin/env python
 """The main job: compare ViT initializations for detection, from one command.
 
-    python tools/benchmark.py                      # the demo benchmark (configs/benchmark/demo.py), CPU, < 15 min
+    python tools/benchmark.py                      # the demo benchmark: GPU profile with CUDA, else CPU (< 15 min)
+    python tools/benchmark.py --device cpu         # force the CPU profile (configs/benchmark/demo.py)
+    python tools/benchmark.py --seeds 3            # each fine-tuning with 3 seeds: mean +- std, wider intervals
     python tools/benchmark.py --quick              # the same pipeline with short schedules, < 5 min
     python tools/benchmark.py --config-file configs/benchmark/coco_vit_b.py --print-commands --num-gpus 8
     python tools/benchmark.py --config-file configs/benchmark/coco_vit_b.py --collect-only
@@ -10,10 +12,10 @@
 Pre-trains what is missing, fine-tunes and evaluates one detector per initialization (reusing
 finished runs, resuming unfinished ones), runs TIDE, and writes to the benchmark's output_dir:
 results.md / .csv / .json, convergence.png, tide/ (per-run figures, tide_comparison.png, tide.md),
-and report.md. Trailing key=value pairs override the benchmark dict (e.g. output_dir=...).
+and report.md (which initialization beats random beyond the bootstrap uncertainty, and how fast).
+Trailing key=value pairs override the benchmark dict (e.g. output_dir=...).
 """
 
-import argparse
 import os
 import sys
 import time
@@ -23,12 +25,19 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from tabulate import tabulate  # noqa: E402
 
 from vitdet_bench.benchmark import Runner, load_benchmark, write_report  # noqa: E402
+from vitdet_bench.benchmark.runner import default_benchmark_file, resolve_benchmark_device  # noqa: E402
+from vitdet_bench.utils.cli import CommandLineParser  # noqa: E402
 from vitdet_bench.utils.logger import setup_logger  # noqa: E402
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config-file", default=None, help="a benchmark file (default: configs/benchmark/demo.py)")
+    parser = CommandLineParser(description=__doc__, overrides_help="benchmark overrides (keys of the benchmark dict)")
+    parser.add_argument("--config-file", default=None, help="a benchmark file (default: configs/benchmark/demo_gpu.py "
+                        "when the device is CUDA, configs/benchmark/demo.py otherwise)")
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                        help="where every run trains (default: CUDA when available); also picks the demo profile")
+    parser.add_argument("--seeds", type=int, default=None, metavar="N",
+                        help="fine-tune each initialization with N seeds (default: the benchmark file's, 1)")
     parser.add_argument("--quick", action="store_true", help="configs/benchmark/demo_quick.py: short schedules")
     parser.add_argument("--only", nargs="+", metavar="INIT", help="run only these initializations (collect all)")
     parser.add_argument("--collect-only", action="store_true", help="run nothing; collect finished runs and report")
@@ -37,15 +46,20 @@ def main(argv=None) -> int:
     parser.add_argument("--measure-cost", action="store_true", help="measure params / FLOPs / inference time of "
                         "finished runs that lack cost.json (also with --collect-only)")
     parser.add_argument("--no-progress", action="store_true", help="full console logs instead of progress bars")
-    parser.add_argument("opts", nargs=argparse.REMAINDER, help="benchmark overrides: key=value ...")
     args = parser.parse_args(argv)
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    device = resolve_benchmark_device(args.device)
     if args.config_file is None:
-        name = "demo_quick.py" if args.quick else "demo.py"
-        args.config_file = os.path.join(repo, "configs", "benchmark", name)
+        args.config_file = default_benchmark_file(repo, device, args.quick)
     elif args.quick:
         parser.error("--quick selects configs/benchmark/demo_quick.py; do not combine it with --config-file")
+    if args.seeds is not None and args.seeds < 1:
+        parser.error(f"--seeds must be >= 1, got {args.seeds}")
     spec = load_benchmark(args.config_file, args.opts)
+    if args.device != "auto" or spec.device == "auto":
+        spec.device = device
+    if args.seeds is not None:
+        spec.seeds = args.seeds
     runner = Runner(spec, progress=not args.no_progress)
     if args.print_commands:
         print("\n\n".join(runner.commands(args.num_gpus)))
@@ -61,15 +75,14 @@ def main(argv=None) -> int:
         for r in results:
             if r.status == "complete" and not r.cost:
                 r.cost = measure_cost(r.run_dir)
-    out = write_report(spec, results, tide=spec.tide)
     elapsed = time.perf_counter() - start
-    short = [[r.name, r.status, r.metrics.get("bbox", {}).get("AP"), r.metrics.get("segm", {}).get("AP"),
-              out["tide"].get(r.name, {}).get("bbox", {}).get("main", {}).get("Loc"),
-              out["tide"].get(r.name, {}).get("bbox", {}).get("main", {}).get("Miss"),
-              round(r.train_time_s / 60, 2) if r.train_time_s else None] for r in results]
-    print(f"\nBenchmark '{spec.name}' ({'collected' if args.collect_only else 'ran'} in {elapsed / 60:.1f} min):\n")
-    print(tabulate(short, headers=["init", "status", "box AP", "mask AP", "box dAP Loc", "box dAP Miss", "train min"],
-                   tablefmt="github", floatfmt=".2f", missingval="-"))
+    out = write_report(spec, results, tide=spec.tide, elapsed_s=elapsed)
+    elapsed = time.perf_counter() - start
+    keep = [0, 2, 3, 4, 6, 7]  # init, box AP, mask AP, box delta, verdict, pre-training
+    short = [[row[i] for i in keep] for row in out["summary_rows"]]
+    print(f"\nBenchmark '{spec.name}' ({spec.profile or 'custom'} profile, device {spec.device}; "
+          f"{'collected' if args.collect_only else 'ran'} in {elapsed / 60:.1f} min):\n")
+    print(tabulate(short, headers=[out["summary_headers"][i] for i in keep], tablefmt="github"))
     print(f"\nReport: {os.path.join(spec.output_dir, 'report.md')} (table: results.md/.csv/.json, "
           f"convergence.png, tide/)")
     incomplete = [r for r in results if r.status != "complete"]

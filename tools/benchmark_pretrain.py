@@ -13,7 +13,6 @@ the same process. MoCo v3 counts each image once, although it encodes two views 
 
 from __future__ import annotations
 
-import argparse
 import os
 import statistics
 import sys
@@ -23,6 +22,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import torch  # noqa: E402
 from tabulate import tabulate  # noqa: E402
 
+from vitdet_bench.utils.cli import CommandLineParser  # noqa: E402
 from vitdet_bench.utils.timing import time_steps  # noqa: E402
 
 from vitdet_bench.checkpoint import EXPORT_TAG  # noqa: E402
@@ -103,7 +103,7 @@ METHODS = ["plain ViT (reference)", "MAE (decoder 512 x 8)", "MAE (MAE-Lite deco
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = CommandLineParser(description=__doc__, overrides=False)
     parser.add_argument("--arch", default="vit_t")
     parser.add_argument("--size", type=int, default=224)
     parser.add_argument("--batch", type=int, default=32)

@@ -1,11 +1,15 @@
 # The train section, with Detectron2's keys (configs/common/train.py).
 train = dict(
     output_dir="./output",
-    # A detector checkpoint, or a pre-trained backbone file in any format
-    # vitdet_bench.checkpoint.load_backbone_checkpoint reads (MAE, MoCo v3, BEiT, DeiT, timm, our
-    # exports); the options below apply to the latter.
+    # A detector checkpoint (this project's model_final.pth, or Detectron2's: a model-zoo .pkl or a
+    # .pth in its names), or a pre-trained backbone file (MAE, MoCo v3, BEiT, DeiT, timm, our
+    # exports). format: "auto" (from the file's names), "detector", "detectron2", or a backbone
+    # format; resize_patch_embed / rel_pos_resize: how a backbone file is fitted to the ViT.
     init_checkpoint="",
-    init_checkpoint_options=dict(format="auto", resize_patch_embed=False, rel_pos_resize="cubic", strict=False),
+    init_checkpoint_options=dict(format="auto", resize_patch_embed=False, rel_pos_resize="cubic"),
+    # Stop when the init checkpoint lacks a tensor it should have (another width, no neck, other
+    # number of classes); False logs the same report and keeps those tensors at their initial values.
+    init_strict=True,
     max_iter=90000,
     amp=dict(enabled=False, dtype="float16"),  # float16 (CUDA, with GradScaler) or bfloat16
     ddp=dict(broadcast_buffers=False, find_unused_parameters=False, fp16_compression=False),
@@ -17,6 +21,9 @@ train = dict(
     # paper's 64 by accumulating (e.g. 8 GPUs x 2 images x 4 steps), or scale optimizer.lr linearly
     # with the batch and train.max_iter inversely (README, "Fewer GPUs").
     grad_accum_steps=1,
+    # The batch optimizer.lr is stated for: when set and the effective batch differs, lr is scaled
+    # linearly by effective batch / this (Detectron2's REFERENCE_WORLD_SIZE rule, for the lr only).
+    reference_batch_size=None,
     device="auto",  # "auto" (CUDA when available), "cuda" or "cpu"
     seed=0,
 )

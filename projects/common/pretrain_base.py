@@ -1,6 +1,7 @@
 # What every pre-training config shares: the engine's train section (same keys as detection),
 # AdamW with parameter groups, linear warm-up + half-period cosine per iteration, and the
-# resumable training loader. Method files set the model, the views and the numbers.
+# resumable training loader. Method files set the model, the views and the numbers, and state
+# their parameter groups (optimizer.params) as their official code forms them.
 from omegaconf import OmegaConf
 
 import torch
@@ -49,6 +50,7 @@ lr_multiplier = L(WarmupParamScheduler)(
     warmup_iters=0,
     max_iter="${train.max_iter}",
     warmup_factor=0.0,
+    rescale_interval=False,  # True: the cosine runs over the iterations after the warm-up
 )
 
 train.eval_period = -1  # nothing to evaluate: the product is the exported backbone

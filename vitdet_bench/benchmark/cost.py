@@ -1,9 +1,12 @@
-"""The cost of a trained detector: parameters, FLOPs and inference time (the report's complexity section).
+"""The cost of a trained detector: parameters, FLOPs, inference time and where training time goes
+(the report's complexity section).
 
 FLOPs are fvcore's count (one multiply-add = one flop, as Detectron2 and the ViTDet paper report)
 for the backbone and neck on one padded test image; the RoI heads' cost depends on the number of
 proposals and is left out (it is the same for every initialization of one architecture).
 Inference time is the median over test images of the whole model (pre-processing to masks).
+The training profile runs a few steps of the run's own config under ``torch.profiler``: time per
+stage (data, forward, backward, optimizer) and the operators that take the most time.
 """
 
 from __future__ import annotations
@@ -16,13 +19,75 @@ import time
 
 import torch
 
-__all__ = ["measure_cost"]
+__all__ = ["measure_cost", "profile_training"]
+
+STAGES = ("data", "forward", "backward", "optimizer")
 
 logger = logging.getLogger(__name__)
 
 
-def measure_cost(run_dir: str, num_images: int = 8, device: str = "cpu") -> dict:
-    """Measure and write ``run_dir/cost.json`` from the run's ``config.yaml`` and ``model_final.pth``."""
+def profile_training(cfg, model: torch.nn.Module, steps: int = 5, warmup: int = 2, top: int = 15) -> dict:
+    """Profile ``steps`` training iterations of ``model`` with the config's optimizer and loader.
+
+    Returns:
+        ``{"steps", "batch_size", "stages": [{"stage", "s_per_iter", "percent"}], "ops": [{"op",
+        "self_s_per_iter", "percent", "calls_per_iter"}]}``, ops sorted by self time (CUDA time on
+        a GPU), stage times from ``record_function`` ranges.
+    """
+    from torch.profiler import ProfilerActivity, profile, record_function
+
+    from ..config import instantiate
+
+    device = next(model.parameters()).device
+    cfg.optimizer.params.model = model
+    optimizer = instantiate(cfg.optimizer)
+    batches = iter(instantiate(cfg.dataloader.train))
+    model.train()
+
+    def step() -> None:
+        with record_function("data"):
+            data = next(batches)
+        with record_function("forward"):
+            losses = sum(model(data).values())
+        with record_function("backward"):
+            optimizer.zero_grad(set_to_none=True)
+            losses.backward()
+        with record_function("optimizer"):
+            optimizer.step()
+
+    for _ in range(warmup):
+        step()
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    with profile(activities=activities) as prof:
+        for _ in range(steps):
+            step()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+    events = prof.key_averages()
+    gpu = device.type == "cuda"
+
+    def self_time(e) -> float:  # microseconds
+        return e.self_device_time_total if gpu else e.self_cpu_time_total
+
+    stage_time = {e.key: (e.device_time_total if gpu else e.cpu_time_total) for e in events if e.key in STAGES}
+    total_stage = sum(stage_time.values()) or 1.0
+    ops = sorted((e for e in events if e.key not in STAGES and not e.key.startswith("ProfilerStep")),
+                 key=self_time, reverse=True)
+    total_ops = sum(self_time(e) for e in ops) or 1.0
+    return {
+        "steps": steps,
+        "batch_size": int(cfg.dataloader.train.total_batch_size),
+        "device": str(device),
+        "stages": [{"stage": k, "s_per_iter": stage_time.get(k, 0.0) / 1e6 / steps,
+                    "percent": 100 * stage_time.get(k, 0.0) / total_stage} for k in STAGES],
+        "ops": [{"op": e.key, "self_s_per_iter": self_time(e) / 1e6 / steps, "percent": 100 * self_time(e) / total_ops,
+                 "calls_per_iter": e.count / steps} for e in ops[:top]],
+    }
+
+
+def measure_cost(run_dir: str, num_images: int = 8, device: str = "cpu", profile_steps: int = 0) -> dict:
+    """Measure and write ``run_dir/cost.json`` from the run's ``config.yaml`` and ``model_final.pth``
+    (``profile_steps`` > 0 adds the training profile, :func:`profile_training`)."""
     from fvcore.nn import FlopCountAnalysis
 
     from ..checkpoint import Checkpointer
@@ -59,6 +124,9 @@ def measure_cost(run_dir: str, num_images: int = 8, device: str = "cpu") -> dict
             start = time.perf_counter()
             model([x])
             times.append(time.perf_counter() - start)
+    profile = None
+    if profile_steps > 0:
+        profile = profile_training(cfg, model, steps=profile_steps)
     cost = {
         "params_m": params / 1e6,
         "backbone_params_m": backbone_params / 1e6,
@@ -68,6 +136,7 @@ def measure_cost(run_dir: str, num_images: int = 8, device: str = "cpu") -> dict
         "inference_images": len(times),
         "device": device,
         "threads": torch.get_num_threads(),
+        "train_profile": profile,
     }
     with open(os.path.join(run_dir, "cost.json"), "w") as f:
         json.dump(cost, f, indent=1)

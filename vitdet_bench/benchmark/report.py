@@ -1,21 +1,27 @@
-"""The benchmark's outputs: comparison table (Markdown, CSV, JSON), convergence plot, TIDE
-comparison, complexity table, and ``report.md`` that puts them together with the configs used."""
+"""The benchmark's outputs: the per-initialization summary with confidence intervals and the
+verdict against random (``summary.md/.csv/.json``), the per-run table (``results.md/.csv/.json``),
+convergence plot and table, TIDE comparison, complexity and training profile, and ``report.md``
+that puts them together with the configs used and says in words what the table shows."""
 
 from __future__ import annotations
 
 import csv
 import hashlib
+import platform
 import json
 import logging
 import math
 import os
+from dataclasses import asdict
 
+import numpy as np
 from tabulate import tabulate
 
 from ..evaluation.tide import MAIN_ERRORS, SPECIAL_ERRORS, plot_tide_comparison, run_tide, tide_markdown
 from .collect import METRICS, RESULTS_FILE, TASKS, RunResult
+from .uncertainty import InitSummary, iterations_to_reach, summarize_inits
 
-__all__ = ["comparison_rows", "tide_for_run", "write_report", "gt_json_for_run"]
+__all__ = ["comparison_rows", "summary_rows", "tide_for_run", "write_report", "gt_json_for_run"]
 
 logger = logging.getLogger("vitdet_bench.benchmark")
 
@@ -44,6 +50,92 @@ def comparison_rows(results: list[RunResult]) -> tuple[list[str], list[list]]:
     return headers, rows
 
 
+def _ci(v: float | None, ci: tuple[float, float] | None, std: float | None = None, signed: bool = False) -> str:
+    """``12.34 [11.02, 13.50]`` (``± std`` with seeds); ``-`` when missing."""
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "-"
+    text = f"{v:+.2f}" if signed else f"{v:.2f}"
+    if std is not None:
+        text += f" ± {std:.2f}"
+    if ci is not None and not any(math.isnan(x) for x in ci):
+        text += f" [{ci[0]:{'+' if signed else ''}.2f}, {ci[1]:{'+' if signed else ''}.2f}]"
+    return text
+
+
+def _pretrain_cell(info: dict) -> str:
+    if not info:
+        return "-"
+    images, epochs = info.get("images_seen"), info.get("epochs")
+    parts = [(f"{images / 1000:.1f}k images" if images >= 10000 else f"{images} images") if images else "",
+             (f"{epochs:.2g} ep" if epochs < 10 else f"{epochs:.0f} ep") if epochs else ""]
+    return ", ".join(p for p in parts if p) or "-"
+
+
+def summary_rows(results: list[RunResult], summaries: list[InitSummary], baseline: str = "random") -> tuple[list[str], list[list]]:
+    """One row per initialization: APs with intervals, the difference to random, pre-training seen,
+    and the iterations it needs to reach random's final box AP."""
+    by_name = {s.name: s for s in summaries}
+    target = by_name[baseline].ap.get("bbox") if baseline in by_name else None
+    headers = ["init", "runs", "box AP [95% CI]", "mask AP [95% CI]", f"box AP - {baseline} [95% CI]",
+               f"mask AP - {baseline} [95% CI]", "verdict (box)", "pre-training seen",
+               f"iters to {baseline}'s final box AP", "fine-tune iters"]
+    rows, seen = [], []
+    for r in results:
+        if r.init in seen:
+            continue
+        seen.append(r.init)
+        s = by_name.get(r.init)
+        runs = [x for x in results if x.init == r.init]
+        if s is None:
+            rows.append([r.init, f"0 of {len(runs)} complete"] + ["-"] * 5 + [_pretrain_cell(r.pretrain), "-",
+                        _fmt(r.max_iter)])
+            continue
+        reach = [iterations_to_reach(x.curve, target) for x in runs if x.status == "complete"] if target is not None else []
+        reach_cell = "-"
+        if reach and r.init != baseline:
+            done = [v for v in reach if v is not None]
+            reach_cell = (f"{np.mean(done):.0f}" if len(done) == len(reach) else
+                          f"not reached ({len(reach) - len(done)} of {len(reach)} runs)") if done else "not reached"
+        rows.append([
+            r.init, f"{len(s.runs)} of {len(runs)} complete",
+            _ci(s.ap.get("bbox"), s.ci.get("bbox"), s.std.get("bbox")),
+            _ci(s.ap.get("segm"), s.ci.get("segm"), s.std.get("segm")),
+            _ci(s.delta.get("bbox"), s.delta_ci.get("bbox"), signed=True),
+            _ci(s.delta.get("segm"), s.delta_ci.get("segm"), signed=True),
+            s.verdict("bbox") or "-", _pretrain_cell(r.pretrain), reach_cell, _fmt(r.max_iter),
+        ])
+    return headers, rows
+
+
+def _verdict_sentences(summaries: list[InitSummary], level: float, baseline: str = "random") -> list[str]:
+    """The comparison in words, per initialization and task."""
+    lines = []
+    pct = f"{level:.0%}"
+    for s in summaries:
+        if s.name == baseline:
+            continue
+        parts = []
+        for task, label in (("bbox", "box AP"), ("segm", "mask AP")):
+            d, ci = s.delta.get(task), s.delta_ci.get(task)
+            if d is None or ci is None or any(math.isnan(x) for x in ci):
+                continue
+            v = s.verdict(task)
+            if v == "better":
+                parts.append(f"beats {baseline} by {d:+.2f} {label} ({pct} CI [{ci[0]:+.2f}, {ci[1]:+.2f}], beyond the uncertainty)")
+            elif v == "worse":
+                parts.append(f"is below {baseline} by {d:+.2f} {label} ({pct} CI [{ci[0]:+.2f}, {ci[1]:+.2f}], beyond the uncertainty)")
+            else:
+                parts.append(f"differs from {baseline} by {d:+.2f} {label}, within the uncertainty "
+                             f"({pct} CI [{ci[0]:+.2f}, {ci[1]:+.2f}] includes 0)")
+        if parts:
+            lines.append(f"- **{s.name}** " + "; ".join(parts) + ".")
+        elif baseline in {x.name for x in summaries}:
+            lines.append(f"- **{s.name}**: no difference to {baseline} could be computed.")
+    if lines and baseline not in {x.name for x in summaries}:
+        lines.insert(0, f"(No complete `{baseline}` run: no difference can be stated.)")
+    return lines
+
+
 def gt_json_for_run(run_dir: str) -> str:
     """The ground-truth json a run was evaluated on (from its config.yaml and the catalog)."""
     from ..config import LazyConfig
@@ -69,7 +161,14 @@ def tide_for_run(r: RunResult, plot_dir: str) -> dict | None:
             cached = json.load(f)
         if cached.get("results_sha1") == digest and os.path.isdir(plot_dir):
             return cached["tide"]
-    tide = run_tide(gt_json_for_run(r.run_dir), results_json, plot_dir=plot_dir, name=r.name)
+    try:
+        tide = run_tide(gt_json_for_run(r.run_dir), results_json, plot_dir=plot_dir, name=r.name)
+    except Exception as e:  # one run's bad files must not stop the report on the others
+        logger.warning("TIDE of %s failed: %s: %s", r.name, type(e).__name__, e)
+        first = str(e).splitlines()[0] if str(e) else ""
+        r.problems.append(f"TIDE failed on {results_json}: {type(e).__name__}: {first}")
+        r.status = "partial"
+        return None
     with open(cache, "w") as f:
         json.dump({"results_sha1": digest, "tide": tide}, f, indent=1)
     return tide
@@ -106,19 +205,47 @@ def _convergence_plot(results: list[RunResult], path: str) -> str | None:
     return path
 
 
-def write_report(spec, results: list[RunResult], tide: bool = True) -> dict:
-    """Write every output into ``spec.output_dir``; returns what it wrote and the TIDE numbers."""
-    out = spec.output_dir
-    os.makedirs(out, exist_ok=True)
-    headers, rows = comparison_rows(results)
-    with open(os.path.join(out, "results.md"), "w") as f:
+def _uncertainty(spec, results: list[RunResult]) -> list[InitSummary]:
+    """Bootstrap summaries of the complete runs (empty when none is complete or the runs were
+    evaluated on different validation sets)."""
+    complete = [r for r in results if r.status == "complete"]
+    if not complete:
+        return []
+    gts = {gt_json_for_run(r.run_dir) for r in complete}
+    if len(gts) != 1:
+        logger.warning("Runs were evaluated on different ground truth (%s): no confidence intervals", sorted(gts))
+        return []
+    gt = gts.pop()
+    with open(gt, encoding="utf-8") as f:
+        num_images = len(json.load(f)["images"])
+    b = getattr(spec, "bootstrap", None) or {"resamples": 500, "level": 0.95, "seed": 0}
+    return summarize_inits(results, gt, num_images, resamples=int(b["resamples"]), level=float(b["level"]),
+                           seed=int(b["seed"]))
+
+
+def _write_table(path_stem: str, headers: list[str], rows: list[list]) -> None:
+    with open(path_stem + ".md", "w") as f:
         f.write(tabulate(rows, headers=headers, tablefmt="github") + "\n")
-    with open(os.path.join(out, "results.csv"), "w", newline="") as f:
+    with open(path_stem + ".csv", "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(headers)
         w.writerows(rows)
+
+
+def write_report(spec, results: list[RunResult], tide: bool = True, elapsed_s: float | None = None) -> dict:
+    """Write every output into ``spec.output_dir``; returns what it wrote, the TIDE numbers and
+    the per-initialization summaries."""
+    out = spec.output_dir
+    os.makedirs(out, exist_ok=True)
+    headers, rows = comparison_rows(results)
+    _write_table(os.path.join(out, "results"), headers, rows)
     with open(os.path.join(out, "results.json"), "w") as f:
         json.dump([r.to_dict() for r in results], f, indent=1)
+    summaries = _uncertainty(spec, results)
+    s_headers, s_rows = summary_rows(results, summaries)
+    _write_table(os.path.join(out, "summary"), s_headers, s_rows)
+    with open(os.path.join(out, "summary.json"), "w") as f:
+        json.dump({"bootstrap": getattr(spec, "bootstrap", None), "inits": [asdict(x) for x in summaries]}, f, indent=1)
     convergence = _convergence_plot(results, os.path.join(out, "convergence.png"))
 
     tide_results: dict[str, dict] = {}
@@ -137,23 +264,80 @@ def write_report(spec, results: list[RunResult], tide: bool = True) -> dict:
                 f.write(tide_markdown(tide_results))
 
     with open(os.path.join(out, "report.md"), "w") as f:
-        f.write(_report_markdown(spec, results, headers, rows, convergence, tide_results))
-    return {"results": rows, "headers": headers, "tide": tide_results}
+        f.write(_report_markdown(spec, results, headers, rows, convergence, tide_results, summaries,
+                                 (s_headers, s_rows), elapsed_s))
+    return {"results": rows, "headers": headers, "tide": tide_results, "summaries": summaries,
+            "summary_headers": s_headers, "summary_rows": s_rows}
 
 
-def _report_markdown(spec, results, headers, rows, convergence, tide_results) -> str:
+def _environment(results: list[RunResult]) -> str:
+    """Where the runs trained: their recorded device descriptions, else this machine's."""
+    devices = sorted({r.device_info for r in results if getattr(r, "device_info", "")})
+    if devices:
+        return "; ".join(devices)
+    import torch
+
+    return f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}"
+
+
+def _convergence_rows(results: list[RunResult]) -> tuple[list[str], list[list]]:
+    iters = sorted({p["iteration"] for r in results for p in r.curve})
+    headers = ["run"] + [f"box / mask AP @{i}" for i in iters]
+    rows = []
+    for r in results:
+        at = {p["iteration"]: p for p in r.curve}
+        rows.append([r.name] + [f"{_fmt(at[i].get('bbox/AP'))} / {_fmt(at[i].get('segm/AP'))}" if i in at else "-"
+                                for i in iters])
+    return headers, rows
+
+
+def _profile_markdown(results: list[RunResult]) -> list[str]:
+    prof = next((r.cost.get("train_profile") for r in results if (r.cost or {}).get("train_profile")), None)
+    if not prof:
+        return []
+    run = next(r.name for r in results if (r.cost or {}).get("train_profile"))
+    lines = [f"### Where training time goes ({run}'s config, {prof['steps']} steps at batch {prof['batch_size']}, "
+             f"{prof['device']}, torch.profiler)", ""]
+    lines += [tabulate([[x["stage"], f"{x['s_per_iter']:.4f}", f"{x['percent']:.1f}"] for x in prof["stages"]],
+                       headers=["stage", "s / iter", "%"], tablefmt="github"), ""]
+    lines += [tabulate([[x["op"], f"{x['self_s_per_iter']:.4f}", f"{x['percent']:.1f}", f"{x['calls_per_iter']:.0f}"]
+                        for x in prof["ops"]], headers=["operator", "self s / iter", "% of op time", "calls / iter"],
+                       tablefmt="github"), ""]
+    return lines
+
+
+def _report_markdown(spec, results, headers, rows, convergence, tide_results, summaries, summary_table,
+                     elapsed_s) -> str:
+    b = getattr(spec, "bootstrap", None) or {"resamples": 500, "level": 0.95, "seed": 0}
     lines = [f"# Benchmark `{spec.name}`", ""]
-    lines += [f"Benchmark file: `{spec.source_file}`; outputs in `{spec.output_dir}`.", ""]
+    profile = getattr(spec, "profile", "") or "custom"
+    lines += [f"Benchmark file: `{spec.source_file}` (profile: {profile}); outputs in `{spec.output_dir}`.",
+              f"Trained on: {_environment(results)}." + (f" Wall time of this invocation: {elapsed_s / 60:.1f} min."
+                                                        if elapsed_s else ""), ""]
     bad = [r for r in results if r.status != "complete"]
     if bad:
         lines += ["**Not complete:**", ""]
         lines += [f"- `{r.name}` ({r.status}): " + "; ".join(r.problems) for r in bad]
         lines.append("")
-    lines += ["## Comparison (COCO metrics at the end of fine-tuning)", "",
+    lines += ["## Which initialization is best", "", tabulate(summary_table[1], headers=summary_table[0], tablefmt="github"), ""]
+    lines += [f"Each AP is the final COCO AP (mean over seeds, ± their standard deviation when there are several) with "
+              f"a {float(b['level']):.0%} percentile bootstrap interval over the validation images ({int(b['resamples'])} "
+              f"resamples, seed {int(b['seed'])}; with several seeds each replicate also redraws the seeds). Differences "
+              "to random are paired: every initialization is scored on the same resamples. A verdict is `better` or "
+              "`worse` when the interval of the difference excludes 0, `within` when it does not. The last columns: the "
+              "images the backbone was pre-trained on (and epochs over its data), and the fine-tuning iterations it needed "
+              "to reach random's final box AP (linear between evaluations; the paper's convergence comparison).", ""]
+    words = _verdict_sentences(summaries, float(b["level"]))
+    if words:
+        lines += ["In words:", ""] + words + [""]
+    lines += ["## All runs (COCO metrics at the end of fine-tuning)", "",
               tabulate(rows, headers=headers, tablefmt="github"), "",
-              "Also as `results.csv` and `results.json` (with the convergence points).", ""]
+              "Also as `results.csv` and `results.json` (with the convergence points), and the summary as "
+              "`summary.md/.csv/.json`.", ""]
     if convergence:
-        lines += ["## Convergence", "", "![convergence](convergence.png)", ""]
+        c_headers, c_rows = _convergence_rows(results)
+        lines += ["## Convergence", "", "![convergence](convergence.png)", "",
+                  tabulate(c_rows, headers=c_headers, tablefmt="github"), ""]
     if tide_results:
         lines += ["## TIDE error analysis", "",
                   f"dAP = AP50 gained by fixing each error type (tidecv). Main: {', '.join(MAIN_ERRORS)}; "
@@ -163,16 +347,19 @@ def _report_markdown(spec, results, headers, rows, convergence, tide_results) ->
     crow = [[r.name, _fmt(r.cost.get("params_m")), _fmt(r.cost.get("backbone_params_m")),
              _fmt(r.cost.get("backbone_gflops")), "x".join(map(str, r.cost.get("flops_input") or [])) or "-",
              _fmt(r.s_per_iter, 3), _fmt(r.cost.get("inference_s_per_image"), 3), _fmt(r.peak_mem_mb, 0)]
-            for r in results]
-    lines += [tabulate(crow, headers=["init", "params (M)", "backbone params (M)", "backbone GFLOPs", "FLOPs input",
+            for r in results if r.cost or r.s_per_iter]
+    lines += [tabulate(crow, headers=["run", "params (M)", "backbone params (M)", "backbone GFLOPs", "FLOPs input",
                                       "train s/iter", "inference s/img", "peak mem (MB)"], tablefmt="github"), "",
               "FLOPs: fvcore, backbone + neck on one padded test image (one multiply-add = one flop). "
               "Train s/iter: median of the logged iteration times. Peak memory: CUDA max allocated, or on the CPU "
               "the process's max RSS, which only grows, so when the runner trains several runs in one process a "
               "later run's value includes the earlier ones. For the backbone variants' cost use `tools/benchmark_backbone.py`.", ""]
+    lines += _profile_markdown(results)
     lines += ["## Runs and configs", ""]
-    for init, r in zip(spec.inits, results):
+    for init in spec.inits:
+        dirs = [r.run_dir for r in results if r.init == init.name]
         lines.append(f"- **{init.name}**: detection config `{init.config}`; backbone: {init.source}; "
-                     f"run dir `{r.run_dir}` (its `config.yaml` is the full config used)")
+                     f"run dir{'s' if len(dirs) > 1 else ''} {', '.join(f'`{d}`' for d in dirs)} (each `config.yaml` "
+                     "is the full config used)")
     lines.append("")
     return "\n".join(lines)

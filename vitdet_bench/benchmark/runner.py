@@ -21,6 +21,12 @@ its backbone comes from: ``checkpoint`` (a file in any format the loader reads),
 chain of pre-training configs run first; the last one's ``backbone_final.pth`` is used; ``{name}``
 in overrides is an earlier step's output directory), or neither (random init).
 
+Other keys: ``device`` ("cpu", "cuda" or "auto", passed to every run as ``train.device``),
+``seeds`` (each fine-tuning runs with ``train.seed`` = 0 .. seeds-1; pre-training runs once),
+``bootstrap`` (``resamples``, ``level``, ``seed`` of the confidence intervals over validation
+images), ``profile`` (a name for the report, e.g. "CPU demo"), ``profile_steps`` (training steps
+under the torch profiler for the report's cost section; 0: none).
+
 Everything is idempotent: a finished pre-training or detection run is reused, an unfinished one
 resumes from its last checkpoint. On a cluster, ``--print-commands`` prints one job per
 initialization and ``--collect-only`` later gathers the finished runs.
@@ -41,7 +47,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from .collect import RunResult, collect_run
 
-__all__ = ["BenchmarkSpec", "Initialization", "PretrainStep", "load_benchmark", "Runner"]
+__all__ = ["BenchmarkSpec", "Initialization", "PretrainStep", "Runner", "default_benchmark_file", "device_description",
+           "load_benchmark", "read_export_meta", "resolve_benchmark_device"]
 
 logger = logging.getLogger("vitdet_bench.benchmark")
 
@@ -77,6 +84,10 @@ class Initialization:
         return "random"
 
 
+DEVICES = ("auto", "cpu", "cuda")
+BOOTSTRAP_DEFAULTS = {"resamples": 500, "level": 0.95, "seed": 0}
+
+
 @dataclass
 class BenchmarkSpec:
     name: str
@@ -87,9 +98,15 @@ class BenchmarkSpec:
     tide: bool = True
     cost: bool = True
     source_file: str = ""
+    device: str = "auto"
+    seeds: int = 1
+    profile: str = ""
+    profile_steps: int = 0
+    bootstrap: dict = field(default_factory=lambda: dict(BOOTSTRAP_DEFAULTS))
 
-    def run_dir(self, init: str) -> str:
-        return os.path.join(self.output_dir, "runs", init)
+    def run_dir(self, init: str, seed: int = 0) -> str:
+        """``runs/<init>`` for seed 0 (the run every benchmark has), ``runs/<init>_seed<k>`` for more."""
+        return os.path.join(self.output_dir, "runs", init if seed == 0 else f"{init}_seed{seed}")
 
     def pretrain_dir(self, init: str, step: str) -> str:
         return os.path.join(self.output_dir, "pretrain", f"{init}_{step}")
@@ -131,6 +148,21 @@ def load_benchmark(path: str, overrides: list[str] | None = None) -> BenchmarkSp
         inits.append(Initialization(name, d["config"], d.get("checkpoint"), steps, list(d.get("overrides") or [])))
     if not inits:
         raise ValueError(f"{path}: benchmark.inits is empty")
+    known = {"name", "output_dir", "inits", "detection_overrides", "pretrain_overrides", "tide", "cost", "device",
+             "seeds", "profile", "profile_steps", "bootstrap"}
+    unknown = set(b) - known
+    if unknown:
+        raise ValueError(f"{path}: unknown benchmark keys {sorted(unknown)} (known: {sorted(known)})")
+    device = str(b.get("device", "auto"))
+    if device not in DEVICES:
+        raise ValueError(f"{path}: benchmark.device must be one of {DEVICES}, got {device!r}")
+    seeds = int(b.get("seeds", 1))
+    if seeds < 1:
+        raise ValueError(f"{path}: benchmark.seeds must be >= 1, got {seeds}")
+    bootstrap = dict(BOOTSTRAP_DEFAULTS)
+    bootstrap.update(b.get("bootstrap") or {})
+    if set(bootstrap) != set(BOOTSTRAP_DEFAULTS) or int(bootstrap["resamples"]) < 1 or not 0 < float(bootstrap["level"]) < 1:
+        raise ValueError(f"{path}: benchmark.bootstrap needs resamples >= 1, 0 < level < 1 and seed; got {bootstrap}")
     return BenchmarkSpec(
         name=b.get("name", os.path.splitext(os.path.basename(path))[0]),
         output_dir=b["output_dir"],
@@ -140,7 +172,60 @@ def load_benchmark(path: str, overrides: list[str] | None = None) -> BenchmarkSp
         tide=bool(b.get("tide", True)),
         cost=bool(b.get("cost", True)),
         source_file=path,
+        device=device,
+        seeds=seeds,
+        profile=str(b.get("profile", "")),
+        profile_steps=int(b.get("profile_steps", 0)),
+        bootstrap=bootstrap,
     )
+
+
+def resolve_benchmark_device(device: str = "auto") -> str:
+    """``"auto"`` -> ``"cuda"`` when CUDA is available, else ``"cpu"``; others pass through."""
+    if device not in DEVICES:
+        raise ValueError(f"device must be one of {DEVICES}, got {device!r}")
+    if device == "auto":
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+def default_benchmark_file(repo: str, device: str, quick: bool = False) -> str:
+    """The demo profile for a device: ``configs/benchmark/demo_gpu.py`` on CUDA, ``demo.py`` on the
+    CPU, ``demo_quick.py`` for the smoke run."""
+    name = "demo_quick.py" if quick else ("demo_gpu.py" if device == "cuda" else "demo.py")
+    return os.path.join(repo, "configs", "benchmark", name)
+
+
+def device_description(device: str) -> str:
+    """``"NVIDIA H100 80GB HBM3 (CUDA 13.0), torch 2.14.1"`` or ``"<CPU model>, 2 threads, torch ..."``."""
+    import platform
+
+    import torch
+
+    if device == "cuda" and torch.cuda.is_available():
+        return f"{torch.cuda.get_device_name()} (CUDA {torch.version.cuda}), torch {torch.__version__}"
+    model = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            model = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), model)
+    except OSError:
+        pass
+    return f"{model}, {torch.get_num_threads()} threads, torch {torch.__version__}"
+
+
+def read_export_meta(path: str) -> dict:
+    """The ``meta`` block of a backbone export (``backbone_final.pth``), or ``{}`` for any other
+    file. Memory-mapped: the weights are not read."""
+    import torch
+
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:  # not a torch zip file (a .pkl, a legacy file): no metadata to show
+        return {}
+    meta = data.get("meta") if isinstance(data, dict) else None
+    return dict(meta) if isinstance(meta, dict) else {}
 
 
 def _args(config: str, opts: list[str], resume: bool = True) -> argparse.Namespace:
@@ -192,10 +277,13 @@ class Runner:
         self.progress = progress
 
     # --- what runs --------------------------------------------------------------------------
+    def _device_overrides(self) -> list[str]:
+        return [] if self.spec.device == "auto" else [f"train.device={self.spec.device}"]
+
     def _step_overrides(self, init: Initialization, step: PretrainStep) -> list[str]:
         dirs = {s.name: self.spec.pretrain_dir(init.name, s.name) for s in init.pretrain}
         opts = [o.format(**dirs) for o in list(self.spec.pretrain_overrides) + list(step.overrides)]
-        return opts + [f"train.output_dir={dirs[step.name]}"]
+        return opts + self._device_overrides() + [f"train.output_dir={dirs[step.name]}"]
 
     def checkpoint_for(self, init: Initialization) -> str:
         if init.checkpoint:
@@ -204,10 +292,12 @@ class Runner:
             return os.path.join(self.spec.pretrain_dir(init.name, init.pretrain[-1].name), "backbone_final.pth")
         return ""
 
-    def detection_overrides(self, init: Initialization) -> list[str]:
+    def detection_overrides(self, init: Initialization, seed: int = 0) -> list[str]:
         ckpt = self.checkpoint_for(init)
-        return (list(self.spec.detection_overrides) + list(init.overrides)
-                + [f"train.output_dir={self.spec.run_dir(init.name)}", f"train.init_checkpoint={ckpt}"])
+        # Seed 0 keeps the recipe's own train.seed; the extra runs of --seeds get 1, 2, ...
+        seed_opts = [f"train.seed={seed}"] if seed else []
+        return (list(self.spec.detection_overrides) + list(init.overrides) + self._device_overrides() + seed_opts
+                + [f"train.output_dir={self.spec.run_dir(init.name, seed)}", f"train.init_checkpoint={ckpt}"])
 
     def commands(self, num_gpus: int = 8) -> list[str]:
         """Shell commands that do what :meth:`run` does, one line per job (for a cluster)."""
@@ -219,8 +309,9 @@ class Runner:
                 tool = "tools/train_tokenizer.py" if step.tool == "tokenizer" else "tools/pretrain_net.py"
                 parts.append(f"python {tool} --config-file {step.config} --num-gpus {num_gpus} --resume "
                              f"{q(self._step_overrides(init, step))}")
-            parts.append(f"python tools/lazyconfig_train_net.py --config-file {init.config} --num-gpus {num_gpus} "
-                         f"--resume {q(self.detection_overrides(init))}")
+            for seed in range(self.spec.seeds):
+                parts.append(f"python tools/lazyconfig_train_net.py --config-file {init.config} --num-gpus {num_gpus} "
+                             f"--resume {q(self.detection_overrides(init, seed))}")
             lines.append(f"# {init.name}: {init.source}\n" + " && \\\n  ".join(parts))
         lines.append(f"# then: python tools/benchmark.py --config-file {self.spec.source_file} --collect-only")
         return lines
@@ -238,11 +329,12 @@ class Runner:
                              f"({[i.name for i in self.spec.inits]})")
         if self.progress:
             os.environ["VITDET_BENCH_CONSOLE_LEVEL"] = "WARNING"
-        stages = [(i, s) for i in inits for s in i.pretrain] + [(i, None) for i in inits]
+        stages = [(i, s, 0) for i in inits for s in i.pretrain]
+        stages += [(i, None, seed) for i in inits for seed in range(self.spec.seeds)]
         overall = tqdm(total=len(stages), desc=f"benchmark {self.spec.name}", disable=not self.progress,
                        dynamic_ncols=True, file=sys.stderr)
         try:
-            for init, step in stages:
+            for init, step, seed in stages:
                 if step is not None:
                     out = self.spec.pretrain_dir(init.name, step.name)
                     overall.set_postfix_str(f"pre-train {init.name}/{step.name}")
@@ -252,27 +344,34 @@ class Runner:
                                       extra_hooks=_ProgressBar(f"pre-train {init.name}/{step.name}", self.progress))
                     overall.update(1)
                     continue
-                overall.set_postfix_str(f"detector {init.name}")
-                run_dir = self.spec.run_dir(init.name)
+                label = init.name if seed == 0 else f"{init.name} seed {seed}"
+                overall.set_postfix_str(f"detector {label}")
+                run_dir = self.spec.run_dir(init.name, seed)
                 if collect_run(init.name, run_dir).status != "complete":
-                    self._train_detector(init)
-                if self.spec.cost and not os.path.isfile(os.path.join(run_dir, "cost.json")):
+                    self._train_detector(init, seed)
+                if self.spec.cost and seed == 0 and not os.path.isfile(os.path.join(run_dir, "cost.json")):
                     from .cost import measure_cost
 
-                    measure_cost(run_dir)
+                    # The training-step profile once per benchmark: every init shares the architecture.
+                    first = init is inits[0]
+                    measure_cost(run_dir, device=self._cost_device(),
+                                 profile_steps=self.spec.profile_steps if first else 0)
                 overall.update(1)
         finally:
             overall.close()
             os.environ.pop("VITDET_BENCH_CONSOLE_LEVEL", None)
 
-    def _train_detector(self, init: Initialization) -> None:
+    def _cost_device(self) -> str:
+        return resolve_benchmark_device(self.spec.device)
+
+    def _train_detector(self, init: Initialization, seed: int = 0) -> None:
         from ..engine.defaults import main
 
         ckpt = self.checkpoint_for(init)
         if ckpt and not os.path.isfile(ckpt):
             raise FileNotFoundError(f"initialization {init.name}: checkpoint {ckpt} does not exist")
         seen: dict = {}
-        bar = _ProgressBar(f"detector {init.name}", self.progress)
+        bar = _ProgressBar(f"detector {init.name}" + (f" seed {seed}" if seed else ""), self.progress)
 
         def hooks(model, trainer) -> list:
             # The training set's size (for epochs) from the loader the run built, not a re-read.
@@ -280,17 +379,40 @@ class Runner:
             return bar(model, trainer)
 
         start = time.perf_counter()
-        main(_args(init.config, self.detection_overrides(init)), extra_hooks=hooks)
-        info = {"config_file": init.config, "source": init.source, "init_checkpoint": ckpt,
+        main(_args(init.config, self.detection_overrides(init, seed)), extra_hooks=hooks)
+        info = {"config_file": init.config, "source": init.source, "init_checkpoint": ckpt, "seed_index": seed,
+                "device_info": device_description(self._cost_device()),
                 "train_time_s": time.perf_counter() - start, "train_images": seen.get("train_images")}
-        with open(os.path.join(self.spec.run_dir(init.name), "run_info.json"), "w") as f:
+        with open(os.path.join(self.spec.run_dir(init.name, seed), "run_info.json"), "w") as f:
             json.dump(info, f, indent=1)
 
     # --- what is collected ------------------------------------------------------------------
     def collect(self) -> list[RunResult]:
+        """One :class:`RunResult` per (initialization, seed), in the benchmark's order."""
         results = []
         for init in self.spec.inits:
-            r = collect_run(init.name, self.spec.run_dir(init.name))
-            r.config_file = r.config_file or init.config
-            results.append(r)
+            pretrain = self.pretrain_info(init)
+            for seed in range(self.spec.seeds):
+                r = collect_run(init.name if seed == 0 else f"{init.name}_seed{seed}", self.spec.run_dir(init.name, seed))
+                r.init, r.seed = init.name, seed
+                r.config_file = r.config_file or init.config
+                r.pretrain = pretrain
+                results.append(r)
         return results
+
+    def pretrain_info(self, init: Initialization) -> dict:
+        """What the backbone saw before detection, from its export's metadata: method, iterations,
+        images seen, epochs over its data; ``{}`` for random init or a file without our metadata."""
+        path = self.checkpoint_for(init)
+        if not path or not os.path.isfile(path):
+            return {}
+        meta = read_export_meta(path)
+        if not meta:
+            return {}
+        images = meta.get("iterations", 0) * meta.get("batch_size", 0) or None
+        data = meta.get("data") or {}
+        info = {"method": meta.get("method"), "iterations": meta.get("iterations"), "batch_size": meta.get("batch_size"),
+                "images_seen": images, "epochs": meta.get("epochs"), "data_images": data.get("num_images")}
+        if init.pretrain and len(init.pretrain) > 1:
+            info["chain"] = [s.name for s in init.pretrain]
+        return info

@@ -3,7 +3,8 @@
 ``coco_2017_train`` / ``coco_2017_val`` are predefined under ``$VITDET_BENCH_DATASETS`` (falling back
 to ``$DETECTRON2_DATASETS``, then ``./datasets``), laid out as Detectron2 expects:
 ``coco/annotations/instances_train2017.json`` and ``coco/train2017/``. ``demo_train`` / ``demo_val``
-are the bundled synthetic dataset, generated on first use. Any other COCO-format dataset is one
+(2,000 / 250 images) are the bundled synthetic dataset, generated on first use; ``demo_minival`` is
+the first 50 ``demo_val`` images, for quick evaluations. Any other COCO-format dataset is one
 call (or one config line) away: :func:`register_coco_instances`.
 """
 
@@ -16,7 +17,7 @@ from functools import partial
 from typing import Callable
 
 from .coco import DatasetMetadata, load_coco_json, read_coco_categories
-from .demo import ensure_demo_dataset
+from .demo import SUBSETS, ensure_demo_dataset
 
 __all__ = [
     "DatasetSpec",
@@ -75,8 +76,10 @@ def get_dataset_spec(name: str) -> DatasetSpec:
     if name not in _CATALOG:
         raise KeyError(
             f"Dataset '{name}' is not registered. Registered: {', '.join(registered_datasets())}. "
-            "Register a COCO-format dataset with register_coco_instances(name, json_file, image_root) "
-            "or give the loader json_file= and image_root=."
+            "Register a COCO-format dataset with register_coco_instances(name, json_file, image_root), "
+            "or give its files with the name, for detection and for pre-training alike: "
+            f"dataloader.train.dataset.names={name} +dataloader.train.dataset.json_file=FILE.json "
+            "+dataloader.train.dataset.image_root=IMAGE_DIR (dataloader.test.dataset.* for evaluation)."
         )
     return _CATALOG[name]()
 
@@ -110,11 +113,13 @@ def _coco_2017(split: str) -> DatasetSpec:
     )
 
 
-def _demo(split: str) -> DatasetSpec:
+def _demo(split: str, image_dir: str) -> DatasetSpec:
     root = ensure_demo_dataset()
-    return DatasetSpec(f"demo_{split}", os.path.join(root, f"{split}.json"), os.path.join(root, split))
+    return DatasetSpec(f"demo_{split}", os.path.join(root, f"{split}.json"), os.path.join(root, image_dir))
 
 
 for _split in ("train", "val"):
     _CATALOG[f"coco_2017_{_split}"] = partial(_coco_2017, _split)
-    _CATALOG[f"demo_{_split}"] = partial(_demo, _split)
+    _CATALOG[f"demo_{_split}"] = partial(_demo, _split, _split)
+for _subset, (_split, _) in SUBSETS.items():
+    _CATALOG[f"demo_{_subset}"] = partial(_demo, _subset, _split)

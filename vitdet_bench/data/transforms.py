@@ -15,7 +15,6 @@ import cv2
 import numpy as np
 import torch
 from torchvision import tv_tensors
-from torchvision.ops import masks_to_boxes
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
 
@@ -74,7 +73,9 @@ class LargeScaleJitter:
             "labels": labels,
         }
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
+            # The CPU generator only: torch.manual_seed also queues a lazy CUDA seeding that
+            # records a Python stack trace every call.
+            torch.default_generator.manual_seed(seed)
             sample = self.jitter(self.flip(sample))
             sample = self._random_crop(sample)
         masks = sample["masks"].as_subclass(torch.Tensor)
@@ -115,11 +116,23 @@ class LargeScaleJitter:
 
 
 def _boxes_from_masks(masks: torch.Tensor) -> torch.Tensor:
-    """Tight XYXY boxes of binary masks; the right/bottom edges are exclusive (x2 = max x + 1)."""
-    if masks.shape[0] == 0:
+    """Tight XYXY boxes of binary masks; the right/bottom edges are exclusive (x2 = max x + 1);
+    an empty mask gets ``(0, 0, 1, 1)``.
+
+    torchvision's ``masks_to_boxes`` plus one, computed from per-row / per-column maxima of the
+    uint8 masks: its ``torch.any`` over a bool mask costs ~1 ms per call on the CPU, 4 ms per
+    training image (three calls, twice per sample), against ~0.1 ms here.
+    """
+    n, h, w = masks.shape
+    if n == 0:
         return torch.zeros((0, 4), dtype=torch.float32)
-    boxes = masks_to_boxes(masks.bool()).float()
-    boxes[:, 2:] += 1
+    rows = (masks.amax(dim=2) > 0).float()  # (N, H)
+    cols = (masks.amax(dim=1) > 0).float()  # (N, W)
+    y1, x1 = rows.argmax(dim=1), cols.argmax(dim=1)
+    y2 = h - rows.flip(dims=[1]).argmax(dim=1)
+    x2 = w - cols.flip(dims=[1]).argmax(dim=1)
+    boxes = torch.stack([x1, y1, x2, y2], dim=1).float()
+    boxes[rows.amax(dim=1) == 0] = torch.tensor([0.0, 0.0, 1.0, 1.0])
     return boxes
 
 

@@ -10,6 +10,7 @@ the numbers are tidecv's own.
 from __future__ import annotations
 
 import contextlib
+import tempfile
 import io
 import json
 import logging
@@ -69,29 +70,42 @@ def run_tide(gt_json: str, results_json: str, tasks: Sequence[str] = ("bbox", "s
         raise ValueError(f"TIDE: {results_json} is not a COCO results list")
     TIDE, datasets = _import_tidecv()
     out = {}
-    for task in tasks:
-        if task not in TASKS:
-            raise ValueError(f"TIDE task must be one of {list(TASKS)}, got {task!r}")
-        if task == "segm" and dets and "segmentation" not in dets[0]:
-            raise ValueError(f"TIDE: {results_json} has no 'segmentation' entries for the mask task")
-        tide = TIDE()
-        with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            gt = datasets.COCO(gt_json)
-            preds = datasets.COCOResult(results_json, name=name)
-            run = tide.evaluate(gt, preds, mode=TASKS[task], name=f"{name}_{task}")
-            errors = tide.get_all_errors()
-            if plot_dir:
-                os.makedirs(plot_dir, exist_ok=True)
-                _quiet_opencv()  # tidecv's imwrite of a float image warns on every figure
-                tide.plot(plot_dir)
-        key = f"{name}_{task}"
-        out[task] = {
-            "AP50": float(run.ap),
-            "main": {e: float(errors["main"][key][e]) for e in MAIN_ERRORS},
-            "special": {e: float(errors["special"][key][e]) for e in SPECIAL_ERRORS},
-        }
+    # tidecv draws each figure's parts in one fixed folder ($TIDE_PATH/_tmp, by default in the user's
+    # home) that it empties first: two reports plotting at once (two benchmarks on one machine, or on
+    # a cluster's shared home) delete each other's parts and crash. Each call gets its own folder.
+    scratch = tempfile.TemporaryDirectory(prefix="tidecv_") if plot_dir else contextlib.nullcontext(None)
+    with scratch as scratch_dir:
+        for task in tasks:
+            out[task] = _tide_task(TIDE, datasets, gt_json, results_json, dets, task, plot_dir, name, scratch_dir)
     return out
+
+
+def _tide_task(TIDE, datasets, gt_json: str, results_json: str, dets: list, task: str, plot_dir: str | None,
+               name: str, scratch_dir: str | None) -> dict:
+    """One task of :func:`run_tide`."""
+    if task not in TASKS:
+        raise ValueError(f"TIDE task must be one of {list(TASKS)}, got {task!r}")
+    if task == "segm" and dets and "segmentation" not in dets[0]:
+        raise ValueError(f"TIDE: {results_json} has no 'segmentation' entries for the mask task")
+    tide = TIDE()
+    if scratch_dir:
+        tide.plotter.tide_path = scratch_dir
+    with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        gt = datasets.COCO(gt_json)
+        preds = datasets.COCOResult(results_json, name=name)
+        run = tide.evaluate(gt, preds, mode=TASKS[task], name=f"{name}_{task}")
+        errors = tide.get_all_errors()
+        if plot_dir:
+            os.makedirs(plot_dir, exist_ok=True)
+            _quiet_opencv()  # tidecv's imwrite of a float image warns on every figure
+            tide.plot(plot_dir)
+    key = f"{name}_{task}"
+    return {
+        "AP50": float(run.ap),
+        "main": {e: float(errors["main"][key][e]) for e in MAIN_ERRORS},
+        "special": {e: float(errors["special"][key][e]) for e in SPECIAL_ERRORS},
+    }
 
 
 def tide_table(results: dict[str, dict], task: str) -> tuple[list[str], list[list]]:

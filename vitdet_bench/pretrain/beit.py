@@ -1,10 +1,16 @@
 """BEiT (Bao et al., 2021): predict the visual tokens of block-wise masked patches.
 
 Follows ``modeling_pretrain.py``: masked patch embeddings are replaced by a learned mask token
-before the cls token is prepended; the encoder has a shared relative position bias, layer scale
-and q/v biases (and no absolute positions); a linear ``lm_head`` over the masked positions is
-trained with cross-entropy against the tokenizer's ids. The block mask comes with each sample
-(drawn by the data mapper from the sample's seed, as BEiT draws it in the dataset).
+before the cls token is prepended; the encoder has a shared relative position bias (with BEiT's
+3 learned cls rows), layer scale and q/v biases (and no absolute positions); a linear ``lm_head``
+over the masked positions is trained with cross-entropy against the tokenizer's ids; weights
+start from BEiT's +-1 std truncated normal (:func:`beit_trunc_normal_`). The block mask comes
+with each sample (drawn by the data mapper from the sample's seed, as BEiT draws it in the
+dataset).
+
+One accepted difference: the tokenizer sees the model's own crop (224 px at paper scale; the
+DALL-E tokenizer halves it to 112 px with an antialiased bicubic resize), where BEiT's loader
+resamples the same crop region a second time, to 112 px with Lanczos, for the tokenizer.
 """
 
 from __future__ import annotations
@@ -18,7 +24,14 @@ from ..engine.events import try_put_scalar
 from .common import PretrainModel, stack_images
 from .encoder import PretrainEncoder
 
-__all__ = ["BEiT"]
+__all__ = ["BEiT", "beit_trunc_normal_"]
+
+
+def beit_trunc_normal_(tensor: torch.Tensor, std: float = 0.02) -> torch.Tensor:
+    """BEiT's initialiser: a normal of ``std`` truncated at +-1 std (``modeling_pretrain.py`` wraps
+    timm's ``trunc_normal_`` with ``a=-std, b=std``; timm's own bounds are absolute, +-2, so at
+    std 0.02 it barely truncates). The truncated distribution's std is ``0.5396 * std``."""
+    return trunc_normal_(tensor, mean=0.0, std=std, a=-std, b=std)
 
 
 class BEiT(PretrainModel):
@@ -46,18 +59,28 @@ class BEiT(PretrainModel):
         # Frozen and kept out of state_dict / parameters: it is an input pipeline, not a model part.
         self.__dict__["tokenizer"] = tokenizer.eval().requires_grad_(False)
 
-    def _init_weights(self) -> None:
-        # BEiT: trunc-normal(0.02) everywhere, and each block's output projections scaled by
-        # 1 / sqrt(2 * layer) ("fix_init_weight") so deep residual streams start balanced.
-        for m in [self.lm_head, *self.encoder.modules()]:
-            if isinstance(m, nn.Linear):
-                trunc_normal_(m.weight, std=0.02)
+    @torch.no_grad()
+    def _init_weights(self, std: float = 0.02) -> None:
+        # As modeling_pretrain.py: BEiT's +-1 std truncated normal for the tokens, every Linear
+        # (lm head included) and the patch projection, zero biases, LayerNorm (1, 0); the bias
+        # table, q / v biases and layer scale keep their constant inits (0, 0, init_values).
+        # Then each block's output projections are scaled by 1 / sqrt(2 * layer)
+        # ("fix_init_weight") so deep residual streams start balanced.
+        enc = self.encoder
+        for token in (enc.cls_token, self.mask_token, enc.vit.pos_embed):
+            if token is not None and token.requires_grad:
+                beit_trunc_normal_(token, std)
+        for m in [*enc.modules(), self.lm_head]:
+            if isinstance(m, (nn.Linear, nn.Conv2d)):
+                beit_trunc_normal_(m.weight, std)
                 if m.bias is not None:
                     nn.init.zeros_(m.bias)
-        trunc_normal_(self.mask_token, std=0.02)
-        for layer_id, blk in enumerate(self.encoder.vit.blocks, start=1):
-            blk.attn.proj.weight.data.div_((2.0 * layer_id) ** 0.5)
-            blk.mlp.fc2.weight.data.div_((2.0 * layer_id) ** 0.5)
+            elif isinstance(m, nn.LayerNorm):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+        for layer_id, blk in enumerate(enc.vit.blocks, start=1):
+            blk.attn.proj.weight.div_((2.0 * layer_id) ** 0.5)
+            blk.mlp.fc2.weight.div_((2.0 * layer_id) ** 0.5)
 
     def _apply(self, fn, *args, **kwargs):
         # Move the (unregistered) tokenizer along with the model.

@@ -5,8 +5,10 @@ resumable training loader serves them unchanged):
 
 * :func:`image_folder_dataset`: ImageNet-style ``root/<class>/*.jpg``; labels are the sorted
   folder names (ignored by the self-supervised methods). ``labels=False`` also takes a flat folder.
-* :func:`detection_image_dataset`: the images of a registered detection dataset (the demo set,
-  COCO); the label of an image is the category of its largest object, for the supervised demo.
+* :func:`detection_image_dataset`: the images of a registered detection dataset (COCO, the demo
+  splits); the label of an image is the category of its largest object.
+* :func:`demo_pool_dataset`: the demo generator's pre-training pool (20,000 cached images, none of
+  them a detection image); labels, when asked for, are the largest visible object's class.
 
 :class:`PretrainMapper` reads an image and makes the method's views with torchvision transforms
 (and timm's RandAugment), seeded by the sample's seed, so a resumed run sees the same pixels.
@@ -14,6 +16,7 @@ resumable training loader serves them unchanged):
 
 from __future__ import annotations
 
+import json
 import os
 import random
 from dataclasses import dataclass
@@ -21,18 +24,20 @@ from typing import Callable
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageFilter
 from torchvision import transforms as T
 
-from ..data.build import build_detection_train_loader
-from ..data.catalog import load_dataset
-from ..data.mapper import read_image
+from ..data.build import build_detection_train_loader, get_detection_dataset
+from ..data.demo import DEMO_CLASSES, POOL_SIZE, ensure_demo_pool, pool_file_name
+from ..data.mapper import IMAGE_EXTENSIONS, read_image
 
 __all__ = [
     "ImageDatasetMetadata",
+    "PILGaussianBlur",
     "PretrainMapper",
     "build_pretrain_train_loader",
     "image_folder_dataset",
+    "demo_pool_dataset",
     "detection_image_dataset",
     "mae_transform",
     "moco_transforms",
@@ -40,8 +45,6 @@ __all__ = [
     "deit_transform",
     "tokenizer_transform",
 ]
-
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 
 
 @dataclass
@@ -75,9 +78,18 @@ def image_folder_dataset(root: str, labels: bool = True) -> tuple[list[dict], Im
     return records, ImageDatasetMetadata(os.path.basename(os.path.normpath(root)), tuple(classes))
 
 
-def detection_image_dataset(names: str) -> tuple[list[dict], ImageDatasetMetadata]:
-    """The images of a registered detection dataset; label = category of the largest object."""
-    records, meta = load_dataset(names)
+def detection_image_dataset(names: str, json_file: str | None = None,
+                            image_root: str | None = None) -> tuple[list[dict], ImageDatasetMetadata]:
+    """The images of a detection dataset; label = category of the largest object.
+
+    Args:
+        names: a registered dataset name, or a new one when ``json_file`` and ``image_root`` are
+            given (registered as :func:`~vitdet_bench.data.get_detection_dataset` does, so the
+            catalog's hint "give json_file= and image_root=" works for pre-training too).
+        json_file: a COCO instances file.
+        image_root: the folder its ``file_name`` fields are relative to.
+    """
+    records, meta = get_detection_dataset(names, json_file, image_root)
     out = []
     for r in records:
         anns = r.get("annotations", [])
@@ -87,9 +99,29 @@ def detection_image_dataset(names: str) -> tuple[list[dict], ImageDatasetMetadat
     return out, ImageDatasetMetadata(names, tuple(meta.thing_classes))
 
 
+def demo_pool_dataset(size: int = POOL_SIZE, seed: int = 0,
+                      labels: bool = False) -> tuple[list[dict], ImageDatasetMetadata]:
+    """The demo pre-training pool: ``size`` distinct images of the demo generator (none of them a
+    detection image), drawn into the cache on first use.
+
+    Args:
+        size: number of images (the demo uses 20,000).
+        seed: the generator seed.
+        labels: each image's label is the category of its largest visible object (the supervised
+            initialization); otherwise -1. Either way the images are the same.
+    """
+    root = ensure_demo_pool(size, seed)
+    with open(os.path.join(root, "labels.json"), encoding="utf-8") as f:
+        pool_labels = json.load(f)["labels"]
+    records = [{"file_name": os.path.join(root, pool_file_name(i)), "label": int(pool_labels[i]) if labels else -1}
+               for i in range(size)]
+    return records, ImageDatasetMetadata(f"demo_pool_{size}", DEMO_CLASSES)
+
+
 def _to_tensor(img: Image.Image) -> torch.Tensor:
-    # 0-255 float CHW: models normalise with the detector's pixel mean / std.
-    return T.functional.pil_to_tensor(img).float()
+    # 0-255 float CHW: models normalise with the detector's pixel mean / std. NumPy converts: a
+    # small torch op in a data worker pays a thread-pool round trip for nothing.
+    return torch.from_numpy(np.asarray(img.convert("RGB"), dtype=np.float32).transpose(2, 0, 1).copy())
 
 
 def mae_transform(image_size: int = 224, min_scale: float = 0.2) -> Callable:
@@ -100,15 +132,35 @@ def mae_transform(image_size: int = 224, min_scale: float = 0.2) -> Callable:
     ])
 
 
+class PILGaussianBlur:
+    """Gaussian blur with sigma ~ U(sigma): PIL's filter, as MoCo v3's and BYOL's loaders use (an
+    order of magnitude cheaper on the CPU than torchvision's tensor blur of a PIL image).
+
+    Args:
+        sigma: range of the blur's standard deviation in pixels.
+    """
+
+    def __init__(self, sigma: tuple[float, float] = (0.1, 2.0)) -> None:
+        self.sigma = sigma
+
+    def __call__(self, img: Image.Image) -> Image.Image:
+        # torch's generator, so the per-sample seed of PretrainMapper fixes the draw.
+        s = self.sigma[0] + (self.sigma[1] - self.sigma[0]) * float(torch.rand(()))
+        return img.filter(ImageFilter.GaussianBlur(radius=s))
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(sigma={self.sigma})"
+
+
 def moco_transforms(image_size: int = 224, min_scale: float = 0.08) -> tuple[Callable, Callable]:
     """MoCo v3's asymmetric BYOL views: both crop, jitter, grey and flip; view 1 always blurs,
-    view 2 blurs with p 0.1 and solarises with p 0.2."""
+    view 2 blurs with p 0.1 and solarises with p 0.2 (PIL's blur and solarize, as MoCo v3's loader)."""
     def view(blur_p: float, solarize_p: float) -> Callable:
         ops = [
             T.RandomResizedCrop(image_size, scale=(min_scale, 1.0)),
             T.RandomApply([T.ColorJitter(0.4, 0.4, 0.2, 0.1)], p=0.8),
             T.RandomGrayscale(p=0.2),
-            T.RandomApply([T.GaussianBlur(kernel_size=2 * (image_size // 20) + 1, sigma=(0.1, 2.0))], p=blur_p),
+            T.RandomApply([PILGaussianBlur(sigma=(0.1, 2.0))], p=blur_p),
         ]
         if solarize_p:
             ops.append(T.RandomSolarize(128, p=solarize_p))
@@ -176,7 +228,9 @@ class PretrainMapper:
         py_state = random.getstate()
         try:
             with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(seed)
+                # The CPU generator only: torch.manual_seed also queues a lazy CUDA seeding that
+                # records a Python stack trace every call (milliseconds per sample).
+                torch.default_generator.manual_seed(seed)
                 random.seed(seed)  # timm's RandAugment draws from Python's random
                 for key, view in zip(("image", "image2"), self.views):
                     out[key] = _to_tensor(view(image))

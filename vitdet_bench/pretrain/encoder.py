@@ -5,7 +5,9 @@ weights are already named as the detector names them (``patch_embed.proj``, ``po
 ``blocks.N.*``, shared bias tables): exporting is a copy, and loading reports nothing missing
 that the method should have trained. Here every block attends globally over the pre-training
 grid; what pre-training adds around the ViT (cls token, final norm) lives in this wrapper and is
-not exported, as the detector has neither.
+not exported, as the detector has neither. A shared bias table (BEiT) keeps its 3 cls rows here,
+learned as BEiT learns them, and is exported with them in BEiT's layout; the detector's loader
+drops them and says so.
 """
 
 from __future__ import annotations
@@ -14,7 +16,6 @@ from functools import partial
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from timm.layers import build_sincos2d_pos_embed, trunc_normal_
 
 from ..modeling.backbone.vit import VIT_PRESETS, ViT
@@ -59,6 +60,13 @@ class PretrainEncoder(nn.Module):
             raise ValueError(f"pos_embed={pos_embed!r} but the ViT was built with use_abs_pos={vit.pos_embed is not None}")
         if vit.pos_embed is not None and vit.pretrain_use_cls_token != cls_token:
             raise ValueError("the ViT's pretrain_use_cls_token must equal cls_token (pos_embed has the cls slot)")
+        table = vit.rel_pos_bias_global
+        if table is not None and table.cls_token != cls_token:
+            raise ValueError(
+                f"cls_token={cls_token} but the ViT's shared bias table was built with "
+                f"rel_pos_cls_token={table.cls_token}: a cls token attends with the table's 3 cls rows (BEiT), "
+                "so both must agree"
+            )
         self.vit = vit
         self.embed_dim = vit.embed_dim
         self.patch_size = vit.patch_size
@@ -96,18 +104,15 @@ class PretrainEncoder(nn.Module):
         return torch.cat((cls.expand(tokens.shape[0], -1, -1), tokens), dim=1)
 
     def _attn_bias(self, num_tokens: int) -> torch.Tensor | None:
-        """The shared BEiT table's bias for a full grid; the cls row and column get a zero bias.
-
-        BEiT learns 3 extra scalars per head for cls <-> token offsets; the detector has no cls
-        token and drops them, so here they are fixed at zero.
-        """
+        """The shared BEiT table's ``(heads, L, L)`` bias for the full grid, with the cls token's
+        row and column from the table's 3 learned cls rows (BEiT's ``RelativePositionBias``)."""
         table = self.vit.rel_pos_bias_global
         if table is None:
             return None
         n = self.grid[0] * self.grid[1]
         if num_tokens - self.num_prefix_tokens != n:
             raise ValueError(f"relative position bias needs the full {n}-token grid, got {num_tokens - self.num_prefix_tokens} tokens")
-        return F.pad(table(), (self.num_prefix_tokens, 0, self.num_prefix_tokens, 0))
+        return table(with_cls=self.cls_token is not None)
 
     def forward_blocks(self, tokens: torch.Tensor) -> torch.Tensor:
         """Run every block over ``(B, L, D)`` tokens (cls first, if any) and the final norm."""
@@ -123,8 +128,9 @@ class PretrainEncoder(nn.Module):
 
     def export_state(self) -> dict[str, torch.Tensor]:
         """The ViT's weights in the detector's names. A shared bias table goes out under BEiT's
-        shared name, which the loader places into the detector's window and global tables. The
-        cls token and final norm go out too (as in MAE's released encoders): the detector's loader
+        shared name and layout (cls rows last), which the loader places into the detector's window
+        and global tables (dropping the cls rows) or into another pre-training encoder (keeping them).
+        The cls token and final norm go out too (as in MAE's released encoders): the detector's loader
         drops them, a frozen teacher built from the export (MAE-Lite, feature targets) uses them."""
         state = {}
         for k, v in self.vit.state_dict().items():
@@ -165,4 +171,6 @@ def build_pretrain_encoder(
         arch = f"custom (width x depth x heads {dims}, from {arch})"
     if kwargs.get("rel_pos_bias") == "per_block":
         raise ValueError("pre-training supports rel_pos_bias=None or 'shared' (BEiT's pre-training table)")
+    if kwargs.get("rel_pos_bias") == "shared":
+        kwargs.setdefault("rel_pos_cls_token", cls_token)  # BEiT: the shared table has the cls rows
     return PretrainEncoder(ViT(**kwargs), cls_token=cls_token, pos_embed=pos_embed, img_size=img_size, arch=arch)

@@ -22,8 +22,27 @@ from fvcore.common.param_scheduler import (
 __all__ = ["WarmupParamScheduler", "LRMultiplier", "cosine_schedule", "step_schedule"]
 
 
-def cosine_schedule(end_value: float = 0.0) -> CosineParamScheduler:
-    """Half-period cosine from 1 to ``end_value`` (the benchmarking paper's schedule)."""
+def cosine_schedule(
+    end_value: float = 0.0, min_lr: float | None = None, base_lr: float | None = None
+) -> CosineParamScheduler:
+    """Half-period cosine from 1 to ``end_value`` (the benchmarking paper's schedule: 0).
+
+    Recipes whose floor is an absolute lr (BEiT's ``--min_lr 1e-5``, DeiT's) give ``min_lr``
+    with ``base_lr`` (the optimizer's lr, ``"${optimizer.lr}"`` in a config): the floor is then
+    ``min_lr / base_lr`` of the lr, derived when the config is instantiated, so an
+    ``optimizer.lr=`` override keeps the absolute floor.
+
+    Args:
+        end_value: the multiplier at the end of training.
+        min_lr: an absolute lr floor instead of ``end_value``.
+        base_lr: the lr ``min_lr`` is relative to; required with ``min_lr``.
+    """
+    if min_lr is not None:
+        if base_lr is None or base_lr <= 0:
+            raise ValueError(f"cosine_schedule(min_lr={min_lr}) needs the positive base_lr it divides, got {base_lr}")
+        if end_value:
+            raise ValueError(f"cosine_schedule takes end_value ({end_value}) or min_lr ({min_lr}), not both")
+        end_value = min_lr / base_lr
     return CosineParamScheduler(1.0, end_value)
 
 
@@ -42,13 +61,19 @@ def step_schedule(
 class WarmupParamScheduler(CompositeParamScheduler):
     """A schedule preceded by a warm-up of ``warmup_iters`` iterations.
 
+    Detectron2's default runs the main schedule over the whole run, and the warm-up ramps to its
+    value at the end of warm-up. The pre-training recipes (MAE's ``lr_sched``, MoCo v3's
+    ``adjust_learning_rate``, BEiT's ``cosine_scheduler``) instead start the cosine after the
+    warm-up, over the remaining iterations: ``rescale_interval=True`` (Detectron2's name).
+
     Args:
-        scheduler: the main schedule over the whole run (its value at the end of warm-up is where
-            the warm-up ramps to).
+        scheduler: the main schedule.
         warmup_iters: warm-up length in iterations.
         max_iter: total iterations.
-        warmup_factor: multiplier at iteration 0.
+        warmup_factor: multiplier at iteration 0 (BEiT, MAE, MoCo v3: 0).
         warmup_method: "linear" or "constant".
+        rescale_interval: run ``scheduler`` over the iterations after the warm-up (its value at
+            the start of that interval is where the warm-up ramps to).
     """
 
     def __init__(
@@ -58,11 +83,12 @@ class WarmupParamScheduler(CompositeParamScheduler):
         max_iter: int,
         warmup_factor: float = 0.001,
         warmup_method: str = "linear",
+        rescale_interval: bool = False,
     ) -> None:
         if max_iter <= 0:
             raise ValueError(f"max_iter must be positive, got {max_iter}")
         length = min(max(warmup_iters, 0) / max_iter, 1.0)
-        end_value = scheduler(length)
+        end_value = scheduler(0.0 if rescale_interval else length)
         start_value = warmup_factor * scheduler(0.0)
         if warmup_method == "linear":
             warmup: ParamScheduler = LinearParamScheduler(start_value, end_value)
@@ -75,7 +101,7 @@ class WarmupParamScheduler(CompositeParamScheduler):
         else:
             super().__init__(
                 [warmup, scheduler],
-                interval_scaling=["rescaled", "fixed"],
+                interval_scaling=["rescaled", "rescaled" if rescale_interval else "fixed"],
                 lengths=[length, 1 - length],
             )
         self.warmup_iters, self.max_iter = warmup_iters, max_iter

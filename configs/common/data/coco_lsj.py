@@ -26,6 +26,7 @@ dataloader.test = L(build_detection_test_loader)(
     dataset=L(get_detection_dataset)(names="coco_2017_val", filter_empty=False),
     mapper=L(DetectionDatasetMapper)(is_train=False, image_size=image_size),
     num_workers=4,
+    batch_size=1,  # the paper times inference at one image per forward
 )
 dataloader.evaluator = L(COCOEvaluator)(
     dataset_name="${..test.dataset.names}",

@@ -2,5 +2,4 @@
 # (the runner sets train.init_checkpoint).
 from ..bench_vit_tiny import dataloader, lr_multiplier, model, optimizer, train
 
-vit = model.backbone.bottom_up.net
 train.output_dir = "./output/demo_bench/mae"

@@ -1,11 +1,10 @@
 # BEiT at demo scale, with the project's self-trained VQ tokenizer (run tokenizer_vq_demo.py first):
 # block masks of 26 / 64 patches (40%) with blocks of >= 4 (16 / 196 of the paper, scaled to the
-# 8 x 8 grid), on the demo images at 128 px, batch 16, on the CPU. Named honestly: this is BEiT's
+# 8 x 8 grid), on the demo pre-training pool at 128 px, batch 64, on the CPU. Named honestly: this is BEiT's
 # pre-training with a VQ-VAE tokenizer trained here, not DALL-E's dVAE.
 from ...common.demo import DEMO_VIT, demo_data
 from .beit_vit_b_800ep import dataloader, lr_multiplier, model, optimizer, tokenizer, train
 
-arch = "vit_t"
 image_size = DEMO_VIT["img_size"]
 grid = image_size // 16
 model.encoder.update(DEMO_VIT)
@@ -18,6 +17,5 @@ dataloader.train.mapper.mask_generator.num_masking_patches = 26
 dataloader.train.mapper.mask_generator.min_num_patches = 4
 demo_data(dataloader, train, "beit_vit_tiny_demo")
 optimizer.lr = 1.5e-3
-train.max_iter = 200
+train.max_iter = 150
 lr_multiplier.warmup_iters = 20
-lr_multiplier.warmup_factor = 1e-3

@@ -1,4 +1,5 @@
-# The demo's BEiT tokenizer: the VQ-VAE at CPU scale (512 codes of width 16) on the demo images.
+# The demo's BEiT tokenizer: the VQ-VAE at CPU scale (512 codes of width 16) on the demo pre-training
+# pool, batch 64.
 from ...common.demo import DEMO_VIT, demo_data
 from .tokenizer_vq_vit_b import dataloader, lr_multiplier, model, optimizer, train
 
@@ -9,5 +10,5 @@ model.hidden_dim = 32
 dataloader.train.mapper.transform.image_size = image_size
 demo_data(dataloader, train, "tokenizer_vq_demo")
 optimizer.lr = 2e-3
-train.max_iter = 150
+train.max_iter = 100
 lr_multiplier.warmup_iters = 10

@@ -4,6 +4,7 @@
 # (0.2-1) + flip. The exported backbone is what configs/COCO/mask_rcnn_vit_b_mae_100ep.py loads.
 from vitdet_bench.config import LazyCall as L
 from vitdet_bench.pretrain import MAE, build_pretrain_encoder, mae_transform
+from vitdet_bench.solver import get_optimizer_params
 
 from ...common.pretrain_base import dataloader, epochs_to_iters, lr_multiplier, optimizer, scaled_lr, train
 
@@ -25,6 +26,13 @@ dataloader.train.total_batch_size = batch
 optimizer.lr = scaled_lr(1.5e-4, batch)
 optimizer.betas = (0.9, 0.95)
 optimizer.weight_decay = 0.05
+# main_pretrain.py: timm's add_weight_decay with no skip list: no weight decay for 1-D parameters
+# and biases; everything else decays, cls and mask tokens included (the sin-cos pos_embed is fixed).
+optimizer.params = L(get_optimizer_params)(
+    weight_decay_norm=None, weight_decay_bias=0.0, weight_decay_embed=None, weight_decay_1d=0.0
+)
 train.max_iter = epochs_to_iters(800, batch)
 lr_multiplier.warmup_iters = epochs_to_iters(40, batch)
+# util/lr_sched.py: linear warm-up, then a half cosine over the epochs after it.
+lr_multiplier.rescale_interval = True
 train.output_dir = "./output/pretrain/mae_vit_b_800ep"

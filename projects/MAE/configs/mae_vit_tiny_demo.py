@@ -1,9 +1,8 @@
 # MAE at demo scale (the main job's MAE initialization): the ViT-B recipe with a 64-wide, 1-block
-# decoder (MAE-Lite's tiny decoder) on the demo images at 128 px, batch 16, on the CPU.
+# decoder (MAE-Lite's tiny decoder) on the demo pre-training pool at 128 px, batch 64, on the CPU.
 from ...common.demo import DEMO_VIT, demo_data
 from .mae_vit_b_800ep import dataloader, lr_multiplier, model, optimizer, train
 
-arch = "vit_t"
 image_size = DEMO_VIT["img_size"]
 model.encoder.update(DEMO_VIT)
 model.decoder_dim = 64

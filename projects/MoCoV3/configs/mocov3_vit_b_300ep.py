@@ -5,6 +5,7 @@
 # accumulation); BYOL's asymmetric two views with crop scale 0.08-1.
 from vitdet_bench.config import LazyCall as L
 from vitdet_bench.pretrain import MoCoV3, build_pretrain_encoder, moco_transforms
+from vitdet_bench.solver import get_optimizer_params
 
 from ...common.pretrain_base import dataloader, epochs_to_iters, lr_multiplier, optimizer, scaled_lr, train
 
@@ -28,10 +29,13 @@ dataloader.train.total_batch_size = batch
 optimizer.lr = scaled_lr(1.5e-4, batch)
 optimizer.betas = (0.9, 0.999)
 optimizer.weight_decay = 0.1
-# MoCo v3 decays every parameter (norms, biases and positions included).
-optimizer.params.weight_decay_norm = 0.1
-optimizer.params.weight_decay_bias = 0.1
-optimizer.params.weight_decay_embed = 0.1
+# main_moco.py: AdamW(model.parameters(), weight_decay=0.1): every parameter decays (norms, biases,
+# cls token, predictor and projector BN included); the frozen patch projection has no gradient.
+optimizer.params = L(get_optimizer_params)(
+    weight_decay_norm=None, weight_decay_bias=None, weight_decay_embed=None, weight_decay_1d=None
+)
 train.max_iter = epochs_to_iters(300, batch)
 lr_multiplier.warmup_iters = epochs_to_iters(40, batch)
+# main_moco.py adjust_learning_rate: linear warm-up, then a half cosine over the epochs after it.
+lr_multiplier.rescale_interval = True
 train.output_dir = "./output/pretrain/mocov3_vit_b_300ep"

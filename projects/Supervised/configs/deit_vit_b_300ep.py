@@ -4,6 +4,7 @@
 # erasing and repeated augmentation are not reproduced.)
 from vitdet_bench.config import LazyCall as L
 from vitdet_bench.pretrain import SupervisedViT, build_pretrain_encoder, deit_transform
+from vitdet_bench.solver import get_optimizer_params
 
 from ...common.pretrain_base import dataloader, epochs_to_iters, lr_multiplier, optimizer, train
 
@@ -23,6 +24,15 @@ dataloader.train.total_batch_size = batch
 optimizer.lr = 5e-4 * batch / 512
 optimizer.betas = (0.9, 0.999)
 optimizer.weight_decay = 0.05
+# DeiT's main.py: timm's create_optimizer: no weight decay for 1-D parameters, biases and the
+# model's no_weight_decay() = {pos_embed, cls_token}; everything else decays.
+optimizer.params = L(get_optimizer_params)(
+    weight_decay_norm=None,
+    weight_decay_bias=0.0,
+    weight_decay_embed=None,
+    weight_decay_1d=0.0,
+    overrides={"cls_token": {"weight_decay": 0.0}, "pos_embed": {"weight_decay": 0.0}},
+)
 train.max_iter = epochs_to_iters(300, batch)
 lr_multiplier.warmup_iters = epochs_to_iters(5, batch)
 lr_multiplier.warmup_factor = 1e-3

@@ -274,6 +274,9 @@ class ViT(nn.Module):
             multi-scale adapter taps the global blocks).
         rel_pos_bias: BEiT-style bias tables: ``"shared"`` (one table for all window blocks and one
             for all global blocks, as the benchmarking paper), ``"per_block"`` or ``None``.
+        rel_pos_cls_token: the shared global table keeps BEiT's 3 cls rows (pre-training with a cls
+            token, see :class:`~vitdet_bench.pretrain.PretrainEncoder`); this ViT's own forward has
+            no cls token and uses only the offset rows.
         qv_bias: BEiT's separate q / v biases instead of one qkv bias.
         init_values: layer scale init (0.1 for BEiT); ``None`` for none.
         mask_window_padding: keep the zero-padding tokens out of window attention.
@@ -308,6 +311,7 @@ class ViT(nn.Module):
         out_feature: str = "last_feat",
         out_block_indexes: Sequence[int] = (),
         rel_pos_bias: str | None = None,
+        rel_pos_cls_token: bool = False,
         qv_bias: bool = False,
         init_values: float | None = None,
         mask_window_padding: bool = False,
@@ -323,6 +327,10 @@ class ViT(nn.Module):
             raise ValueError("window_block_indexes are given but window_size is not positive")
         if rel_pos_bias not in REL_POS_BIAS:
             raise ValueError(f"rel_pos_bias must be one of {REL_POS_BIAS}, got {rel_pos_bias!r}")
+        if rel_pos_cls_token and (rel_pos_bias != "shared" or len(window_block_indexes) == depth):
+            raise ValueError(
+                "rel_pos_cls_token needs rel_pos_bias='shared' and a global block (its table holds the cls rows)"
+            )
         if img_size % patch_size:
             raise ValueError(f"img_size {img_size} is not a multiple of patch_size {patch_size}")
         self.patch_size = patch_size
@@ -380,7 +388,7 @@ class ViT(nn.Module):
             if window_block_indexes:
                 self.rel_pos_bias_window = RelativePositionBias((window_size, window_size), num_heads)
             if len(window_block_indexes) < depth:
-                self.rel_pos_bias_global = RelativePositionBias(grid, num_heads)
+                self.rel_pos_bias_global = RelativePositionBias(grid, num_heads, cls_token=rel_pos_cls_token)
         self.apply(self._init_weights)
         if freeze_patch_embed:
             self.patch_embed.requires_grad_(False)

@@ -7,8 +7,10 @@ from typing import Sequence
 import torch
 import torch.nn as nn
 from torchvision.models.detection.image_list import ImageList
-from torchvision.models.detection.roi_heads import RoIHeads, paste_masks_in_image
+from torchvision.models.detection.roi_heads import RoIHeads
 from torchvision.models.detection.rpn import RegionProposalNetwork
+
+from .mask_paste import paste_masks
 
 __all__ = ["MaskRCNN", "LOSS_NAMES"]
 
@@ -48,7 +50,7 @@ class MaskRCNN(nn.Module):
         num_classes: number of object classes (no background).
         pixel_mean: RGB mean on the 0-255 scale.
         pixel_std: RGB std on the 0-255 scale.
-        mask_threshold: probability above which a pasted mask pixel is foreground.
+        mask_threshold: probability at or above which a pasted mask pixel is foreground.
     """
 
     def __init__(
@@ -133,10 +135,6 @@ class MaskRCNN(nn.Module):
             boxes[:, 1::2] = boxes[:, 1::2].clamp(0, out_h)
             result = {"boxes": boxes, "scores": det["scores"], "labels": det["labels"] - 1}
             if "masks" in det:
-                if det["masks"].shape[0]:
-                    probs = paste_masks_in_image(det["masks"], boxes, (out_h, out_w))
-                    result["masks"] = probs[:, 0] > self.mask_threshold
-                else:
-                    result["masks"] = torch.zeros((0, out_h, out_w), dtype=torch.bool, device=boxes.device)
+                result["masks"] = paste_masks(det["masks"], boxes, (out_h, out_w), self.mask_threshold)
             results.append(result)
         return results

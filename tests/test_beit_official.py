@@ -1,0 +1,440 @@
+"""BEiT pre-training against the official code (microsoft/unilm ``beit/``) and timm's ``beit``:
+the shared bias table with its 3 cls rows (index, logits, loss, gradients, load and export), the
++-1 std truncated init, every method's parameter groups against its official rule, and BEiT's
+schedule ends."""
+
+import argparse
+import importlib.util
+import math
+import os
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from timm.models.beit import RelativePositionBias as TimmRelativePositionBias
+from timm.models.beit import gen_relative_position_index
+
+from conftest import REPO
+from vitdet_bench.checkpoint import load_backbone_checkpoint, safe_torch_load, save_backbone_export
+from vitdet_bench.config import LazyConfig, instantiate
+from vitdet_bench.modeling import ViT
+from vitdet_bench.modeling.backbone import RelativePositionBias
+from vitdet_bench.pretrain import MAE, BEiT, MoCoV3, SupervisedViT, build_pretrain_encoder
+from vitdet_bench.solver import LRMultiplier
+
+DIM, DEPTH, HEADS, IMG, P = 32, 2, 2, 64, 16
+GRID = IMG // P
+N = GRID * GRID
+VOCAB = 16
+
+
+class StubTokenizer(nn.Module):
+    """Fixed visual tokens, so the loss is a function of the model alone."""
+
+    vocab_size = VOCAB
+    patch_size = P
+
+    def __init__(self, ids: torch.Tensor) -> None:
+        super().__init__()
+        self.ids = ids
+
+    def get_codebook_indices(self, images: torch.Tensor) -> torch.Tensor:
+        return self.ids
+
+
+def beit_encoder(**kw):
+    args = dict(img_size=IMG, embed_dim=DIM, depth=DEPTH, num_heads=HEADS, pos_embed="none", rel_pos_bias="shared",
+                init_values=0.1, qv_bias=True)
+    args.update(kw)
+    return build_pretrain_encoder("vit_t", **args)
+
+
+# --- the official model, written out --------------------------------------------------------
+
+def official_index(h: int, w: int) -> torch.Tensor:
+    """modeling_finetune.RelativePositionBias's index, transcribed: offsets (dy, dx) of token
+    pairs at rows 1.., then cls->token (row 0) = R - 3, token->cls (column 0) = R - 2 and
+    cls->cls = R - 1, with R = (2h - 1)(2w - 1) + 3 table rows."""
+    n, rows = h * w, (2 * h - 1) * (2 * w - 1) + 3
+    index = torch.empty(n + 1, n + 1, dtype=torch.long)
+    for i in range(n):
+        for j in range(n):
+            (yi, xi), (yj, xj) = divmod(i, w), divmod(j, w)
+            index[i + 1, j + 1] = (yi - yj + h - 1) * (2 * w - 1) + (xi - xj + w - 1)
+    index[0, :] = rows - 3
+    index[:, 0] = rows - 2
+    index[0, 0] = rows - 1
+    return index
+
+
+def official_state(seed: int = 0) -> dict[str, torch.Tensor]:
+    """A random BEiT pre-training state dict in the official key names (checkpoint_formats.json,
+    beit_vit_b16_pretrain_shared_relpos, at DIM / DEPTH / HEADS), cls rows non-zero."""
+    g = torch.Generator().manual_seed(seed)
+
+    def r(*shape, scale=0.2):
+        return torch.randn(*shape, generator=g) * scale
+
+    sd = {
+        "cls_token": r(1, 1, DIM, scale=1.0),
+        "mask_token": r(1, 1, DIM, scale=1.0),
+        "patch_embed.proj.weight": r(DIM, 3, P, P, scale=0.05),
+        "patch_embed.proj.bias": r(DIM),
+        "rel_pos_bias.relative_position_bias_table": r((2 * GRID - 1) ** 2 + 3, HEADS, scale=1.0),
+        "rel_pos_bias.relative_position_index": official_index(GRID, GRID),
+        "norm.weight": 1 + r(DIM),
+        "norm.bias": r(DIM),
+        "lm_head.weight": r(VOCAB, DIM),
+        "lm_head.bias": r(VOCAB),
+    }
+    for i in range(DEPTH):
+        p = f"blocks.{i}."
+        sd.update({
+            p + "gamma_1": 0.5 + r(DIM), p + "gamma_2": 0.5 + r(DIM),
+            p + "norm1.weight": 1 + r(DIM), p + "norm1.bias": r(DIM),
+            p + "attn.q_bias": r(DIM), p + "attn.v_bias": r(DIM), p + "attn.qkv.weight": r(3 * DIM, DIM),
+            p + "attn.proj.weight": r(DIM, DIM), p + "attn.proj.bias": r(DIM),
+            p + "norm2.weight": 1 + r(DIM), p + "norm2.bias": r(DIM),
+            p + "mlp.fc1.weight": r(4 * DIM, DIM), p + "mlp.fc1.bias": r(4 * DIM),
+            p + "mlp.fc2.weight": r(DIM, 4 * DIM), p + "mlp.fc2.bias": r(DIM),
+        })
+    return sd
+
+
+def official_logits(sd: dict, images: torch.Tensor, masked: torch.Tensor) -> torch.Tensor:
+    """VisionTransformerForMaskedImageModeling.forward(images, masked), written out by hand:
+    mask token in, cls token first, every block adds the shared bias (cls rows included) to the
+    scaled logits before softmax, layer scale, final norm, lm_head on the masked tokens."""
+    x = F.conv2d(images, sd["patch_embed.proj.weight"], sd["patch_embed.proj.bias"], stride=P)
+    b, d, gh, gw = x.shape
+    x = x.flatten(2).transpose(1, 2)
+    w = masked.flatten(1).unsqueeze(-1).float()
+    x = x * (1 - w) + sd["mask_token"] * w
+    x = torch.cat((sd["cls_token"].expand(b, -1, -1), x), dim=1)
+    length = x.shape[1]
+    index = official_index(gh, gw)
+    bias = sd["rel_pos_bias.relative_position_bias_table"][index.view(-1)].view(length, length, -1).permute(2, 0, 1)
+    hd = d // HEADS
+    for i in range(DEPTH):
+        p = f"blocks.{i}."
+        h = F.layer_norm(x, (d,), sd[p + "norm1.weight"], sd[p + "norm1.bias"], eps=1e-6)
+        qkv_bias = torch.cat((sd[p + "attn.q_bias"], torch.zeros(d), sd[p + "attn.v_bias"]))
+        qkv = (h @ sd[p + "attn.qkv.weight"].t() + qkv_bias).reshape(b, length, 3, HEADS, hd).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv[0], qkv[1], qkv[2]
+        attn = ((q * hd**-0.5) @ k.transpose(-2, -1) + bias).softmax(dim=-1)
+        out = (attn @ v).transpose(1, 2).reshape(b, length, d) @ sd[p + "attn.proj.weight"].t() + sd[p + "attn.proj.bias"]
+        x = x + sd[p + "gamma_1"] * out
+        h = F.layer_norm(x, (d,), sd[p + "norm2.weight"], sd[p + "norm2.bias"], eps=1e-6)
+        h = F.gelu(h @ sd[p + "mlp.fc1.weight"].t() + sd[p + "mlp.fc1.bias"])
+        x = x + sd[p + "gamma_2"] * (h @ sd[p + "mlp.fc2.weight"].t() + sd[p + "mlp.fc2.bias"])
+    x = F.layer_norm(x, (d,), sd["norm.weight"], sd["norm.bias"], eps=1e-6)[:, 1:]
+    return x[masked.flatten(1)] @ sd["lm_head.weight"].t() + sd["lm_head.bias"]
+
+
+def beit_from_official(sd: dict, ids: torch.Tensor) -> BEiT:
+    """Our BEiT with the official weights: the ViT through the checkpoint loader (the path
+    continued pre-training takes), the wrapper's tokens, final norm and head copied."""
+    model = BEiT(beit_encoder(), StubTokenizer(ids))
+    report = load_backbone_checkpoint(model, {"model": sd}, format="beit")
+    assert report.ok and not report.missing_expected, report.summary()
+    with torch.no_grad():
+        model.encoder.cls_token.copy_(sd["cls_token"])
+        model.mask_token.copy_(sd["mask_token"])
+        model.encoder.norm.weight.copy_(sd["norm.weight"])
+        model.encoder.norm.bias.copy_(sd["norm.bias"])
+        model.lm_head.weight.copy_(sd["lm_head.weight"])
+        model.lm_head.bias.copy_(sd["lm_head.bias"])
+    return model
+
+
+def fixed_mask(batch: int = 2) -> torch.Tensor:
+    g = torch.Generator().manual_seed(3)
+    masked = torch.zeros(batch, GRID, GRID, dtype=torch.bool)
+    for b in range(batch):
+        masked.view(batch, -1)[b, torch.randperm(N, generator=g)[:6]] = True
+    return masked
+
+
+# --- 1. the shared table's cls rows -----------------------------------------------------------
+
+@pytest.mark.parametrize("window", [(4, 4), (3, 5), (14, 14)])
+def test_table_shape_and_index_equal_timm_beit(window):
+    ours = RelativePositionBias(window, num_heads=3, cls_token=True)
+    ref = TimmRelativePositionBias(window, num_heads=3)
+    assert ours.relative_position_bias_table.shape == ref.relative_position_bias_table.shape  # 732 x 3 at 14 x 14
+    torch.manual_seed(0)
+    with torch.no_grad():
+        ref.relative_position_bias_table.normal_()
+        ours.relative_position_bias_table.copy_(ref.relative_position_bias_table)
+    torch.testing.assert_close(ours(with_cls=True), ref(), rtol=0, atol=0)
+    torch.testing.assert_close(ours(), ref()[:, 1:, 1:], rtol=0, atol=0)  # the detector's view: no cls token
+    if window == (4, 4):  # timm's index is the official one (transcribed above)
+        assert torch.equal(gen_relative_position_index(window), official_index(*window))
+    plain = RelativePositionBias(window, num_heads=3)
+    assert plain.relative_position_bias_table.shape[0] == ref.relative_position_bias_table.shape[0] - 3
+    with pytest.raises(ValueError, match="cls rows"):
+        plain(with_cls=True)
+
+
+def test_cls_rows_need_a_shared_table_and_a_matching_encoder():
+    with pytest.raises(ValueError, match="rel_pos_cls_token needs rel_pos_bias='shared'"):
+        ViT(img_size=IMG, embed_dim=DIM, depth=1, num_heads=HEADS, rel_pos_bias="per_block", rel_pos_cls_token=True)
+    vit = ViT(img_size=IMG, embed_dim=DIM, depth=1, num_heads=HEADS, use_abs_pos=False, rel_pos_bias="shared")
+    from vitdet_bench.pretrain import PretrainEncoder
+
+    with pytest.raises(ValueError, match="rel_pos_cls_token=False"):
+        PretrainEncoder(vit, cls_token=True, pos_embed="none")
+    enc = beit_encoder()
+    assert enc.vit.rel_pos_bias_global.relative_position_bias_table.shape == ((2 * GRID - 1) ** 2 + 3, HEADS)
+
+
+def test_logits_loss_and_gradients_equal_the_official_model_with_cls_rows():
+    torch.manual_seed(0)
+    sd = official_state()
+    masked = fixed_mask()
+    labels_grid = torch.randint(0, VOCAB, (2, GRID, GRID))
+    model = beit_from_official(sd, labels_grid)
+    raw = torch.rand(2, 3, IMG, IMG) * 255
+    images = model.normalize(raw)
+
+    ref_sd = {k: v.clone().requires_grad_(v.is_floating_point()) for k, v in sd.items()}
+    ref = official_logits(ref_sd, images, masked)
+    ours = model.forward_logits(images, masked)
+    assert ours.shape == (int(masked.sum()), VOCAB)
+    torch.testing.assert_close(ours, ref, atol=2e-5, rtol=1e-5)
+
+    loss = model([{"image": raw[i], "mask": masked[i]} for i in range(2)])["loss_beit"]
+    ref_loss = F.cross_entropy(ref, labels_grid[masked])
+    assert float(loss.detach()) == pytest.approx(float(ref_loss.detach()), rel=1e-5)
+
+    loss.backward()
+    ref_loss.backward()
+    table = model.encoder.vit.rel_pos_bias_global.relative_position_bias_table
+    ref_grad = ref_sd["rel_pos_bias.relative_position_bias_table"].grad
+    torch.testing.assert_close(table.grad, ref_grad, atol=1e-6, rtol=1e-4)
+    assert ref_grad[-3:].abs().min() > 0  # the cls rows are learned from the first step
+    torch.testing.assert_close(model.encoder.vit.blocks[0].attn.qkv.weight.grad, ref_sd["blocks.0.attn.qkv.weight"].grad,
+                               atol=1e-6, rtol=1e-4)
+    # Without the cls rows (what the model did before), the same weights give other logits.
+    zero_cls = dict(sd)
+    zero_cls["rel_pos_bias.relative_position_bias_table"] = torch.cat(
+        (sd["rel_pos_bias.relative_position_bias_table"][:-3], torch.zeros(3, HEADS)))
+    assert (official_logits(zero_cls, images, masked) - ref).abs().max() > 1e-2
+
+
+def test_official_checkpoint_keeps_cls_rows_through_load_and_export(tmp_path):
+    sd = official_state(seed=1)
+    path = str(tmp_path / "beit_pt.pth")
+    torch.save({"model": sd, "optimizer": {}, "epoch": 799, "args": argparse.Namespace(rel_pos_bias=True)}, path)
+    table = sd["rel_pos_bias.relative_position_bias_table"]
+
+    # Continued pre-training: the encoder's table takes all rows, cls rows included.
+    model = BEiT(beit_encoder(), StubTokenizer(torch.zeros(1, GRID, GRID, dtype=torch.long)))
+    report = load_backbone_checkpoint(model, path)
+    assert report.ok, report.summary()
+    assert not any("cls rows" in how for _, how in report.converted)
+    assert torch.equal(model.encoder.vit.rel_pos_bias_global.relative_position_bias_table, table)
+
+    # Export: BEiT's name and layout, rows unchanged.
+    export = str(tmp_path / "backbone.pth")
+    save_backbone_export(model.export_state(), export, model.export_meta())
+    exported = safe_torch_load(export)["model"]
+    assert torch.equal(exported["rel_pos_bias.relative_position_bias_table"], table)
+
+    # tools/convert_checkpoint.py keeps them too, and its output loads back unchanged.
+    spec = importlib.util.spec_from_file_location("convert_checkpoint", os.path.join(REPO, "tools", "convert_checkpoint.py"))
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    convert = tool.main
+    converted = str(tmp_path / "converted.pth")
+    assert convert(["--from", "beit", path, converted]) == 0
+    assert torch.equal(safe_torch_load(converted)["model"]["rel_pos_bias.relative_position_bias_table"], table)
+    again = BEiT(beit_encoder(), StubTokenizer(torch.zeros(1, GRID, GRID, dtype=torch.long)))
+    load_backbone_checkpoint(again, converted)
+    assert torch.equal(again.encoder.vit.rel_pos_bias_global.relative_position_bias_table, table)
+
+    # The detector has no cls token: its tables drop the rows, and the report says so.
+    detector_vit = ViT(img_size=IMG, embed_dim=DIM, depth=DEPTH, num_heads=HEADS, use_abs_pos=False, window_size=GRID,
+                       window_block_indexes=[0], rel_pos_bias="shared", qv_bias=True, init_values=0.1)
+    report = load_backbone_checkpoint(detector_vit, export)
+    assert report.ok, report.summary()
+    dropped = {k for k, how in report.converted if "3 cls rows" in how and "dropped: the model has no cls token" in how}
+    assert dropped == {"rel_pos_bias_window.relative_position_bias_table", "rel_pos_bias_global.relative_position_bias_table"}
+    assert "cls rows" in report.summary()
+    assert torch.equal(detector_vit.rel_pos_bias_window.relative_position_bias_table, table[:-3])
+
+    # A table without cls rows (an older export) gives the pre-training encoder zero cls rows, reported.
+    old = {k: v for k, v in exported.items()}
+    old["rel_pos_bias.relative_position_bias_table"] = table[:-3]
+    report = load_backbone_checkpoint(BEiT(beit_encoder(), StubTokenizer(torch.zeros(1))), {"model": old}, format="beit")
+    assert any("3 cls rows zero-initialised" in how for _, how in report.converted)
+
+
+# --- 2. initialisation ----------------------------------------------------------------------------
+
+def test_beit_init_is_the_official_one_sigma_truncated_normal():
+    torch.manual_seed(0)
+    enc = build_pretrain_encoder("vit_t", img_size=224, embed_dim=192, depth=2, num_heads=3, pos_embed="none",
+                                 rel_pos_bias="shared", init_values=0.1, qv_bias=True)
+    model = BEiT(enc, StubTokenizer(torch.zeros(1)))
+    model.lm_head = nn.Linear(192, 8192)  # BEiT's vocabulary, for a large sample
+    model._init_weights()
+    # A unit normal truncated to [-1, 1] has std sqrt(1 - 2 phi(1) / (2 Phi(1) - 1)) = 0.5396.
+    phi1 = math.exp(-0.5) / math.sqrt(2 * math.pi)
+    big_phi = 0.5 * (1 + math.erf(1 / math.sqrt(2)))
+    expected_std = 0.02 * math.sqrt(1 - 2 * phi1 / (2 * big_phi - 1))
+    assert expected_std == pytest.approx(0.0108, abs=1e-4)
+    vit = enc.vit
+    tensors = {
+        "lm_head": model.lm_head.weight,
+        "qkv": vit.blocks[0].attn.qkv.weight,
+        "fc1": vit.blocks[1].mlp.fc1.weight,
+        "patch_proj": vit.patch_embed.proj.weight,
+    }
+    for name, t in tensors.items():
+        t = t.detach()
+        assert t.abs().max() <= 0.02, name
+        assert float(t.std()) == pytest.approx(expected_std, rel=0.03), name
+    for token in (enc.cls_token, model.mask_token):
+        assert token.abs().max() <= 0.02
+    # fix_init_weight: block l's output projections divided by sqrt(2 l).
+    for layer, blk in enumerate(vit.blocks, start=1):
+        for w in (blk.attn.proj.weight.detach(), blk.mlp.fc2.weight.detach()):
+            assert w.abs().max() <= 0.02 / math.sqrt(2 * layer) + 1e-9
+            assert float(w.std()) == pytest.approx(expected_std / math.sqrt(2 * layer), rel=0.05)
+    zero = [vit.patch_embed.proj.bias, model.lm_head.bias, vit.blocks[0].attn.q_bias, vit.blocks[0].attn.v_bias,
+            vit.blocks[0].mlp.fc1.bias, vit.rel_pos_bias_global.relative_position_bias_table]
+    assert all(float(t.detach().abs().max()) == 0.0 for t in zero)
+    torch.testing.assert_close(vit.blocks[0].ls1.gamma, torch.full((192,), 0.1))
+    # Not applied to other methods: MAE keeps its xavier-uniform init (wider, bounded by sqrt(6 / fan sum)).
+    mae = MAE(build_pretrain_encoder("vit_t", img_size=224, embed_dim=192, depth=1, num_heads=3, pos_embed="sincos"),
+              decoder_dim=32, decoder_depth=1, decoder_num_heads=2)
+    qkv = mae.encoder.vit.blocks[0].attn.qkv.weight.detach()
+    assert float(qkv.abs().max()) > 0.05 and float(qkv.std()) == pytest.approx(math.sqrt(2 / (192 + 576)), rel=0.03)
+
+
+# --- 3. parameter groups per method, against the official rules ---------------------------------
+
+def _groups(config: str, model: nn.Module) -> dict[str, set[str]]:
+    cfg = LazyConfig.load(os.path.join(REPO, config))
+    cfg.optimizer.params.model = model
+    optimizer = instantiate(cfg.optimizer)
+    names = {id(p): n for n, p in model.named_parameters()}
+    out: dict[str, set[str]] = {}
+    for group in optimizer.param_groups:
+        key = "no_decay" if group["weight_decay"] == 0 else f"decay {group['weight_decay']}"
+        out.setdefault(key, set()).update(names[id(p)] for p in group["params"])
+    return out
+
+
+def _official_rule(model: nn.Module, skip: set[str]) -> set[str]:
+    """timm's add_weight_decay / BEiT's get_parameter_groups: 1-D, ``.bias`` or in the skip list
+    (the official model's no_weight_decay(), by the parameter's own name) take no decay."""
+    return {n for n, p in model.named_parameters()
+            if p.requires_grad and (p.ndim == 1 or n.endswith(".bias") or n.split(".")[-1] in skip)}
+
+
+BLOCK = "encoder.vit.blocks.0."
+
+
+def test_beit_parameter_groups_are_optim_factorys():
+    model = BEiT(beit_encoder(depth=1), StubTokenizer(torch.zeros(1)))
+    groups = _groups("projects/BEiT/configs/beit_vit_b_800ep.py", model)
+    assert groups == {
+        "no_decay": {
+            "encoder.cls_token", "encoder.vit.patch_embed.proj.bias", BLOCK + "norm1.weight", BLOCK + "norm1.bias",
+            BLOCK + "attn.q_bias", BLOCK + "attn.v_bias", BLOCK + "attn.proj.bias", BLOCK + "ls1.gamma",
+            BLOCK + "norm2.weight", BLOCK + "norm2.bias", BLOCK + "mlp.fc1.bias", BLOCK + "mlp.fc2.bias",
+            BLOCK + "ls2.gamma", "encoder.norm.weight", "encoder.norm.bias", "lm_head.bias",
+        },
+        "decay 0.05": {
+            "mask_token", "encoder.vit.patch_embed.proj.weight", "encoder.vit.rel_pos_bias_global.relative_position_bias_table",
+            BLOCK + "attn.qkv.weight", BLOCK + "attn.proj.weight", BLOCK + "mlp.fc1.weight", BLOCK + "mlp.fc2.weight",
+            "lm_head.weight",
+        },
+    }
+    assert groups["no_decay"] == _official_rule(model, skip={"cls_token", "pos_embed"})
+
+
+def test_mae_parameter_groups_are_add_weight_decays():
+    model = MAE(build_pretrain_encoder("vit_t", img_size=IMG, embed_dim=DIM, depth=1, num_heads=HEADS, pos_embed="sincos"),
+                decoder_dim=16, decoder_depth=1, decoder_num_heads=2)
+    groups = _groups("projects/MAE/configs/mae_vit_b_800ep.py", model)
+    dec = "decoder_blocks.0."
+    assert groups == {
+        "no_decay": {
+            "encoder.vit.patch_embed.proj.bias", BLOCK + "norm1.weight", BLOCK + "norm1.bias", BLOCK + "attn.qkv.bias",
+            BLOCK + "attn.proj.bias", BLOCK + "norm2.weight", BLOCK + "norm2.bias", BLOCK + "mlp.fc1.bias",
+            BLOCK + "mlp.fc2.bias", "encoder.norm.weight", "encoder.norm.bias", "decoder_embed.bias",
+            dec + "norm1.weight", dec + "norm1.bias", dec + "attn.qkv.bias", dec + "attn.proj.bias", dec + "norm2.weight",
+            dec + "norm2.bias", dec + "mlp.fc1.bias", dec + "mlp.fc2.bias", "decoder_norm.weight", "decoder_norm.bias",
+            "decoder_pred.bias",
+        },
+        # No skip list: cls and mask tokens decay; the fixed sin-cos pos_embed has no gradient.
+        "decay 0.05": {
+            "encoder.cls_token", "mask_token", "encoder.vit.patch_embed.proj.weight", BLOCK + "attn.qkv.weight",
+            BLOCK + "attn.proj.weight", BLOCK + "mlp.fc1.weight", BLOCK + "mlp.fc2.weight", "decoder_embed.weight",
+            dec + "attn.qkv.weight", dec + "attn.proj.weight", dec + "mlp.fc1.weight", dec + "mlp.fc2.weight",
+            "decoder_pred.weight",
+        },
+    }
+    assert groups["no_decay"] == _official_rule(model, skip=set())
+
+
+def test_mocov3_decays_every_parameter():
+    enc = build_pretrain_encoder("vit_t", img_size=IMG, embed_dim=DIM, depth=1, num_heads=HEADS, pos_embed="sincos",
+                                 freeze_patch_embed=True)
+    model = MoCoV3(enc, dim=8, mlp_dim=16)
+    groups = _groups("projects/MoCoV3/configs/mocov3_vit_b_300ep.py", model)
+    heads = {f"{m}.{i}.{w}" for m, layers in (("projector", (1, 4)), ("predictor", (1,))) for i in layers
+             for w in ("weight", "bias")}
+    heads |= {"projector.0.weight", "projector.3.weight", "projector.6.weight", "predictor.0.weight", "predictor.3.weight"}
+    assert groups == {
+        "decay 0.1": {
+            "encoder.cls_token", BLOCK + "norm1.weight", BLOCK + "norm1.bias", BLOCK + "attn.qkv.weight",
+            BLOCK + "attn.qkv.bias", BLOCK + "attn.proj.weight", BLOCK + "attn.proj.bias", BLOCK + "norm2.weight",
+            BLOCK + "norm2.bias", BLOCK + "mlp.fc1.weight", BLOCK + "mlp.fc1.bias", BLOCK + "mlp.fc2.weight",
+            BLOCK + "mlp.fc2.bias", "encoder.norm.weight", "encoder.norm.bias", *heads,
+        },
+    }  # frozen: the patch projection, the sin-cos positions and the momentum encoder and projector
+
+
+def test_supervised_parameter_groups_are_deits():
+    model = SupervisedViT(build_pretrain_encoder("vit_t", img_size=IMG, embed_dim=DIM, depth=1, num_heads=HEADS),
+                          num_classes=4, mixup_alpha=0.0, cutmix_alpha=0.0)
+    groups = _groups("projects/Supervised/configs/deit_vit_b_300ep.py", model)
+    assert groups["decay 0.05"] == {
+        "encoder.vit.patch_embed.proj.weight", BLOCK + "attn.qkv.weight", BLOCK + "attn.proj.weight",
+        BLOCK + "mlp.fc1.weight", BLOCK + "mlp.fc2.weight", "head.weight",
+    }
+    assert groups["no_decay"] == _official_rule(model, skip={"cls_token", "pos_embed"})
+    assert {"encoder.cls_token", "encoder.vit.pos_embed", "head.bias"} <= groups["no_decay"]
+
+
+# --- 4. schedule ---------------------------------------------------------------------------------
+
+def official_cosine_scheduler(base: float, final: float, iters: int, warmup: int) -> np.ndarray:
+    """utils.cosine_scheduler(base, final, epochs=1, niter_per_ep=iters, warmup_steps=warmup), transcribed."""
+    ramp = np.linspace(0.0, base, warmup)
+    steps = np.arange(iters - warmup)
+    return np.concatenate((ramp, final + 0.5 * (base - final) * (1 + np.cos(np.pi * steps / len(steps)))))
+
+
+@pytest.mark.parametrize("lr", [1.5e-3, 4e-3])
+def test_beit_schedule_starts_at_zero_and_ends_at_min_lr(lr):
+    cfg = LazyConfig.load(os.path.join(REPO, "projects/BEiT/configs/beit_vit_b_800ep.py"))
+    cfg = LazyConfig.apply_overrides(cfg, ["train.max_iter=400", "lr_multiplier.warmup_iters=40", f"optimizer.lr={lr}"])
+    opt = torch.optim.AdamW([nn.Parameter(torch.zeros(1))], lr=lr)
+    sched = LRMultiplier(opt, instantiate(cfg.lr_multiplier), 400)
+    ours = []
+    for _ in range(400):
+        ours.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    ref = official_cosine_scheduler(lr, 1e-5, 400, 40)
+    assert ours[0] == 0.0
+    np.testing.assert_allclose(ours[40:], ref[40:], rtol=1e-5)  # the cosine over the steps after the warm-up
+    np.testing.assert_allclose(ours[:40], ref[:40], atol=lr / 40)  # the ramp: i / 40 here, i / 39 in linspace
+    assert min(ours[40:]) > 1e-5 and ours[-1] == pytest.approx(ref[-1], rel=1e-5)  # the floor is absolute
