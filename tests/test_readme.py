@@ -102,6 +102,13 @@ def env(tmp_path_factory, demo_root):
             "OUT": [str(root / "converted.pth")],
             "output/RUN/config.yaml": [str(run / "config.yaml")],
             "output/RUN/model_final.pth": [str(run / "model_final.pth")],
+            # Detectron2 conversions: this run to a model-zoo .pkl, and that .pkl back.
+            "RUN/config.yaml": [str(run / "config.yaml")],
+            "RUN/model_final.pth": [str(run / "model_final.pth")],
+            "CFG": [str(run / "config.yaml")],
+            "OUT.pkl": [str(root / "detectron2_model.pkl")],
+            "model_final_61ccd1.pkl": [str(root / "detectron2_model.pkl")],
+            "OUT.pth": [str(root / "from_detectron2.pth")],
             "img1.jpg": [os.path.join(demo_root, "val", val[0])],
             "img2.jpg": [os.path.join(demo_root, "val", val[1])],
             "predictions/": [str(root / "predictions")],
@@ -205,6 +212,35 @@ def run_benchmark(words: list[str], env: dict, out_name: str) -> None:
             assert r.status == "complete", (name, r.problems, _out(proc))
 
 
+def run_detectron2_conversion(words: list[str], env: dict) -> None:
+    """``--to detectron2`` writes the finished run as a model-zoo ``.pkl``; ``--from detectron2`` reads
+    it back: the round trip gives the run's own tensors."""
+    from vitdet_bench.checkpoint import load_detectron2_pickle, safe_torch_load
+
+    run_model = str(env["run"] / "model_final.pth")
+    pkl = env["words"]["OUT.pkl"][0]
+    to_d2 = ["--to", "detectron2", "--config-file", str(env["run"] / "config.yaml"), run_model, pkl]
+    if "--from" in words and not os.path.isfile(pkl):  # the .pkl the README's first command writes
+        assert _run([words[0], words[1], *to_d2], env).returncode == 0
+    proc = _run(words, env)
+    assert proc.returncode == 0, _out(proc)
+    ours = safe_torch_load(run_model)["model"]
+    if "--to" in words:
+        d2 = load_detectron2_pickle(pkl)["model"]
+        assert any(".net.blocks.0.attn.qkv.weight" in k for k in d2) and len(d2) >= len(ours) - 5, sorted(d2)[:5]
+        return
+    back = safe_torch_load(words[-1])
+    back = back.get("model", back)
+    assert set(back) == set(ours), sorted(set(back) ^ set(ours))[:10]
+    # Detectron2 has no background slot in the per-class box deltas (4 rows) and mask logits (1
+    # channel): they come back as zeros (never used); every other value is the run's own.
+    slots = {"roi_heads.box_predictor.bbox_pred.weight": 4, "roi_heads.box_predictor.bbox_pred.bias": 4,
+             "roi_heads.mask_predictor.mask_fcn_logits.weight": 1, "roi_heads.mask_predictor.mask_fcn_logits.bias": 1}
+    for k in ours:
+        n = slots.get(k, 0)
+        assert torch.equal(back[k][n:], ours[k][n:]) and not back[k][:n].any() if n else torch.equal(back[k], ours[k]), k
+
+
 def _hydra_list(items: list[str]) -> str:
     return "[" + ",".join("'" + i.replace("\\", "\\\\").replace("'", "\\'") + "'" for i in items) + "]"
 
@@ -232,6 +268,8 @@ def run_tool(words: list[str], env: dict, out_name: str) -> None:
         out = words[words.index("--output") + 1]
         assert set(json.load(open(os.path.join(out, "tide.json")))) == runs and runs, _out(proc)
         return
+    if tool == "convert_checkpoint.py" and ("--to" in words or "--from" in words and "detectron2" in words):
+        return run_detectron2_conversion(words, env)
     if tool == "convert_checkpoint.py":
         proc = _run(words, env)
         assert proc.returncode == 0, _out(proc)

@@ -5,7 +5,7 @@
     python tools/benchmark_pretrain.py --arch vit_b --device cuda --amp bfloat16 --batch 64
 
 Every row runs the same batch of random images: the method's loss (everything its step computes:
-masking, decoder, momentum encoder and both views, the frozen tokenizer, mixup) and its backward
+masking, decoder, momentum encoder and both views, the frozen tokenizer or teacher, mixup) and its backward
 pass; the reference is the same ViT encoder on all tokens with a sum loss. Images / s is the
 median of ``--iters`` timed steps after ``--warmup``; the ratio is against the reference row of
 the same process. MoCo v3 counts each image once, although it encodes two views of it twice.
@@ -25,14 +25,18 @@ from tabulate import tabulate  # noqa: E402
 from vitdet_bench.utils.cli import CommandLineParser  # noqa: E402
 from vitdet_bench.utils.timing import time_steps  # noqa: E402
 
+from vitdet_bench.checkpoint import EXPORT_TAG  # noqa: E402
 from vitdet_bench.pretrain import (  # noqa: E402
     BEiT,
     MAE,
     BlockMaskGenerator,
+    FeatureMIM,
+    MAELite,
     MoCoV3,
     SupervisedViT,
     VQTokenizer,
     build_pretrain_encoder,
+    build_teacher,
 )
 
 
@@ -64,6 +68,13 @@ class _PlainStep(torch.nn.Module):
         return {"loss": self.encoder((x - 127.5) / 64.0).float().mean()}
 
 
+def _teacher(arch: str, size: int):
+    """A frozen teacher of architecture ``arch`` with random weights (as an in-memory export)."""
+    enc = build_pretrain_encoder(arch, img_size=size, pos_embed="sincos")
+    export = {"format": EXPORT_TAG, "model": enc.export_state(), "meta": {"num_heads": enc.vit.blocks[0].attn.num_heads}}
+    return build_teacher(export, image_size=size, name=f"random {arch}")
+
+
 def build(name: str, arch: str, size: int):
     enc = lambda **kw: build_pretrain_encoder(arch, img_size=size, **kw)  # noqa: E731
     if name == "plain ViT (reference)":
@@ -79,10 +90,16 @@ def build(name: str, arch: str, size: int):
         return BEiT(enc(pos_embed="none", rel_pos_bias="shared", init_values=0.1, qv_bias=True), tok)
     if name == "supervised (mixup + cutmix)":
         return SupervisedViT(enc(), num_classes=1000)
+    if name == "feature-recon. MIM (ViT-B teacher)":
+        return FeatureMIM(enc(qv_bias=True), _teacher("vit_b", size))
+    if name == "MAE-Lite + attn. distill (ViT-B teacher)":
+        student = enc(pos_embed="sincos", **({"num_heads": 12} if arch == "vit_t" else {}))  # MAE-Lite's ViT-Tiny
+        return MAELite(student, _teacher("vit_b", size), decoder_dim=96, decoder_depth=1, decoder_num_heads=3)
     raise ValueError(name)
 
 
-METHODS = ["plain ViT (reference)", "MAE (decoder 512 x 8)", "MAE (MAE-Lite decoder 96 x 1)", "MoCo v3", "BEiT (VQ tokenizer, 8192 codes)", "supervised (mixup + cutmix)"]
+METHODS = ["plain ViT (reference)", "MAE (decoder 512 x 8)", "MAE (MAE-Lite decoder 96 x 1)", "MoCo v3", "BEiT (VQ tokenizer, 8192 codes)", "supervised (mixup + cutmix)",
+           "feature-recon. MIM (ViT-B teacher)", "MAE-Lite + attn. distill (ViT-B teacher)"]
 
 
 def main(argv=None) -> None:
@@ -102,7 +119,8 @@ def main(argv=None) -> None:
     for name in args.only or METHODS:
         torch.manual_seed(0)
         model = build(name, args.arch, args.size).to(device).train()
-        batch = _batch(args.batch, args.size, grid, two_views=name.startswith("MoCo"), masks=name.startswith("BEiT"))
+        batch = _batch(args.batch, args.size, grid, two_views=name.startswith("MoCo"),
+                       masks=name.startswith(("BEiT", "feature")))
 
         def step() -> None:
             with torch.autocast(device.type, dtype=getattr(torch, args.amp, None), enabled=args.amp != "none"):

@@ -1,4 +1,5 @@
-"""Pre-training companion: MAE, MoCo v3, BEiT (with a pluggable tokenizer) and supervised ViTs,
+"""Pre-training companion: MAE, MoCo v3, BEiT (with a pluggable tokenizer), supervised ViTs,
+feature-reconstruction MIM (EVA with a CLIP teacher) and MAE-Lite (with attention distillation),
 exporting backbones the detector loads with nothing missing. Configs: ``projects/<Method>/configs``."""
 
 from .beit import BEiT
@@ -16,26 +17,37 @@ from .data import (
     tokenizer_transform,
 )
 from .encoder import PretrainEncoder, build_pretrain_encoder, sincos_pos_embed
+from .feature_mim import FeatureMIM, negative_cosine_loss
 from .mae import MAE, mae_loss, patchify
+from .maelite import MAELite, attention_distill_loss
 from .masking import BlockMaskGenerator, random_masking
 from .moco import MoCoV3, contrastive_loss, momentum_at
 from .supervised import SupervisedViT
+from .teacher import CLIP_PIXEL_MEAN, CLIP_PIXEL_STD, TeacherOutput, ViTTeacher, build_teacher, openclip_visual_to_timm
 from .tokenizers import DalleTokenizer, VQTokenizer, build_tokenizer, save_tokenizer
 
 __all__ = [
     "BEiT",
     "BlockMaskGenerator",
+    "CLIP_PIXEL_MEAN",
+    "CLIP_PIXEL_STD",
     "DalleTokenizer",
+    "FeatureMIM",
     "MAE",
+    "MAELite",
     "MoCoV3",
     "PretrainEncoder",
     "PretrainMapper",
     "PretrainModel",
     "SupervisedViT",
+    "TeacherOutput",
     "VQTokenizer",
+    "ViTTeacher",
+    "attention_distill_loss",
     "beit_transform",
     "build_pretrain_encoder",
     "build_pretrain_train_loader",
+    "build_teacher",
     "build_tokenizer",
     "contrastive_loss",
     "deit_transform",
@@ -46,6 +58,8 @@ __all__ = [
     "mae_transform",
     "moco_transforms",
     "momentum_at",
+    "negative_cosine_loss",
+    "openclip_visual_to_timm",
     "patchify",
     "random_masking",
     "save_tokenizer",

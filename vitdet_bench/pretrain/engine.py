@@ -162,7 +162,7 @@ def _run(product: str, description: str, argv: list[str] | None) -> None:
 
 def run_pretrain(argv: list[str] | None = None) -> None:
     """Entry point of ``tools/pretrain_net.py``."""
-    _run("backbone", "Pre-train a ViT (MAE, MoCo v3, BEiT, supervised) from a LazyConfig and export the backbone", argv)
+    _run("backbone", "Pre-train a ViT (MAE, MoCo v3, BEiT, supervised, feature-reconstruction MIM, MAE-Lite) from a LazyConfig and export the backbone", argv)
 
 
 def run_train_tokenizer(argv: list[str] | None = None) -> None:
