@@ -1,8 +1,10 @@
-"""Pre-training companion: MAE, MoCo v3, BEiT (with a pluggable tokenizer) and supervised ViTs,
-exporting backbones the detector loads with nothing missing. Configs: ``projects/<Method>/configs``."""
+"""Pre-training companion: MAE, MoCo v3, BEiT (with a pluggable tokenizer) and supervised ViTs, and
+ConvMAE / FastConvMAE on the hybrid ConvViT, exporting backbones the detector loads with nothing
+missing. Configs: ``projects/<Method>/configs``."""
 
 from .beit import BEiT
 from .common import PretrainModel
+from .convmae import ConvMAE, ConvMAEEncoder, build_convmae_encoder
 from .data import (
     PretrainMapper,
     beit_transform,
@@ -16,6 +18,7 @@ from .data import (
     tokenizer_transform,
 )
 from .encoder import PretrainEncoder, build_pretrain_encoder, sincos_pos_embed
+from .fastconvmae import FastConvMAE, complementary_views
 from .mae import MAE, mae_loss, patchify
 from .masking import BlockMaskGenerator, random_masking
 from .moco import MoCoV3, contrastive_loss, momentum_at
@@ -25,7 +28,10 @@ from .tokenizers import DalleTokenizer, VQTokenizer, build_tokenizer, save_token
 __all__ = [
     "BEiT",
     "BlockMaskGenerator",
+    "ConvMAE",
+    "ConvMAEEncoder",
     "DalleTokenizer",
+    "FastConvMAE",
     "MAE",
     "MoCoV3",
     "PretrainEncoder",
@@ -34,9 +40,11 @@ __all__ = [
     "SupervisedViT",
     "VQTokenizer",
     "beit_transform",
+    "build_convmae_encoder",
     "build_pretrain_encoder",
     "build_pretrain_train_loader",
     "build_tokenizer",
+    "complementary_views",
     "contrastive_loss",
     "deit_transform",
     "demo_pool_dataset",
