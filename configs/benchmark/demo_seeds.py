@@ -1,0 +1,21 @@
+# The demo benchmark (configs/benchmark/demo.py: its data, schedules and five initializations)
+# plus the seed methods' initializations: `python tools/benchmark.py --config-file
+# configs/benchmark/demo_seeds.py`. Inits are grouped by the issue that added them.
+from .demo import benchmark
+
+benchmark["name"] = "demo_seeds"
+benchmark["output_dir"] = "./output/benchmark/demo_seeds"
+
+# ConvMAE / FastConvMAE (issue 15) on the tiny ConvViT of configs/demo/mask_rcnn_convvit_tiny.py.
+# They change the architecture as well as the pre-training, so the ConvViT's own random init is
+# listed too: compare convmae / fastconvmae with random_convvit for the pre-training's effect, and
+# with the ViT rows for the method as a whole.
+benchmark["inits"]["random_convvit"] = dict(config="configs/demo/mask_rcnn_convvit_tiny.py")
+benchmark["inits"]["convmae"] = dict(
+    config="configs/demo/mask_rcnn_convvit_tiny.py",
+    pretrain=[dict(name="convmae", config="projects/ConvMAE/configs/convmae_convvit_tiny_demo.py")],
+)
+benchmark["inits"]["fastconvmae"] = dict(
+    config="configs/demo/mask_rcnn_convvit_tiny.py",
+    pretrain=[dict(name="fastconvmae", config="projects/FastConvMAE/configs/fastconvmae_convvit_tiny_demo.py")],
+)
