@@ -7,6 +7,7 @@
 # The exported ConvViT is what configs/COCO/mask_rcnn_convvit_b_convmae_25ep.py loads.
 from vitdet_bench.config import LazyCall as L
 from vitdet_bench.pretrain import ConvMAE, build_convmae_encoder, mae_transform
+from vitdet_bench.solver import get_optimizer_params
 
 from ...common.pretrain_base import dataloader, epochs_to_iters, lr_multiplier, optimizer, scaled_lr, train
 
@@ -28,6 +29,13 @@ dataloader.train.total_batch_size = batch
 optimizer.lr = scaled_lr(1.5e-4, batch)
 optimizer.betas = (0.9, 0.95)
 optimizer.weight_decay = 0.05
+# main_pretrain.py (MAE's): timm's add_weight_decay with no skip list: no weight decay for 1-D
+# parameters and biases; everything else decays, the mask token included (pos_embed is fixed).
+optimizer.params = L(get_optimizer_params)(
+    weight_decay_norm=None, weight_decay_bias=0.0, weight_decay_embed=None, weight_decay_1d=0.0
+)
 train.max_iter = epochs_to_iters(1600, batch)
 lr_multiplier.warmup_iters = epochs_to_iters(40, batch)
+# util/lr_sched.py (MAE's): linear warm-up, then a half cosine over the epochs after it.
+lr_multiplier.rescale_interval = True
 train.output_dir = "./output/pretrain/convmae_convvit_b_1600ep"
