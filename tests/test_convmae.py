@@ -25,9 +25,10 @@ from vitdet_bench.pretrain.engine import pretrain_main
 TINY = dict(embed_dims=(8, 12, 16), depths=(1, 1, 2), num_heads=2)
 DEMO_CONFIGS = {"convmae": "projects/ConvMAE/configs/convmae_convvit_tiny_demo.py",
                 "fastconvmae": "projects/FastConvMAE/configs/fastconvmae_convvit_tiny_demo.py"}
-DEMO_DETECTOR = "configs/demo/mask_rcnn_convvit_tiny.py"
+DEMO_DETECTOR = "configs/demo/bench_convvit_tiny.py"
 ITERS = 16
-BATCH = 8
+# A 64-image prefix of the demo pool and 8-image batches keep the runs short.
+POOL = ["dataloader.train.dataset.size=64", "dataloader.train.total_batch_size=8"]
 
 
 def _tiny(cls=ConvMAE, img_size=64, seed=0, **kwargs):
@@ -366,8 +367,7 @@ def convmae_runs(tmp_path_factory, demo_root):
     for name, config in DEMO_CONFIGS.items():
         out = str(root / name)
         pretrain_main(_args(config, [f"train.output_dir={out}", f"train.max_iter={ITERS}", "train.log_period=4",
-                                     "lr_multiplier.warmup_iters=4", f"dataloader.train.total_batch_size={BATCH}",
-                                     "train.checkpointer.period=8"]))
+                                     "lr_multiplier.warmup_iters=4", "train.checkpointer.period=8", *POOL]))
         dirs[name] = out
     return dirs
 
@@ -414,8 +414,8 @@ def test_export_loads_into_the_demo_convvit_detector_with_nothing_unexpected(con
 
 def test_a_resumed_fastconvmae_run_equals_one_run(tmp_path, demo_root):
     config = DEMO_CONFIGS["fastconvmae"]  # the random views are drawn in the model: the RNG must resume too
-    common = ["train.max_iter=4", "lr_multiplier.warmup_iters=1", "dataloader.train.total_batch_size=2",
-              "train.log_period=2"]
+    common = ["train.max_iter=4", "lr_multiplier.warmup_iters=1", "dataloader.train.dataset.size=16",
+              "dataloader.train.total_batch_size=2", "train.log_period=2"]
     pretrain_main(_args(config, common + [f"train.output_dir={tmp_path}/once"]))
     pretrain_main(_args(config, common + [f"train.output_dir={tmp_path}/twice", "train.checkpointer.period=2"]))
     twice = tmp_path / "twice"
@@ -441,6 +441,10 @@ def test_paper_recipes_carry_the_reference_numbers():
         assert cfg.train.max_iter == round(epochs * 1281167 / batch)
         assert cfg.lr_multiplier.warmup_iters == round(warmup * 1281167 / batch)
         assert cfg.dataloader.train.mapper.transform.min_scale == 0.2 and cfg.model.norm_pix_loss
+        # MAE's groups (timm add_weight_decay: no decay on 1-D parameters and biases) and lr_sched.py.
+        groups = cfg.optimizer.params
+        assert (groups.weight_decay_1d, groups.weight_decay_bias, groups.weight_decay_norm) == (0.0, 0.0, None)
+        assert cfg.lr_multiplier.rescale_interval
         with torch.device("meta"):
             model = instantiate(cfg.model)
         assert (model.encoder.arch, model.decoder_blocks[0].mlp.fc1.in_features, len(model.decoder_blocks)) == (
