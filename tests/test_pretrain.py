@@ -14,7 +14,7 @@ import torch.nn.functional as F
 
 from conftest import REPO
 from vitdet_bench.checkpoint import load_backbone_checkpoint
-from vitdet_bench.checkpoint.checkpointer import safe_torch_load
+from vitdet_bench.checkpoint import safe_torch_load
 from vitdet_bench.config import LazyConfig, instantiate
 from vitdet_bench.pretrain import (
     MAE,

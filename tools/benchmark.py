@@ -16,7 +16,6 @@ and report.md (which initialization beats random beyond the bootstrap uncertaint
 Trailing key=value pairs override the benchmark dict (e.g. output_dir=...).
 """
 
-import argparse
 import os
 import sys
 import time
@@ -27,11 +26,12 @@ from tabulate import tabulate  # noqa: E402
 
 from vitdet_bench.benchmark import Runner, load_benchmark, write_report  # noqa: E402
 from vitdet_bench.benchmark.runner import default_benchmark_file, resolve_benchmark_device  # noqa: E402
+from vitdet_bench.utils.cli import CommandLineParser  # noqa: E402
 from vitdet_bench.utils.logger import setup_logger  # noqa: E402
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = CommandLineParser(description=__doc__, overrides_help="benchmark overrides (keys of the benchmark dict)")
     parser.add_argument("--config-file", default=None, help="a benchmark file (default: configs/benchmark/demo_gpu.py "
                         "when the device is CUDA, configs/benchmark/demo.py otherwise)")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
@@ -46,7 +46,6 @@ def main(argv=None) -> int:
     parser.add_argument("--measure-cost", action="store_true", help="measure params / FLOPs / inference time of "
                         "finished runs that lack cost.json (also with --collect-only)")
     parser.add_argument("--no-progress", action="store_true", help="full console logs instead of progress bars")
-    parser.add_argument("opts", nargs=argparse.REMAINDER, help="benchmark overrides: key=value ...")
     args = parser.parse_args(argv)
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     device = resolve_benchmark_device(args.device)

@@ -19,7 +19,6 @@ of 4 ConvMAE epochs; the summary under the table compares its cost per epoch wit
 
 from __future__ import annotations
 
-import argparse
 import os
 import statistics
 import sys
@@ -29,6 +28,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import torch  # noqa: E402
 from tabulate import tabulate  # noqa: E402
 
+from vitdet_bench.utils.cli import CommandLineParser  # noqa: E402
 from vitdet_bench.utils.timing import time_steps  # noqa: E402
 
 from vitdet_bench.modeling.backbone import VIT_PRESETS  # noqa: E402
@@ -120,7 +120,7 @@ def fast_vs_convmae(step_s: dict[str, float], batch: int, num_images: int = 1281
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = CommandLineParser(description=__doc__, overrides=False)
     parser.add_argument("--arch", default="vit_t")
     parser.add_argument("--size", type=int, default=224)
     parser.add_argument("--batch", type=int, default=32)

@@ -1,11 +1,15 @@
 # The train section, with Detectron2's keys (configs/common/train.py).
 train = dict(
     output_dir="./output",
-    # A detector checkpoint, or a pre-trained backbone file in any format
-    # vitdet_bench.checkpoint.load_backbone_checkpoint reads (MAE, MoCo v3, BEiT, DeiT, timm, our
-    # exports); the options below apply to the latter.
+    # A detector checkpoint (this project's model_final.pth, or Detectron2's: a model-zoo .pkl or a
+    # .pth in its names), or a pre-trained backbone file (MAE, MoCo v3, BEiT, DeiT, timm, our
+    # exports). format: "auto" (from the file's names), "detector", "detectron2", or a backbone
+    # format; resize_patch_embed / rel_pos_resize: how a backbone file is fitted to the ViT.
     init_checkpoint="",
-    init_checkpoint_options=dict(format="auto", resize_patch_embed=False, rel_pos_resize="cubic", strict=False),
+    init_checkpoint_options=dict(format="auto", resize_patch_embed=False, rel_pos_resize="cubic"),
+    # Stop when the init checkpoint lacks a tensor it should have (another width, no neck, other
+    # number of classes); False logs the same report and keeps those tensors at their initial values.
+    init_strict=True,
     max_iter=90000,
     amp=dict(enabled=False, dtype="float16"),  # float16 (CUDA, with GradScaler) or bfloat16
     ddp=dict(broadcast_buffers=False, find_unused_parameters=False, fp16_compression=False),

@@ -1,39 +1,55 @@
-"""Checkpoints: atomic save / resume, loading weights with a report, pre-trained backbone formats."""
+"""Checkpoints: atomic save / resume, initial weights with a report, official and Detectron2 formats.
+
+Modules, in import order (each imports only those before it): ``io`` (file reading and writing),
+``report`` (the load report), ``backbone`` (pre-trained ViT formats), ``detectron2`` (Detectron2
+detector layout), ``init`` (``train.init_checkpoint``), ``checkpointer`` (save / resume),
+``convert`` (``tools/convert_checkpoint.py``).
+"""
 
 from .backbone import (
+    DETECTOR_FORMATS,
     EXPORT_TAG,
     FORMATS,
     CheckpointFormatError,
-    LoadReport,
     detect_format,
     load_backbone_checkpoint,
-    safe_torch_load,
     save_backbone_export,
     to_canonical,
 )
-from .checkpointer import (
-    CheckpointError,
-    Checkpointer,
-    atomic_torch_save,
-    get_rng_state,
-    load_model_weights,
-    set_rng_state,
-)
+from .checkpointer import Checkpointer, get_rng_state, load_model_weights, set_rng_state
+from .convert import convert_backbone_file, convert_detector_file
+from .detectron2 import from_detectron2, is_detectron2_checkpoint, save_detectron2_checkpoint, to_detectron2
+from .init import INIT_FORMATS, detect_init_format, load_init_checkpoint
+from .io import CheckpointError, atomic_torch_save, find_nonfinite, load_detectron2_pickle, read_checkpoint, safe_torch_load
+from .report import LoadReport
 
 __all__ = [
+    "DETECTOR_FORMATS",
     "EXPORT_TAG",
     "FORMATS",
+    "INIT_FORMATS",
+    "CheckpointError",
     "CheckpointFormatError",
+    "Checkpointer",
     "LoadReport",
+    "atomic_torch_save",
+    "find_nonfinite",
+    "convert_backbone_file",
+    "convert_detector_file",
     "detect_format",
+    "detect_init_format",
+    "from_detectron2",
+    "get_rng_state",
+    "is_detectron2_checkpoint",
     "load_backbone_checkpoint",
+    "load_detectron2_pickle",
+    "load_init_checkpoint",
+    "load_model_weights",
+    "read_checkpoint",
     "safe_torch_load",
     "save_backbone_export",
-    "to_canonical",
-    "CheckpointError",
-    "Checkpointer",
-    "atomic_torch_save",
-    "get_rng_state",
-    "load_model_weights",
+    "save_detectron2_checkpoint",
     "set_rng_state",
+    "to_canonical",
+    "to_detectron2",
 ]

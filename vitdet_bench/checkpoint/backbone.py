@@ -19,9 +19,10 @@ Every load returns a :class:`LoadReport` (and logs it): loaded, resized (from ->
 missing keys split into those the format is known not to have (e.g. relative position for MAE)
 and those it should have had, and checkpoint keys the model did not take.
 
-Files are read with ``torch.load(weights_only=True)`` (:func:`safe_torch_load`); the
+Files are read with :func:`.io.read_checkpoint` (``torch.load(weights_only=True)``; the
 ``argparse.Namespace`` that MAE, DeiT and BEiT training scripts store under ``"args"`` is
-allow-listed rather than unpickled freely.
+allow-listed rather than unpickled freely). Whole-detector checkpoints are read by
+:mod:`.init`, which passes their backbone part through :func:`adapt_to_vit` as well.
 """
 
 from __future__ import annotations
@@ -35,30 +36,36 @@ from typing import Any
 
 import torch
 import torch.nn as nn
-from tabulate import tabulate
+import torch.nn.functional as F
 from timm.layers import resample_abs_pos_embed, resample_patch_embed
 
 from ..modeling.backbone.rel_pos import NUM_CLS_ENTRIES, resize_rel_pos_table
 from ..modeling.backbone.vit import ViT
-from .checkpointer import CheckpointError, safe_torch_load
+from ..utils.comm import unwrap_model
+from .io import CheckpointError, atomic_torch_save, read_checkpoint
+from .report import LoadReport
 
 __all__ = [
+    "DETECTOR_FORMATS",
     "FORMATS",
     "EXPORT_TAG",
     "CanonicalCheckpoint",
-    "LoadReport",
+    "CheckpointFormatError",
     "adapt_to_vit",
     "detect_format",
+    "find_state_dict",
     "find_vit",
     "load_backbone_checkpoint",
-    "safe_torch_load",
     "save_backbone_export",
     "to_canonical",
 ]
 
 logger = logging.getLogger(__name__)
 
-FORMATS = ("mae", "mocov3", "beit", "deit", "timm", "vitdet_bench")
+FORMATS = ("mae", "mocov3", "beit", "deit", "timm", "vitdet_bench", "vitdet")
+# Whole-detector checkpoints (Detectron2's, this project's own): their backbone part goes through
+# adapt_to_vit too (position tables resized to the model), and nothing is missing by design.
+DETECTOR_FORMATS = ("detectron2", "detector")
 EXPORT_TAG = "vitdet_bench.vit_backbone"
 EXPORT_VERSION = 1
 
@@ -74,6 +81,9 @@ _DROP_RULES: list[tuple[re.Pattern, str]] = [
     (re.compile(r"relative_position_index$"), "rel-pos index buffer (recomputed)"),
 ]
 _MOCO_PREFIX = "module.base_encoder."
+# "vitdet": the ViT inside a whole detector's checkpoint, in Detectron2's names (ViTDet's ViT, the
+# benchmarking paper's BEiTDet) or this project's, which agree there.
+_DETECTOR_VIT = re.compile(r"^(backbone\.(?:bottom_up\.)?net\.)blocks\.\d+\.")
 
 
 class CheckpointFormatError(CheckpointError):
@@ -100,8 +110,9 @@ def _describe(obj: Any) -> str:
     return "{" + ", ".join(parts) + more + "}"
 
 
-def _unwrap(obj: Any) -> tuple[dict[str, torch.Tensor] | None, str]:
-    """The state dict inside a checkpoint and the container key it came from ("" when flat)."""
+def find_state_dict(obj: Any) -> tuple[dict[str, torch.Tensor] | None, str]:
+    """The state dict inside a loaded checkpoint and the container key it came from ("" when flat;
+    ``"model"``, ``"module"`` or ``"state_dict"`` otherwise), or ``(None, "")``."""
     if _is_state_dict(obj):
         return obj, ""
     if isinstance(obj, dict):
@@ -120,7 +131,7 @@ def detect_format(obj: Any) -> str:
     """
     if isinstance(obj, dict) and obj.get("format") == EXPORT_TAG:
         return "vitdet_bench"
-    state, container = _unwrap(obj)
+    state, container = find_state_dict(obj)
     if state is None:
         raise CheckpointFormatError(f"no state dict found: the file holds {_describe(obj)}")
     keys = list(state)
@@ -129,6 +140,8 @@ def detect_format(obj: Any) -> str:
     if any(k.startswith("module.") for k in keys) and all(k.startswith("module.") for k in keys):
         keys = [k[len("module."):] for k in keys]
     if not any(k.startswith("blocks.") for k in keys):
+        if any(_DETECTOR_VIT.match(k) for k in keys):
+            return "vitdet"
         raise CheckpointFormatError(
             "the state dict has no ViT blocks ('blocks.N.*'), so it matches none of "
             f"{FORMATS}: found {_describe(state)}"
@@ -155,6 +168,26 @@ class CanonicalCheckpoint:
     meta: dict = field(default_factory=dict)
 
 
+def _detector_vit(state: dict[str, torch.Tensor], out: CanonicalCheckpoint) -> dict[str, torch.Tensor]:
+    """The ViT of a detector checkpoint, prefix removed; BEiTDet's window table ``rel_pos_bias``
+    renamed to ours (its global one already has our name); neck and heads counted as dropped."""
+    prefixes = {m.group(1) for k in state if (m := _DETECTOR_VIT.match(k))}
+    if len(prefixes) != 1:
+        raise CheckpointFormatError(f"expected one ViT under backbone.net. or backbone.bottom_up.net., found {prefixes}")
+    prefix = prefixes.pop()
+    kept = {}
+    for k, v in state.items():
+        if not k.startswith(prefix):
+            out.dropped["detector neck and heads (not the backbone)"] += 1
+            continue
+        name = k[len(prefix):]
+        if name.startswith("rel_pos_bias."):
+            name = "rel_pos_bias_window." + name[len("rel_pos_bias."):]
+            out.renamed.append((k, name))
+        kept[name] = v
+    return kept
+
+
 def _split_cls_rows(table: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
     """``(offset rows, BEiT's 3 cls rows or None)`` of a square window's bias table."""
     rows = table.shape[0]
@@ -171,17 +204,17 @@ def to_canonical(obj: Any, format: str = "auto") -> CanonicalCheckpoint:
     detected = detect_format(obj)
     if format == "auto":
         format = detected
-    distinct = ("mocov3", "beit", "vitdet_bench")  # MAE, DeiT and timm share names; these do not
+    distinct = ("mocov3", "beit", "vitdet_bench", "vitdet")  # MAE, DeiT and timm share names; these do not
     if format != detected and (format in distinct or detected in distinct):
         raise CheckpointFormatError(
             f"asked to read it as '{format}', but the detected format is '{detected}' "
-            f"(keys: {_describe(_unwrap(obj)[0] or obj)})"
+            f"(keys: {_describe(find_state_dict(obj)[0] or obj)})"
         )
     if format == "vitdet_bench":
         if not (isinstance(obj, dict) and obj.get("format") == EXPORT_TAG):
             raise CheckpointFormatError(f"not a vitdet_bench backbone export (no format tag): {_describe(obj)}")
         return CanonicalCheckpoint(dict(obj["model"]), format, meta=dict(obj.get("meta", {})))
-    state, _ = _unwrap(obj)
+    state, _ = find_state_dict(obj)
     out = CanonicalCheckpoint({}, format)
     if format == "mocov3":
         kept = {}
@@ -197,6 +230,8 @@ def to_canonical(obj: Any, format: str = "auto") -> CanonicalCheckpoint:
             else:
                 kept[k] = v
         state = kept
+    elif format == "vitdet":
+        state = _detector_vit(state, out)
     elif all(k.startswith("module.") for k in state):
         state = {k[len("module."):]: v for k, v in state.items()}
     for k, v in state.items():
@@ -217,67 +252,9 @@ def to_canonical(obj: Any, format: str = "auto") -> CanonicalCheckpoint:
     return out
 
 
-@dataclass
-class LoadReport:
-    """What a backbone load did. ``ok`` is False when a key is missing that the checkpoint's
-    format should have provided, or when a checkpoint key was not used."""
-
-    source: str
-    format: str
-    loaded: list[str] = field(default_factory=list)
-    resized: list[tuple[str, tuple, tuple]] = field(default_factory=list)
-    converted: list[tuple[str, str]] = field(default_factory=list)
-    missing_expected: list[str] = field(default_factory=list)
-    missing_unexpected: list[str] = field(default_factory=list)
-    dropped: dict[str, int] = field(default_factory=dict)
-    unused: list[tuple[str, str]] = field(default_factory=list)
-    origin: str = ""  # for our exports: the method / format that produced the weights
-
-    @property
-    def ok(self) -> bool:
-        return not self.missing_unexpected and not self.unused
-
-    def summary(self) -> str:
-        lines = [
-            f"Backbone checkpoint {self.source} (format: {self.format}{f' from {self.origin}' if self.origin else ''}): "
-            f"{len(self.loaded)} tensors loaded, "
-            f"{len(self.resized)} resized, {len(self.converted)} converted, "
-            f"{len(self.missing_expected)} missing as expected, {len(self.missing_unexpected)} missing UNEXPECTEDLY, "
-            f"{len(self.unused)} checkpoint tensors unused."
-        ]
-        rows = [(k, "resized", f"{tuple(a)} -> {tuple(b)}") for k, a, b in self.resized]
-        rows += [(k, "converted", how) for k, how in self.converted]
-        rows += [(k, "missing (expected for this format)", "") for k in _compress(self.missing_expected)]
-        rows += [(k, "MISSING (unexpected)", "") for k in _compress(self.missing_unexpected)]
-        rows += [(k, "UNUSED checkpoint tensor", why) for k, why in self.unused]
-        rows += [(f"{n} tensors", "dropped by the format's rules", why) for why, n in self.dropped.items()]
-        if rows:
-            lines.append(tabulate(rows, headers=["key", "status", "detail"]))
-        return "\n".join(lines)
-
-    def __str__(self) -> str:
-        return self.summary()
-
-
-def _compress(keys: list[str]) -> list[str]:
-    """``blocks.{0,1,2}.attn.rel_pos_h`` style grouping so reports stay readable for deep models."""
-    groups: dict[str, list[str]] = {}
-    for k in keys:
-        m = re.match(r"^blocks\.(\d+)\.(.*)$", k)
-        key, idx = (f"blocks.*.{m.group(2)}", m.group(1)) if m else (k, None)
-        groups.setdefault(key, [])
-        if idx is not None:
-            groups[key].append(idx)
-    out = []
-    for key, idxs in groups.items():
-        out.append(key.replace("*", "{" + ",".join(idxs) + "}") if idxs else key)
-    return out
-
-
 def find_vit(model: nn.Module) -> tuple[ViT, str]:
     """The :class:`ViT` inside ``model`` (or ``model`` itself) and its dotted prefix."""
-    model = model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
-    for name, module in model.named_modules():
+    for name, module in unwrap_model(model).named_modules():
         if isinstance(module, ViT):
             return module, (name + "." if name else "")
     raise CheckpointError(f"{type(model).__name__} contains no vitdet_bench ViT to load a backbone checkpoint into")
@@ -285,6 +262,8 @@ def find_vit(model: nn.Module) -> tuple[ViT, str]:
 
 def _expected_missing(key: str, format: str) -> bool:
     """Keys a format is known not to provide: they keep their initialisation, by design."""
+    if format in DETECTOR_FORMATS:
+        return False  # a whole detector's checkpoint carries every backbone tensor
     if key.endswith(("rel_pos_h", "rel_pos_w")):
         return True  # decomposed rel-pos is fine-tuning only (ViTDet); zero-initialised
     if key.endswith("relative_position_bias_table"):
@@ -390,7 +369,9 @@ def adapt_to_vit(
                 continue
             key = f"{mod_name}.relative_position_bias_table"
             table, origin = shared, "rel_pos_bias.relative_position_bias_table"
-            if table is None and per_block:
+            if key in src:  # one table per kind already (a detector's: BENCH's BEiTDet, ours)
+                table, origin = src.pop(key), key
+            elif table is None and per_block:
                 kind = [i for i in per_block if (vit.blocks[i].window_size > 0) == (mod_name == "rel_pos_bias_window")]
                 if kind:
                     origin = per_block[kind[0]]
@@ -428,14 +409,18 @@ def adapt_to_vit(
         want = tuple(target[k].shape)
         if tuple(v.shape) == want:
             out[k] = v
-        elif k == "pos_embed":
+        elif k == "pos_embed" and v.shape[-1] == want[-1]:
             out[k] = _fit_pos_embed(v, target[k], vit.pretrain_use_cls_token)
+            report.resized.append((k, tuple(v.shape), want))
+        elif k.endswith(("attn.rel_pos_h", "attn.rel_pos_w")) and v.shape[1:] == target[k].shape[1:]:
+            out[k] = _resize_decomposed_table(v, want[0])
             report.resized.append((k, tuple(v.shape), want))
         elif k == "patch_embed.proj.weight" and resize_patch_embed and v.shape[:2] == target[k].shape[:2]:
             out[k] = resample_patch_embed(v, list(want[-2:]), interpolation="bicubic", antialias=True)
             report.resized.append((k, tuple(v.shape), want))
         else:
-            hint = " (pass resize_patch_embed=True to resample it)" if k == "patch_embed.proj.weight" else ""
+            kernel_only = k == "patch_embed.proj.weight" and v.shape[:2] == target[k].shape[:2]
+            hint = " (pass resize_patch_embed=True to resample it)" if kernel_only else ""
             report.unused.append((k, f"shape {tuple(v.shape)} does not fit the model's {want}{hint}"))
 
     resized = {k for k, _, _ in report.resized}
@@ -447,6 +432,14 @@ def adapt_to_vit(
         if k not in out:
             (report.missing_expected if _expected_missing(k, origin) else report.missing_unexpected).append(k)
     return out, report
+
+
+def _resize_decomposed_table(table: torch.Tensor, length: int) -> torch.Tensor:
+    """Linearly resize a decomposed rel-pos table ``(L, head_dim)`` to ``length`` rows: the same
+    interpolation Detectron2's ``get_rel_pos`` (and ours) applies at run time, done once at load
+    so a detector checkpoint from another input size keeps its global blocks' tables."""
+    resized = F.interpolate(table.t()[None], size=length, mode="linear")
+    return resized[0].t().contiguous()
 
 
 def _fit_pos_embed(pos: torch.Tensor, target: torch.Tensor, target_has_cls: bool) -> torch.Tensor:
@@ -497,7 +490,7 @@ def load_backbone_checkpoint(
         return load_convvit_checkpoint(backbone, path, format=format, strict=strict, source=source)
     vit, _ = find_vit(backbone)
     source = source or (path if isinstance(path, str) else "<in-memory checkpoint>")
-    obj = safe_torch_load(path) if isinstance(path, str) else path
+    obj = read_checkpoint(path) if isinstance(path, str) else path
     try:
         ckpt = to_canonical(obj, format)
         state, report = adapt_to_vit(ckpt, vit, source, resize_patch_embed, rel_pos_resize)
@@ -517,8 +510,6 @@ def save_backbone_export(state: dict[str, torch.Tensor], path: str, meta: dict |
     data (method, arch, image and patch size, epochs / iterations, data) so the file loads with
     ``weights_only=True``.
     """
-    from .checkpointer import atomic_torch_save
-
     data = {"format": EXPORT_TAG, "version": EXPORT_VERSION, "model": {k: v.detach().cpu().contiguous() for k, v in state.items()},
             "meta": dict(meta or {})}
     atomic_torch_save(data, path)

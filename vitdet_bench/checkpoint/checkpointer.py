@@ -2,15 +2,15 @@
 
 A checkpoint holds the model, optimizer, lr scheduler, grad scaler, iteration and the RNG states.
 Files are written to a temporary name and renamed, so a crash during a save leaves the previous
-checkpoint and ``last_checkpoint`` intact.
+checkpoint and ``last_checkpoint`` intact. Initial weights (``train.init_checkpoint``: a detector
+checkpoint, a Detectron2 one or a pre-trained backbone) go through
+:func:`~vitdet_bench.checkpoint.init.load_init_checkpoint`.
 """
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
-import pickle
 import random
 import re
 from typing import Any
@@ -20,47 +20,20 @@ import torch
 import torch.nn as nn
 from tabulate import tabulate
 
+from ..utils.comm import unwrap_model
+from .init import load_init_checkpoint
+from .io import CheckpointError, atomic_torch_save, atomic_write_text, find_nonfinite, safe_torch_load
+
 __all__ = [
     "Checkpointer",
-    "CheckpointError",
-    "atomic_torch_save",
     "get_rng_state",
     "load_model_weights",
-    "safe_torch_load",
     "set_rng_state",
 ]
 
 logger = logging.getLogger(__name__)
 
 _PERIODIC = re.compile(r"model_(\d{7})\.pth$")
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint (or ``last_checkpoint``) that is missing, empty or unreadable."""
-
-
-def atomic_torch_save(obj: Any, path: str) -> None:
-    """``torch.save`` to ``path.tmp`` then rename over ``path`` (never a half-written file)."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = f"{path}.tmp.{os.getpid()}"
-    try:
-        with open(tmp, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
-def _atomic_write_text(path: str, text: str) -> None:
-    tmp = f"{path}.tmp.{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def get_rng_state() -> dict:
@@ -87,47 +60,13 @@ def set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def _unwrap(model: nn.Module) -> nn.Module:
-    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
-
-
-def _torch_load(path: str) -> Any:
-    """``torch.load(weights_only=True)``, with ``argparse.Namespace`` (the ``args`` that MAE, DeiT
-    and BEiT training scripts save) allow-listed. Anything else that is not plain tensors and
-    containers is refused rather than unpickled."""
-    if not os.path.isfile(path):
-        raise CheckpointError(f"Checkpoint {path} does not exist")
-    try:
-        with torch.serialization.safe_globals([argparse.Namespace]):
-            return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:
-        raise CheckpointError(
-            f"Checkpoint {path} holds objects that are not safe to unpickle ({e}). Re-save its weights "
-            "as a plain state dict in an environment where you trust the file."
-        ) from e
-    except Exception as e:
-        raise CheckpointError(f"Checkpoint {path} could not be loaded (corrupt or not a torch file): {e}") from e
-
-
-safe_torch_load = _torch_load
-
-
-def _is_full_model_state(model: nn.Module, data: dict) -> bool:
-    """Whether ``data`` is this model's own kind of checkpoint (vs. a pre-trained backbone file)."""
-    state = data.get("model", data)
-    if not isinstance(state, dict) or not state:
-        return True
-    own = _unwrap(model).state_dict()
-    return sum(k in own for k in state) >= 0.5 * len(state)
-
-
 def load_model_weights(model: nn.Module, state_dict: dict[str, torch.Tensor], source: str) -> dict[str, list]:
     """Load matching weights non-strictly and log a table of missing, unexpected and mismatched keys.
 
     Returns:
         ``{"missing": [...], "unexpected": [...], "mismatched": [(key, ckpt_shape, model_shape)]}``.
     """
-    model = _unwrap(model)
+    model = unwrap_model(model)
     own = model.state_dict()
     mismatched = [
         (k, tuple(v.shape), tuple(own[k].shape))
@@ -155,16 +94,17 @@ class Checkpointer:
         model: the model (DDP-wrapped or not).
         save_dir: the output directory.
         save_to_disk: only the main process writes.
-        backbone_load_kwargs: options for :func:`load_backbone_checkpoint` when an init
-            checkpoint is a pre-trained backbone (MAE, BEiT, …) rather than a detector checkpoint.
+        init_options: keyword arguments of :func:`load_init_checkpoint` for ``load(full=False)``
+            (``format``, ``strict``, ``resize_patch_embed``, ``rel_pos_resize``; see
+            ``train.init_checkpoint_options`` and ``train.init_strict``).
         checkpointables: other objects with ``state_dict`` / ``load_state_dict`` (optimizer,
             scheduler, grad scaler).
     """
 
     def __init__(self, model: nn.Module, save_dir: str, save_to_disk: bool = True,
-                 backbone_load_kwargs: dict | None = None, **checkpointables: Any) -> None:
+                 init_options: dict | None = None, **checkpointables: Any) -> None:
         self.model = model
-        self.backbone_load_kwargs = dict(backbone_load_kwargs or {})
+        self.init_options = dict(init_options or {})
         self.save_dir = save_dir
         self.save_to_disk = save_to_disk
         self.checkpointables = checkpointables
@@ -174,11 +114,21 @@ class Checkpointer:
         path = os.path.join(self.save_dir, f"{name}.pth")
         if not self.save_to_disk:
             return path
-        data = {"model": _unwrap(self.model).state_dict(), "rng": get_rng_state(), **extra}
+        data = {"model": unwrap_model(self.model).state_dict(), "rng": get_rng_state(), **extra}
         for key, obj in self.checkpointables.items():
             data[key] = obj.state_dict()
+        bad = find_nonfinite({k: v for k, v in data.items() if k != "rng"})
+        if bad:
+            groups = {}
+            for name in bad:
+                groups.setdefault(name.split(".")[0], []).append(name)
+            counts = ", ".join(f"{len(v)} {k} tensors" for k, v in groups.items())
+            raise FloatingPointError(
+                f"Refusing to write checkpoint {path}: {counts} hold NaN or inf (e.g. {', '.join(bad[:5])}); "
+                "nothing was written and last_checkpoint is unchanged."
+            )
         atomic_torch_save(data, path)
-        _atomic_write_text(os.path.join(self.save_dir, "last_checkpoint"), os.path.basename(path))
+        atomic_write_text(os.path.join(self.save_dir, "last_checkpoint"), os.path.basename(path))
         logger.info("Saved checkpoint to %s", path)
         return path
 
@@ -198,24 +148,24 @@ class Checkpointer:
         return path
 
     def load(self, path: str, full: bool = True) -> dict:
-        """Load a checkpoint; ``full`` also restores optimizer, scheduler, scaler and RNG state.
+        """Load a checkpoint: ``full`` resumes this run from its own checkpoint (model, optimizer,
+        scheduler, scaler, RNG state); otherwise ``path`` initialises the model's weights (any
+        file :func:`load_init_checkpoint` reads, reported and checked as ``init_options`` say).
 
         Returns:
-            the remaining entries (e.g. ``iteration``).
+            the remaining entries (e.g. ``iteration``) when resuming, else ``{}``.
         """
-        data = _torch_load(path)
+        if not full:
+            load_init_checkpoint(self.model, path, **self.init_options)
+            return {}
+        data = safe_torch_load(path)
         if not isinstance(data, dict):
             raise CheckpointError(f"Checkpoint {path} holds a {type(data).__name__}, not a dict")
-        if not full and not _is_full_model_state(self.model, data):
-            from .backbone import load_backbone_checkpoint
-
-            load_backbone_checkpoint(self.model, data, source=path, **self.backbone_load_kwargs)
-            return {}
         state = data.pop("model", None) if "model" in data else data
         if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
             raise CheckpointError(f"Checkpoint {path} has no model state dict (keys: {sorted(data)[:10]})")
         load_model_weights(self.model, state, path)
-        if not full or state is data:
+        if state is data:
             return {}
         for key, obj in self.checkpointables.items():
             if key not in data:
@@ -234,6 +184,55 @@ class Checkpointer:
         if path:
             self.load(path, full=False)
         return {}
+
+    def last_clean_checkpoint(self) -> str | None:
+        """The newest checkpoint in ``save_dir`` whose tensors are all finite, or ``None``.
+
+        ``last_checkpoint`` is tried first, then the other ``model_*.pth`` files, newest first (a
+        file written by an older version, or copied in, may hold NaN; ones this class writes
+        never do).
+        """
+        candidates = []
+        if self.has_checkpoint():
+            try:
+                candidates.append(self.get_checkpoint_file())
+            except (CheckpointError, OSError):
+                pass
+        if os.path.isdir(self.save_dir):
+            names = sorted((f for f in os.listdir(self.save_dir) if _PERIODIC.match(f) or f == "model_final.pth"),
+                           key=lambda f: (f != "model_final.pth", f), reverse=True)
+            candidates += [os.path.join(self.save_dir, f) for f in names]
+        seen = set()
+        for path in candidates:
+            if path in seen:
+                continue
+            seen.add(path)
+            try:
+                data = safe_torch_load(path)
+            except CheckpointError:
+                continue
+            if not find_nonfinite({k: v for k, v in data.items() if k != "rng"} if isinstance(data, dict) else data):
+                return path
+        return None
+
+    def clean_checkpoint_note(self) -> str:
+        """One sentence for an error message: the checkpoint a resume can start from, or none."""
+        path = self.last_clean_checkpoint()
+        if path is None:
+            written = os.path.isdir(self.save_dir) and any(
+                _PERIODIC.match(f) or f == "model_final.pth" for f in os.listdir(self.save_dir))
+            if written:
+                return f"No checkpoint in {self.save_dir} is clean: there is nothing to resume from."
+            return f"No checkpoint has been written to {self.save_dir}: there is nothing to resume from."
+        try:
+            named = self.get_checkpoint_file() if self.has_checkpoint() else None
+        except (CheckpointError, OSError):
+            named = None
+        if named is not None and os.path.abspath(named) == os.path.abspath(path):
+            return f"The last checkpoint, {path}, is clean (every tensor finite); --resume continues from it."
+        marker = os.path.join(self.save_dir, "last_checkpoint")
+        return (f"The last clean checkpoint is {path}, but {marker} names another file: write "
+                f"{os.path.basename(path)} into it before resuming with --resume.")
 
     def prune(self, max_to_keep: int) -> None:
         """Delete the oldest periodic ``model_NNNNNNN.pth`` beyond ``max_to_keep``."""

@@ -140,19 +140,25 @@ def _mask_to_polygons(mask: np.ndarray) -> list[list[float]]:
 
 @dataclass
 class DemoImage:
-    """One drawn image: ``image`` ``(H, W, 3)`` uint8 RGB, the visible mask and class of every object
-    (later objects occlude earlier ones), an optional crowd region, and the image-level label."""
+    """One drawn image: ``image`` ``(H, W, 3)`` uint8 RGB, ``owner`` ``(H, W)`` int8 (the index of
+    the object visible at each pixel, -1 for background; later objects occlude earlier ones), each
+    object's class, and an optional crowd region."""
 
     image: np.ndarray
-    masks: list[np.ndarray]
+    owner: np.ndarray
     classes: list[int]
     crowd: np.ndarray | None
 
     @property
+    def masks(self) -> list[np.ndarray]:
+        """The visible ``(H, W)`` uint8 mask of each object."""
+        return [(self.owner == k).astype(np.uint8) for k in range(len(self.classes))]
+
+    @property
     def label(self) -> int:
         """Class index of the object with the largest visible area (-1 for none)."""
-        areas = [int(m.sum()) for m in self.masks]
-        return self.classes[int(np.argmax(areas))] if areas and max(areas) > 0 else -1
+        areas = np.bincount(self.owner.ravel().astype(np.int64) + 1, minlength=len(self.classes) + 1)[1:]
+        return self.classes[int(np.argmax(areas))] if areas.size and areas.max() > 0 else -1
 
 
 def draw_demo_image(seed: int, split: str, index: int) -> DemoImage:
@@ -167,20 +173,22 @@ def draw_demo_image(seed: int, split: str, index: int) -> DemoImage:
     w = int(rng.choice([224, 256]))
     img = _background(rng, h, w)
     shade = (1 + 0.15 * np.sin(np.linspace(0, math.pi, w, dtype=np.float32)))[None, :, None]
-    masks: list[np.ndarray] = []
+    owner = np.full((h, w), -1, np.int8)
     classes: list[int] = []
-    for _ in range(int(rng.integers(2, 7))):
+    for k in range(int(rng.integers(2, 7))):
         cls = int(rng.integers(len(DEMO_CLASSES)))
         r = rng.uniform(12, min(h, w) * 0.28)
         cx, cy = rng.uniform(r * 0.5, w - r * 0.5), rng.uniform(r * 0.5, h - r * 0.5)
         poly = _shape_polygon(rng, DEMO_CLASSES[cls], cx, cy, r)
-        m = np.zeros((h, w), np.uint8)
-        cv2.fillPoly(m, [np.round(poly * 8).astype(np.int32)], 1, lineType=cv2.LINE_8, shift=3)
-        # Work inside the shape's box only: the mask is zero elsewhere.
+        # Rasterise inside the shape's box only (the fill is zero elsewhere): the polygon in 1/8-pixel
+        # fixed point, moved by the box corner (whole pixels, so the same pixels as a full-image fill).
         x1, y1 = np.clip(np.floor(poly.min(0)).astype(int) - 1, 0, None)
         x2, y2 = np.minimum(np.ceil(poly.max(0)).astype(int) + 2, (w, h))
         box = (slice(y1, y2), slice(x1, x2))
-        inside = m[box].astype(bool)
+        local = np.zeros((y2 - y1, x2 - x1), np.uint8)
+        cv2.fillPoly(local, [np.round(poly * 8).astype(np.int32) - np.array([x1 * 8, y1 * 8], np.int32)], 1,
+                     lineType=cv2.LINE_8, shift=3)
+        inside = local.astype(bool)
         color = rng.uniform(0, 255, size=3).astype(np.float32)
         region = img[box]
         # Keep objects visible against the local background.
@@ -188,9 +196,7 @@ def draw_demo_image(seed: int, split: str, index: int) -> DemoImage:
         if np.abs(color - bg_mean).max() < 60:
             color = 255 - bg_mean
         region[inside] = np.clip(color[None, :] * shade[0, x1:x2][None, :, :].repeat(y2 - y1, 0)[inside], 0, 255)
-        for earlier in masks:
-            earlier[box][inside] = 0  # later objects occlude earlier ones
-        masks.append(m)
+        owner[box][inside] = k  # later objects occlude earlier ones
         classes.append(cls)
     crowd = None
     if rng.random() < 0.15:
@@ -200,7 +206,7 @@ def draw_demo_image(seed: int, split: str, index: int) -> DemoImage:
             c = (int(x0 + rng.uniform(0, 48)), int(y0 + rng.uniform(0, 48)))
             cv2.circle(crowd, c, 3, 1, -1)
             cv2.circle(img, c, 3, tuple(float(v) for v in rng.uniform(0, 255, 3)), -1)
-    return DemoImage(np.clip(img, 0, 255).astype(np.uint8), masks, classes, crowd)
+    return DemoImage(np.clip(img, 0, 255).astype(np.uint8), owner, classes, crowd)
 
 
 def _annotations(drawn: DemoImage, image_id: int, ann_start: int) -> list[dict]:

@@ -15,7 +15,7 @@ from ..config import LazyConfig
 from ..data.catalog import get_metadata
 from ..data.mapper import read_image
 from ..data.transforms import ResizeLongestSide
-from .defaults import _backbone_load_kwargs, build_model, resolve_device, resolve_num_classes
+from .defaults import build_model, init_load_options, resolve_device, resolve_num_classes
 
 __all__ = ["Predictor"]
 
@@ -51,7 +51,7 @@ class Predictor:
         self.device = resolve_device(cfg)
         self.model = build_model(cfg, self.device).eval()
         if checkpoint:
-            Checkpointer(self.model, cfg.train.get("output_dir", "."), backbone_load_kwargs=_backbone_load_kwargs(cfg)
+            Checkpointer(self.model, cfg.train.get("output_dir", "."), init_options=init_load_options(cfg)
                          ).load(checkpoint, full=False)
         else:
             logger.warning("Predictor without a checkpoint: the model has random weights")
@@ -67,7 +67,7 @@ class Predictor:
     @staticmethod
     def _read(image: np.ndarray | str) -> np.ndarray:
         if isinstance(image, str):
-            return read_image({"file_name": image, "image_id": image})
+            return read_image({"file_name": image})
         image = np.asarray(image)
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             raise ValueError(f"expected an (H, W, 3) uint8 RGB image, got {image.shape} {image.dtype}")

@@ -185,21 +185,29 @@ class COCOEvaluator:
 
 
 def inference_on_dataset(model: torch.nn.Module, data_loader: Iterable, evaluator: COCOEvaluator) -> dict:
-    """Run the model over a loader in eval mode, feed the evaluator, return its results."""
+    """Run the model over a loader in eval mode, feed the evaluator, return its results.
+
+    Progress and timing count images, whatever the loader's batch size.
+    """
     evaluator.reset()
     was_training = model.training
     model.eval()
-    total = len(data_loader) if hasattr(data_loader, "__len__") else None
+    # This process's images: its sampler's shard under several processes, else the dataset.
+    shard = getattr(data_loader, "sampler", None) or getattr(data_loader, "dataset", None)
+    total = len(shard) if shard is not None and hasattr(shard, "__len__") else None
     start = time.perf_counter()
-    n = 0
+    images, next_report = 0, 50
     with torch.no_grad():
-        for n, inputs in enumerate(data_loader, 1):
+        for inputs in data_loader:
             outputs = model(inputs)
             evaluator.process(inputs, outputs)
-            if total and (n % 50 == 0 or n == total):
-                logger.info("Inference: %d/%d images, %.3f s / image", n, total, (time.perf_counter() - start) / n)
+            images += len(inputs)
+            if total and (images >= next_report or images == total):
+                logger.info("Inference: %d/%d images, %.3f s / image", images, total,
+                            (time.perf_counter() - start) / images)
+                next_report = (images // 50 + 1) * 50
     model.train(was_training)
-    if n:
-        logger.info("Inference done: %d images in %.1f s (%.4f s / image)", n, time.perf_counter() - start,
-                    (time.perf_counter() - start) / n)
+    if images:
+        elapsed = time.perf_counter() - start
+        logger.info("Inference done: %d images in %.1f s (%.4f s / image)", images, elapsed, elapsed / images)
     return evaluator.evaluate()

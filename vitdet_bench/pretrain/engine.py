@@ -20,12 +20,13 @@ import torch.nn as nn
 from omegaconf import DictConfig, OmegaConf
 
 from ..checkpoint.backbone import save_backbone_export
-from ..checkpoint.checkpointer import _unwrap
-from ..config import LazyConfig, instantiate
-from ..engine.defaults import default_argument_parser, default_setup, do_train
+from ..utils.comm import unwrap_model
+from ..config import instantiate
+from ..engine.defaults import default_argument_parser, default_setup, do_train, load_config, prepare_output_dir
 from ..engine.launch import launch
 from ..engine.train_loop import HookBase
 from ..utils import comm
+from ..utils.logger import close_log_files, log_fatal_errors
 from .tokenizers import save_tokenizer
 
 __all__ = ["SetProgress", "ExportHook", "export_meta", "pretrain_main", "run_pretrain", "run_train_tokenizer"]
@@ -37,7 +38,7 @@ class SetProgress(HookBase):
     """Before each step: ``model.set_progress(iter, max_iter)`` (a no-op for models without it)."""
 
     def __init__(self, model: nn.Module) -> None:
-        self.model = _unwrap(model)
+        self.model = unwrap_model(model)
 
     def before_step(self) -> None:
         if hasattr(self.model, "set_progress"):
@@ -82,7 +83,7 @@ class ExportHook(HookBase):
 
 def export_meta(cfg: DictConfig, model: nn.Module, iterations: int, dataset_size: int | None) -> dict:
     """Metadata stored with an exported backbone: method, architecture, input, schedule, data."""
-    model = _unwrap(model)
+    model = unwrap_model(model)
     meta = dict(model.export_meta()) if hasattr(model, "export_meta") else {}
     loader = cfg.dataloader.train
     batch = int(loader.total_batch_size) * int(cfg.train.get("grad_accum_steps", 1))
@@ -111,11 +112,11 @@ def pretrain_main(args: argparse.Namespace, product: str = "backbone",
     """Load the config, train with the engine, export ``product`` ("backbone" or "tokenizer").
 
     ``extra_hooks(model, trainer)`` adds hooks (the benchmark runner's progress bar)."""
-    cfg = LazyConfig.load(args.config_file)
-    cfg = LazyConfig.apply_overrides(cfg, args.opts)
-    if args.eval_only:
+    if getattr(args, "eval_only", False):
         raise SystemExit("--eval-only has no meaning for pre-training; evaluate the exported backbone by fine-tuning it")
+    cfg = load_config(args.config_file, args.opts)
     _fill_num_classes(cfg)
+    prepare_output_dir(cfg, args)
     default_setup(cfg, args)
     output_dir = cfg.train.output_dir
     period = int(cfg.train.checkpointer.period)
@@ -128,15 +129,19 @@ def pretrain_main(args: argparse.Namespace, product: str = "backbone",
         dataset_size = len(getattr(trainer.data_loader, "dataset", []) or []) or None
         if product == "tokenizer":
             def export(path: str, iteration: int) -> None:
-                save_tokenizer(_unwrap(model), path, {"iterations": iteration, "config_file": args.config_file})
+                save_tokenizer(unwrap_model(model), path, {"iterations": iteration, "config_file": args.config_file})
         else:
             def export(path: str, iteration: int) -> None:
                 meta = export_meta(cfg, model, iteration, dataset_size)
                 meta["config_file"] = args.config_file
-                save_backbone_export(_unwrap(model).export_state(), path, meta)
+                save_backbone_export(unwrap_model(model).export_state(), path, meta)
         return [SetProgress(model), ExportHook(export, output_dir, product, period, keep), *more]
 
-    return do_train(args, cfg, extra_hooks=hooks)
+    try:
+        with log_fatal_errors(logger, "Tokenizer training" if product == "tokenizer" else "Pre-training"):
+            return do_train(args, cfg, extra_hooks=hooks)
+    finally:
+        close_log_files(output_dir)
 
 
 def _run(product: str, description: str, argv: list[str] | None) -> None:

@@ -23,7 +23,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..checkpoint.checkpointer import CheckpointError, atomic_torch_save, safe_torch_load
+from ..checkpoint.io import CheckpointError, atomic_torch_save, safe_torch_load
 from ..engine.events import try_put_scalar
 
 __all__ = ["VQTokenizer", "DalleTokenizer", "build_tokenizer", "save_tokenizer", "TOKENIZER_TAG"]

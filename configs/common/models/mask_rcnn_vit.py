@@ -2,15 +2,14 @@
 # Transformers" (Li et al. 2021, Sec. 3): window attention (14x14) with 4 evenly spaced global
 # blocks, the XCiT-style multi-scale adapter tapping those blocks, an FPN with BatchNorm plus P6,
 # a 2-conv RPN, a 4conv1fc box head with BN and a 4-conv mask head with BN. As in Detectron2's ViTDet
-# configs: L1 box losses (smooth_l1_beta=0) in RPN and RoI heads, aligned RoIAlign with adaptive
-# sampling, RPN top-k 2000/1000 per level before NMS and 1000 after, score threshold 0.05, 100
-# detections, square padding to 1024 at train and test.
-from torchvision.models.detection.anchor_utils import AnchorGenerator
-
+# configs: its unrounded anchors, L1 box losses (smooth_l1_beta=0) in RPN and RoI heads, aligned
+# RoIAlign with adaptive sampling, RPN top-k 2000/1000 per level before NMS and 1000 after, score
+# threshold 0.05, 100 detections, square padding to 1024 at train and test.
 from vitdet_bench.config import LazyCall as L
 from vitdet_bench.modeling import FPN, MaskRCNN, MultiScaleAdapter, ViT
 from vitdet_bench.modeling.backbone import global_block_indexes, window_block_indexes
 from vitdet_bench.modeling.detector import (
+    AnchorGenerator,
     build_box_head,
     build_box_predictor,
     build_mask_head,

@@ -1,5 +1,6 @@
 """Detectors assembled from torchvision's detection parts."""
 
+from .anchors import AnchorGenerator
 from .heads import (
     build_box_head,
     build_box_predictor,
@@ -12,6 +13,7 @@ from .poolers import LevelRoIAlign
 from .roi_heads import RPN, CascadeRoIHeads, StandardRoIHeads, box_regression_loss
 
 __all__ = [
+    "AnchorGenerator",
     "CascadeRoIHeads",
     "LOSS_NAMES",
     "RPN",

@@ -21,6 +21,19 @@ from ..layers import norm_factory
 __all__ = ["build_rpn_head", "build_box_head", "build_box_predictor", "build_mask_head", "build_mask_predictor"]
 
 
+def _check_num_classes(num_classes: int | None) -> None:
+    """Configs that take the class count from the dataset leave ``model.num_classes = None``; the
+    training tools fill it, a direct ``instantiate(cfg.model)`` must do so first."""
+    if num_classes is None:
+        raise ValueError(
+            "num_classes is None: this config takes it from the training dataset's categories. Fill it "
+            "before instantiate(cfg.model): vitdet_bench.engine.resolve_num_classes(cfg), or set "
+            "model.num_classes=N (in the config or as an override)"
+        )
+    if int(num_classes) <= 0:
+        raise ValueError(f"num_classes must be a positive integer, got {num_classes}")
+
+
 def build_rpn_head(in_channels: int, num_anchors: int = 3, conv_depth: int = 2) -> RPNHead:
     """RPN head with ``conv_depth`` 3x3 convs (2 in the paper) before objectness / deltas."""
     return RPNHead(in_channels, num_anchors, conv_depth=conv_depth)
@@ -45,6 +58,7 @@ def build_box_head(
 def build_box_predictor(in_channels: int, num_classes: int, class_agnostic: bool = False) -> FastRCNNPredictor:
     """Class scores (``num_classes`` + background) and box deltas: one set per class, or one
     shared set (``class_agnostic``, as every Cascade R-CNN stage)."""
+    _check_num_classes(num_classes)
     predictor = FastRCNNPredictor(in_channels, num_classes + 1)
     if class_agnostic:
         predictor.bbox_pred = nn.Linear(in_channels, 4)
@@ -60,4 +74,5 @@ def build_mask_head(
 
 def build_mask_predictor(in_channels: int, dim_reduced: int, num_classes: int) -> MaskRCNNPredictor:
     """2x deconv then per-class mask logits (``num_classes`` + background)."""
+    _check_num_classes(num_classes)
     return MaskRCNNPredictor(in_channels, dim_reduced, num_classes + 1)

@@ -1,0 +1,202 @@
+"""``train.init_checkpoint``: load any accepted file into a detector, report it once, and stop on gaps.
+
+Three kinds of file initialise a detector, each read by one converter:
+
+* ``detector``: this project's own checkpoint (``model_final.pth``), names as the model's;
+* ``detectron2``: a Detectron2 checkpoint (model-zoo ``.pkl`` or ``.pth``), renamed by
+  :mod:`.detectron2` (class order, background slots);
+* a pre-trained backbone (``mae``, ``mocov3``, ``beit``, ``deit``, ``timm``, ``vitdet_bench``
+  exports), read by :mod:`.backbone`; the neck and heads then start from their initial values.
+
+The converter is the one named by ``format`` or, with ``"auto"``, the one whose names the file
+uses. Whole-detector files pass their ViT part through :func:`.backbone.adapt_to_vit` too, so a
+ViTDet checkpoint loads into a model of another input size (position tables resized). Then one
+:class:`~.report.LoadReport` is logged, and with ``strict`` (``train.init_strict``, on by default)
+any model tensor the file should have provided and did not (a checkpoint of another width, one
+without the neck) stops the run with the missing names listed.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+from ..utils.comm import unwrap_model
+from .backbone import (
+    DETECTOR_FORMATS,
+    EXPORT_TAG,
+    FORMATS,
+    CanonicalCheckpoint,
+    CheckpointFormatError,
+    adapt_to_vit,
+    detect_format,
+    find_state_dict,
+    find_vit,
+    to_canonical,
+)
+from .detectron2 import detectron2_names, from_detectron2, is_detectron2_checkpoint
+from .io import CheckpointError, read_checkpoint
+from .report import LoadReport, compress_keys
+
+__all__ = ["INIT_FORMATS", "detect_init_format", "load_init_checkpoint"]
+
+logger = logging.getLogger(__name__)
+
+INIT_FORMATS = ("auto",) + DETECTOR_FORMATS + FORMATS
+
+
+def _is_own_detector_state(model: nn.Module, state: dict[str, torch.Tensor]) -> bool:
+    """Most of the file's tensors carry the model's own names (a checkpoint of this model's kind)."""
+    own = unwrap_model(model).state_dict()
+    return sum(k in own for k in state) >= 0.5 * len(state)
+
+
+def detect_init_format(obj: Any, model: nn.Module) -> str:
+    """Which converter reads a loaded file: one of :data:`INIT_FORMATS` other than ``"auto"``."""
+    if isinstance(obj, dict) and obj.get("format") == EXPORT_TAG:
+        return "vitdet_bench"
+    if is_detectron2_checkpoint(obj):
+        return "detectron2"
+    state, _ = find_state_dict(obj)
+    if state is not None and _is_own_detector_state(model, state):
+        return "detector"
+    try:
+        return detect_format(obj)
+    except CheckpointFormatError as e:
+        raise CheckpointFormatError(
+            f"neither a checkpoint of this detector (its own or Detectron2's names) nor a pre-trained ViT: {e}"
+        ) from None
+
+
+def _fit_detector_state(
+    model: nn.Module,
+    state: dict[str, torch.Tensor],
+    vit_ckpt: CanonicalCheckpoint | None,
+    report: LoadReport,
+    resize_patch_embed: bool,
+    rel_pos_resize: str,
+) -> dict[str, torch.Tensor]:
+    """Fit a whole detector's weights (our names) to ``model``: the ViT part through
+    :func:`adapt_to_vit`, everything else by name and shape. Fills ``report``."""
+    model = unwrap_model(model)
+    own = model.state_dict()
+    try:
+        vit, prefix = find_vit(model)
+    except CheckpointError:
+        vit, prefix = None, None
+    out: dict[str, torch.Tensor] = {}
+    if vit is not None:
+        if vit_ckpt is None:
+            vit_ckpt = CanonicalCheckpoint({k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)},
+                                           report.format)
+        vit_state, vit_report = adapt_to_vit(vit_ckpt, vit, report.source, resize_patch_embed, rel_pos_resize)
+        report.add(vit_report, prefix)
+        out.update({prefix + k: v for k, v in vit_state.items()})
+    for k, v in state.items():
+        if prefix and k.startswith(prefix):
+            continue
+        if k not in own:
+            report.unused.append((k, "no such tensor in the model"))
+        elif tuple(v.shape) != tuple(own[k].shape):
+            report.unused.append((k, f"shape {tuple(v.shape)} does not fit the model's {tuple(own[k].shape)}"))
+        else:
+            out[k] = v
+            report.loaded.append(k)
+    for k in own:
+        if k in out or (prefix and k.startswith(prefix)):
+            continue
+        # BatchNorm's step counter: absent from checkpoints that dropped it; affects nothing here.
+        (report.missing_expected if k.endswith("num_batches_tracked") else report.missing_unexpected).append(k)
+    report.converted = [(k, how) for k, how in report.converted if k in out]
+    return out
+
+
+def _backbone_report(model: nn.Module, obj: Any, format: str, source: str, resize_patch_embed: bool,
+                     rel_pos_resize: str) -> tuple[dict[str, torch.Tensor], LoadReport]:
+    """A pre-trained backbone file: the ViT from it, everything else from its initial values."""
+    model = unwrap_model(model)
+    vit, prefix = find_vit(model)
+    ckpt = to_canonical(obj, format)
+    vit_state, vit_report = adapt_to_vit(ckpt, vit, source, resize_patch_embed, rel_pos_resize)
+    report = LoadReport(source=source, format=vit_report.format, origin=vit_report.origin, kind="Init checkpoint")
+    report.add(vit_report, prefix)
+    # The neck and heads are new for any backbone file: expected, and listed by module below.
+    report.missing_expected += [k for k in model.state_dict() if not k.startswith(prefix)]
+    return {prefix + k: v for k, v in vit_state.items()}, report
+
+
+def load_init_checkpoint(
+    model: nn.Module,
+    path: str | dict,
+    format: str = "auto",
+    strict: bool = True,
+    resize_patch_embed: bool = False,
+    rel_pos_resize: str = "cubic",
+    source: str | None = None,
+) -> LoadReport:
+    """Initialise ``model`` from a detector checkpoint (ours or Detectron2's) or a pre-trained backbone.
+
+    Args:
+        model: the detector (DDP-wrapped or not).
+        path: the file (``.pth``, a Detectron2 model-zoo ``.pkl``), or an already loaded object.
+        format: one of :data:`INIT_FORMATS`; ``"auto"`` picks the converter whose names the file uses.
+        strict: raise when a model tensor is missing that the file should have provided (a file of
+            another width or number of classes, a Detectron2 file without the neck); ``False``
+            keeps those tensors at their initial values after the report.
+        resize_patch_embed: resample patch-embed kernels of another patch size (ViT-H/14 -> 16).
+        rel_pos_resize: BEiT bias-table resizing, "cubic" (BEiT) or "linear" (timm).
+        source: the name to report for an in-memory object.
+
+    Returns:
+        the :class:`LoadReport` (also logged, at warning level when anything is missing or unused).
+
+    Raises:
+        CheckpointError: the file is unreadable or matches no converter; or, with ``strict``, a
+            tensor is missing unexpectedly (the message lists them and the full report).
+    """
+    if format not in INIT_FORMATS:
+        raise ValueError(f"init checkpoint format must be one of {INIT_FORMATS}, got {format!r}")
+    source = source or (path if isinstance(path, str) else "<in-memory checkpoint>")
+    obj = read_checkpoint(path) if isinstance(path, str) else path
+    try:
+        detected = detect_init_format(obj, model)
+    except CheckpointFormatError as e:
+        raise CheckpointFormatError(f"{source}: {e}") from None
+    if format == "auto":
+        format = detected
+    elif format in DETECTOR_FORMATS and format != detected:
+        raise CheckpointFormatError(f"{source}: asked to read it as '{format}', but it looks like '{detected}'")
+    try:
+        if format in DETECTOR_FORMATS:
+            state, _ = find_state_dict(obj)
+            if state is None:
+                raise CheckpointFormatError(f"no state dict found in a '{format}' checkpoint")
+            vit_ckpt = None
+            if format == "detectron2":
+                state, vit_ckpt, report = from_detectron2(state, model, source)
+            else:
+                report = LoadReport(source=source, format=format, kind="Init checkpoint")
+            state = _fit_detector_state(model, state, vit_ckpt, report, resize_patch_embed, rel_pos_resize)
+        else:
+            state, report = _backbone_report(model, obj, format, source, resize_patch_embed, rel_pos_resize)
+    except CheckpointFormatError as e:
+        raise CheckpointFormatError(f"{source}: {e}") from None
+    unwrap_model(model).load_state_dict(state, strict=False)
+    (logger.info if report.ok else logger.warning)("%s", report.summary())
+    if strict and report.missing_unexpected:
+        missing = report.missing_unexpected
+        where = ""
+        if format == "detectron2":  # name them as the user's file would
+            theirs = detectron2_names(model)[0]
+            missing, where = [theirs.get(k, k) for k in missing], " (Detectron2's names)"
+        names = compress_keys(missing)
+        raise CheckpointError(
+            f"{source}: {len(missing)} tensors of the model are missing from this '{format}' checkpoint "
+            f"(or do not fit it){where}: {', '.join(names)}. "
+            "Set train.init_strict=False to start them from their initial values instead (e.g. new "
+            f"class heads for another dataset).\n{report.summary()}"
+        )
+    return report
