@@ -398,7 +398,8 @@ def test_benchmark_files_add_the_seed_methods_with_teachers_from_earlier_steps()
     five = ["random", "supervised", "mocov3", "beit", "mae"]
     assert [i.name for i in load_benchmark(os.path.join(REPO, "configs/benchmark/demo.py")).inits] == five
     spec = load_benchmark(os.path.join(REPO, "configs/benchmark/demo_seeds.py"))
-    assert [i.name for i in spec.inits] == five + ["featrecon", "maelite"]
+    # Issue 14's two inits, then issue 15's ConvViT three (tests/test_convmae.py checks those).
+    assert [i.name for i in spec.inits] == five + ["featrecon", "maelite", "random_convvit", "convmae", "fastconvmae"]
     runner = Runner(spec, progress=False)
     for init, teacher_config in (("featrecon", "mocov3_vit_tiny_demo.py"), ("maelite", "mae_vit_tiny_demo.py")):
         chain = next(i for i in spec.inits if i.name == init)
@@ -406,6 +407,6 @@ def test_benchmark_files_add_the_seed_methods_with_teachers_from_earlier_steps()
         opts = runner._step_overrides(chain, chain.pretrain[1])
         assert f"teacher.path={spec.pretrain_dir(init, 'teacher')}/backbone_final.pth" in opts
     coco = load_benchmark(os.path.join(REPO, "configs/benchmark/coco_seeds.py"))
-    assert [i.name for i in coco.inits] == five + ["eva", "maelite"]
+    assert [i.name for i in coco.inits] == five + ["eva", "maelite", "convmae", "fastconvmae"]
     assert [i.name for i in load_benchmark(os.path.join(REPO, "configs/benchmark/coco_vit_t.py")).inits] == [
         "maelite", "maelite_distill"]

@@ -21,3 +21,12 @@ benchmark["inits"]["maelite"] = dict(
     config="configs/COCO/mask_rcnn_vitdet_t_100ep.py",
     pretrain=[dict(name="maelite", config="projects/MAELite/configs/maelite_distill_vit_tiny_400ep.py")],
 )
+# ConvMAE / FastConvMAE (issue 15): ConvViT-B Mask R-CNN, ConvMAE's 25-epoch recipe. ConvMAE from the
+# released convmae_base.pth; FastConvMAE released no weights, so it is pre-trained first (50 epochs
+# on ImageNet-1k under $VITDET_BENCH_DATASETS/imagenet).
+benchmark["inits"]["convmae"] = dict(config="configs/COCO/mask_rcnn_convvit_b_convmae_25ep.py",
+                                     checkpoint="checkpoints/convmae_base.pth")
+benchmark["inits"]["fastconvmae"] = dict(
+    config="configs/COCO/mask_rcnn_convvit_b_fastconvmae_25ep.py",
+    pretrain=[dict(name="fastconvmae", config="projects/FastConvMAE/configs/fastconvmae_convvit_b_50ep.py")],
+)

@@ -22,3 +22,16 @@ benchmark["inits"]["maelite"] = dict(
               dict(name="maelite", config="projects/MAELite/configs/maelite_vit_tiny_demo.py",
                    overrides=["teacher.path={teacher}/backbone_final.pth"])],
 )
+# ConvMAE / FastConvMAE (issue 15) on the tiny ConvViT of configs/demo/bench_convvit_tiny.py.
+# They change the architecture as well as the pre-training, so the ConvViT's own random init is
+# listed too: compare convmae / fastconvmae with random_convvit for the pre-training's effect, and
+# with the ViT rows for the method as a whole.
+benchmark["inits"]["random_convvit"] = dict(config="configs/demo/bench/convvit_random.py")
+benchmark["inits"]["convmae"] = dict(
+    config="configs/demo/bench/convvit_convmae.py",
+    pretrain=[dict(name="convmae", config="projects/ConvMAE/configs/convmae_convvit_tiny_demo.py")],
+)
+benchmark["inits"]["fastconvmae"] = dict(
+    config="configs/demo/bench/convvit_fastconvmae.py",
+    pretrain=[dict(name="fastconvmae", config="projects/FastConvMAE/configs/fastconvmae_convvit_tiny_demo.py")],
+)

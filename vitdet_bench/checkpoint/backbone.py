@@ -501,6 +501,10 @@ def load_backbone_checkpoint(
     Returns:
         the :class:`LoadReport` (also logged).
     """
+    from .convmae import find_convvit, load_convvit_checkpoint  # its own converter; it imports this module
+
+    if find_convvit(backbone) is not None:  # ConvMAE's hybrid backbone reads ConvMAE files (or refuses ViT ones)
+        return load_convvit_checkpoint(backbone, path, format=format, strict=strict, source=source)
     vit, _ = find_vit(backbone)
     source = source or (path if isinstance(path, str) else "<in-memory checkpoint>")
     obj = read_checkpoint(path) if isinstance(path, str) else path

@@ -1,9 +1,11 @@
 """Pre-training companion: MAE, MoCo v3, BEiT (with a pluggable tokenizer), supervised ViTs,
-feature-reconstruction MIM (EVA with a CLIP teacher) and MAE-Lite (with attention distillation),
-exporting backbones the detector loads with nothing missing. Configs: ``projects/<Method>/configs``."""
+feature-reconstruction MIM (EVA with a CLIP teacher) and MAE-Lite (with attention distillation), and
+ConvMAE / FastConvMAE on the hybrid ConvViT, exporting backbones the detector loads with nothing
+missing. Configs: ``projects/<Method>/configs``."""
 
 from .beit import BEiT
 from .common import PretrainModel
+from .convmae import ConvMAE, ConvMAEEncoder, build_convmae_encoder
 from .data import (
     PretrainMapper,
     beit_transform,
@@ -17,6 +19,7 @@ from .data import (
     tokenizer_transform,
 )
 from .encoder import PretrainEncoder, build_pretrain_encoder, sincos_pos_embed
+from .fastconvmae import FastConvMAE, complementary_views
 from .feature_mim import FeatureMIM, negative_cosine_loss
 from .mae import MAE, mae_loss, patchify
 from .maelite import MAELite, attention_distill_loss
@@ -31,7 +34,10 @@ __all__ = [
     "BlockMaskGenerator",
     "CLIP_PIXEL_MEAN",
     "CLIP_PIXEL_STD",
+    "ConvMAE",
+    "ConvMAEEncoder",
     "DalleTokenizer",
+    "FastConvMAE",
     "FeatureMIM",
     "MAE",
     "MAELite",
@@ -45,10 +51,12 @@ __all__ = [
     "ViTTeacher",
     "attention_distill_loss",
     "beit_transform",
+    "build_convmae_encoder",
     "build_pretrain_encoder",
     "build_pretrain_train_loader",
     "build_teacher",
     "build_tokenizer",
+    "complementary_views",
     "contrastive_loss",
     "deit_transform",
     "demo_pool_dataset",
