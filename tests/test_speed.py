@@ -39,6 +39,7 @@ def _demo_model(config=DEMO_CONFIG, seed=0, **vit):
 def test_inference_dtype_follows_train_amp():
     cfg = LazyConfig.load(DEMO_CONFIG)
     cuda = torch.device("cuda", 0)
+    cfg.train.amp.enabled = False  # the demo detector trains in bf16; start from AMP off
     assert inference_amp_dtype(cfg, CPU) is None and inference_amp_dtype(cfg, cuda) is None  # AMP off
     cfg.train.amp.enabled = True
     cfg.train.amp.dtype = "bfloat16"
