@@ -29,7 +29,9 @@ setup(
     ],
     # TIDE: tidecv declares the GUI opencv-python; `make venv` installs it with --no-deps next to
     # the headless build (both provide cv2). Outside make: pip install --no-deps tidecv.
-    extras_require={"test": ["pytest>=7"], "tide": ["seaborn>=0.12", "pandas>=1.5", "appdirs>=1.4"]},
+    # cluster: --launcher slurm / local (tools/benchmark.py and the training tools), vitdet_bench/engine/submit.py.
+    extras_require={"test": ["pytest>=7"], "tide": ["seaborn>=0.12", "pandas>=1.5", "appdirs>=1.4"],
+                    "cluster": ["submitit>=1.5"]},
     entry_points={
         "console_scripts": [
             "vitdet-train=vitdet_bench.engine:run",

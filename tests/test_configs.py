@@ -22,7 +22,10 @@ BACKBONE_M = {12: 86, 24: 304}  # ViT-B / ViT-L encoders without cls token and h
 
 
 def _vit(model):
-    return model.backbone.net if hasattr(model.backbone, "net") else model.backbone.bottom_up.net
+    """The backbone under the neck: the ViT (under the adapter or the simple pyramid) or a ConvViT (FPN input)."""
+    if hasattr(model.backbone, "net"):
+        return model.backbone.net
+    return getattr(model.backbone.bottom_up, "net", model.backbone.bottom_up)
 
 
 @pytest.mark.parametrize("path", CONFIGS)

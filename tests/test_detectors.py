@@ -128,21 +128,27 @@ def _bilinear_zero_padded(mask, u, v):
 def test_batched_mask_paste_equals_per_pixel_sampling():
     """Each image pixel centre samples its box's mask bilinearly (Detectron2's paste); boxes are
     fractional and may leave the image."""
-    from vitdet_bench.modeling.detector.mask_paste import paste_masks
+    from vitdet_bench.modeling.detector.mask_paste import _paste_whole_image, paste_masks
 
     g = torch.Generator().manual_seed(0)
-    masks = torch.rand(3, 1, 6, 6, generator=g)
-    boxes = torch.tensor([[2.3, 1.7, 11.6, 9.2], [-3.5, 4.0, 6.25, 17.9], [10.0, 0.5, 25.0, 6.0]])
+    # Boxes inside, leaving the image on each side, smaller than a mask cell, larger than the image.
+    boxes = torch.tensor([[2.3, 1.7, 11.6, 9.2], [-3.5, 4.0, 6.25, 17.9], [10.0, 0.5, 25.0, 6.0],
+                          [7.2, 7.9, 8.1, 8.6], [-6.0, -5.0, 30.0, 21.0]])
+    masks = torch.rand(len(boxes), 1, 6, 6, generator=g)
+    masks[:, :, 0] = masks[:, :, -1] = 1.0  # certain edges: the widest reach past the box
     h, w = 14, 20
-    out = paste_masks(masks, boxes, (h, w), threshold=0.5)
-    assert out.shape == (3, h, w) and out.dtype == torch.bool
-    expected = np.zeros((3, h, w), bool)
-    for i, (x0, y0, x1, y1) in enumerate(boxes.tolist()):
-        for y in range(h):
-            for x in range(w):
-                u = (x + 0.5 - x0) / (x1 - x0) * 6 - 0.5
-                v = (y + 0.5 - y0) / (y1 - y0) * 6 - 0.5
-                expected[i, y, x] = _bilinear_zero_padded(masks[i, 0].numpy(), u, v) >= 0.5
-    assert (out.numpy() == expected).all()
-    assert out.any(dim=(1, 2)).all()  # every mask lands somewhere
+    for threshold in (0.5, 0.2, 0.9):
+        out = paste_masks(masks, boxes, (h, w), threshold=threshold)  # on the CPU: per box extent
+        assert out.shape == (len(boxes), h, w) and out.dtype == torch.bool
+        # The whole-image path (GPUs) must give the same pixels.
+        whole = _paste_whole_image(masks, boxes, torch.zeros_like(out), threshold)
+        expected = np.zeros((len(boxes), h, w), bool)
+        for i, (x0, y0, x1, y1) in enumerate(boxes.tolist()):
+            for y in range(h):
+                for x in range(w):
+                    u = (x + 0.5 - x0) / (x1 - x0) * 6 - 0.5
+                    v = (y + 0.5 - y0) / (y1 - y0) * 6 - 0.5
+                    expected[i, y, x] = _bilinear_zero_padded(masks[i, 0].numpy(), u, v) >= threshold
+        assert (out.numpy() == expected).all() and (whole.numpy() == expected).all(), threshold
+        assert out[:3].any(dim=(1, 2)).all()  # every mask lands somewhere
     assert paste_masks(masks[:0], boxes[:0], (h, w)).shape == (0, h, w)

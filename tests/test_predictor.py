@@ -132,3 +132,111 @@ def test_batched_evaluation_equals_one_image_at_a_time(demo_root, tmp_path):
         torch.testing.assert_close(four["scores"], one["scores"], atol=1e-5, rtol=0)
         assert torch.equal(four["labels"], one["labels"])
         assert (four["masks"] != one["masks"]).float().mean() < 1e-3
+
+
+# ------------------------------------------------------------------ files: never over an input, nothing half-written
+
+
+def _two_folders_same_name(demo_root, tmp_path):
+    """a/x.jpg and b/x.jpg: two images of different sizes under the same file name."""
+    import cv2
+
+    val = sorted(os.listdir(os.path.join(demo_root, "val")))
+    shape = cv2.imread(os.path.join(demo_root, "val", val[0])).shape
+    names = [val[0], next(n for n in val[1:] if cv2.imread(os.path.join(demo_root, "val", n)).shape != shape)]
+    inputs = []
+    for folder, name in zip(("a", "b"), names):
+        os.makedirs(tmp_path / "in" / folder, exist_ok=True)
+        dst = tmp_path / "in" / folder / "x.jpg"
+        dst.write_bytes(open(os.path.join(demo_root, "val", name), "rb").read())
+        inputs.append(str(dst))
+    return inputs
+
+
+def test_predict_mirrors_input_paths_so_equal_names_do_not_collide(demo_root, tmp_path):
+    from vitdet_bench.engine import predict_images
+
+    cfg, _, path = _saved_model(tmp_path)
+    predictor = Predictor(cfg, path, score_threshold=0.0)
+    inputs = _two_folders_same_name(demo_root, tmp_path)
+    out = tmp_path / "pred"
+    result = predict_images(predictor, inputs, str(out))
+    assert [r["output_image"] for r in result["images"]] == [str(out / "a" / "x.jpg"), str(out / "b" / "x.jpg")]
+    import cv2
+
+    # Each drawing is of its own input (the two images differ in size).
+    shapes = [cv2.imread(p).shape for p in inputs]
+    assert [cv2.imread(r["output_image"]).shape for r in result["images"]] == shapes
+    saved = json.loads((out / "detections.json").read_text())
+    assert saved["images"] == result["images"] and saved["skipped"] == []
+    # A folder as input: its images, recursively, mirrored the same way.
+    again = predict_images(predictor, [str(tmp_path / "in")], str(tmp_path / "pred2"))
+    assert [os.path.relpath(r["output_image"], tmp_path / "pred2") for r in again["images"]] == ["a/x.jpg", "b/x.jpg"]
+
+
+def test_predict_refuses_to_write_over_inputs(demo_root, tmp_path):
+    from vitdet_bench.engine import predict_images
+
+    cfg, _, path = _saved_model(tmp_path)
+    predictor = Predictor(cfg, path)
+    inputs = _two_folders_same_name(demo_root, tmp_path)
+    before = [open(p, "rb").read() for p in inputs]
+    import pytest
+
+    with pytest.raises(ValueError, match="is the folder of the input images"):
+        predict_images(predictor, [inputs[0]], str(tmp_path / "in" / "a"))
+    with pytest.raises(ValueError, match="would be written over the input"):
+        predict_images(predictor, inputs, str(tmp_path / "in"))  # in/a/x.jpg mirrored into in/ is in/a/x.jpg
+    assert [open(p, "rb").read() for p in inputs] == before
+    # The command line says so before building anything, with exit status 2.
+    proc = subprocess.run([sys.executable, os.path.join(REPO, "tools", "predict.py"), "--config-file", DEMO_CONFIG,
+                           "--weights", path, "--input", inputs[0], "--output", str(tmp_path / "in" / "a")],
+                          capture_output=True, text=True, cwd=REPO)
+    assert proc.returncode == 2 and "is the folder of the input images" in proc.stderr
+    assert [open(p, "rb").read() for p in inputs] == before
+
+
+def test_a_bad_image_mid_list_leaves_the_previous_output_intact_or_is_listed_as_skipped(demo_root, tmp_path):
+    from vitdet_bench.engine import predict_images
+
+    cfg, _, path = _saved_model(tmp_path)
+    predictor = Predictor(cfg, path)
+    names = sorted(os.listdir(os.path.join(demo_root, "val")))[:3]
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for n in names:
+        (folder / n).write_bytes(open(os.path.join(demo_root, "val", n), "rb").read())
+    out = tmp_path / "pred"
+    first = predict_images(predictor, [str(folder / names[0])], str(out))
+    snapshot = {f: (out / f).read_bytes() for f in os.listdir(out)}
+    raw = (folder / names[1]).read_bytes()
+    (folder / names[1]).write_bytes(raw[: len(raw) // 2])  # truncated: the middle of the list
+    import pytest
+
+    from vitdet_bench.data.mapper import ImageReadError
+
+    with pytest.raises(ImageReadError) as e:
+        predict_images(predictor, [str(folder / n) for n in names], str(out))
+    assert names[1] in str(e.value) and "truncated" in str(e.value) and "Nothing was written" in str(e.value)
+    assert {f: (out / f).read_bytes() for f in os.listdir(out)} == snapshot  # no new drawing, the old JSON
+    assert json.loads((out / "detections.json").read_text()) == first
+    skipped = predict_images(predictor, [str(folder / n) for n in names], str(out), on_bad_image="skip")
+    assert [os.path.basename(r["file_name"]) for r in skipped["images"]] == [names[0], names[2]]
+    assert [os.path.basename(s["file_name"]) for s in skipped["skipped"]] == [names[1]]
+    assert "truncated" in skipped["skipped"][0]["error"]
+    assert json.loads((out / "detections.json").read_text()) == skipped
+    assert sorted(os.listdir(out)) == sorted(["detections.json", names[0], names[2]])
+
+
+def test_predict_inputs_that_are_folders_or_missing(demo_root, tmp_path):
+    from vitdet_bench.engine.predict_images import collect_images
+
+    import pytest
+
+    with pytest.raises(FileNotFoundError, match="nope.jpg does not exist"):
+        collect_images([str(tmp_path / "nope.jpg")])
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="holds no images"):
+        collect_images([str(tmp_path / "empty")])
+    found = collect_images([os.path.join(demo_root, "val")])
+    assert len(found) == len(os.listdir(os.path.join(demo_root, "val"))) and all(f.endswith(".jpg") for f in found)

@@ -38,7 +38,11 @@ DEMO_CONFIGS = {
     "mocov3": "projects/MoCoV3/configs/mocov3_vit_tiny_demo.py",
     "beit": "projects/BEiT/configs/beit_vit_tiny_demo.py",
     "supervised": "projects/Supervised/configs/supervised_vit_tiny_demo.py",
+    # The seed methods, each with an earlier run's export as its frozen teacher.
+    "feature_mim": "projects/EVA/configs/featrecon_vit_tiny_demo.py",
+    "maelite": "projects/MAELite/configs/maelite_vit_tiny_demo.py",
 }
+TEACHERS = {"feature_mim": "mocov3", "maelite": "mae"}
 ITERS = 30
 # A 128-image prefix of the demo pool and 16-image batches keep the runs short.
 POOL = ["dataloader.train.dataset.size=128", "dataloader.train.total_batch_size=16"]
@@ -65,6 +69,8 @@ def pretrain_runs(tmp_path_factory, demo_root):
                 "lr_multiplier.warmup_iters=5", "train.checkpointer.period=15", *POOL]
         if name == "beit":
             opts.append(f"tokenizer.path={dirs['tokenizer']}/tokenizer_final.pth")
+        if name in TEACHERS:
+            opts.append(f"teacher.path={dirs[TEACHERS[name]]}/backbone_final.pth")
         pretrain_main(_args(config, opts), product="tokenizer" if name == "tokenizer" else "backbone")
         dirs[name] = out
     return dirs
@@ -219,14 +225,16 @@ def test_tokenizer_errors_say_what_is_needed(tmp_path):
 # --- training through the engine -------------------------------------------------------------
 
 @pytest.mark.parametrize("name,key", [("tokenizer", "loss_recon"), ("mae", "loss_mae"), ("mocov3", "loss_moco"),
-                                      ("beit", "loss_beit"), ("supervised", "loss_cls")])
+                                      ("beit", "loss_beit"), ("supervised", "loss_cls"),
+                                      ("feature_mim", "loss_feature_mim"), ("maelite", "loss_mae"),
+                                      ("maelite", "loss_attn_distill")])
 def test_each_method_loss_goes_down_on_the_demo_images(pretrain_runs, name, key):
     losses = _losses(pretrain_runs[name], key)
     assert len(losses) == ITERS // 5
     assert np.mean(losses[-2:]) < np.mean(losses[:2]), losses
 
 
-@pytest.mark.parametrize("method", ["mae", "mocov3", "beit", "supervised"])
+@pytest.mark.parametrize("method", ["mae", "mocov3", "beit", "supervised", "feature_mim", "maelite"])
 def test_export_loads_into_the_bench_detector_with_nothing_unexpected(pretrain_runs, method):
     out = pretrain_runs[method]
     assert os.path.isfile(os.path.join(out, "backbone_0000014.pth"))  # with the periodic checkpoint
@@ -242,6 +250,8 @@ def test_export_loads_into_the_bench_detector_with_nothing_unexpected(pretrain_r
     if method == "beit":  # BEiT's block design, as configs/COCO/*_beit_*.py
         cfg.model.backbone.bottom_up.net.init_values = 0.1
         cfg.model.backbone.bottom_up.net.qv_bias = True
+    if method == "maelite":  # MAE-Lite's head width (configs/demo/bench/maelite.py)
+        cfg.model.backbone.bottom_up.net.num_heads = 6
     detector = instantiate(cfg.model)
     report = load_backbone_checkpoint(detector, os.path.join(out, "backbone_final.pth"))
     assert report.ok and not report.missing_unexpected and not report.unused, report.summary()

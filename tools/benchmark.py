@@ -6,6 +6,8 @@
     python tools/benchmark.py --seeds 3            # each fine-tuning with 3 seeds: mean +- std, wider intervals
     python tools/benchmark.py --quick              # the same pipeline with short schedules, < 5 min
     python tools/benchmark.py --config-file configs/benchmark/coco_vit_b.py --print-commands --num-gpus 8
+    python tools/benchmark.py --config-file configs/benchmark/coco_vit_b.py --launcher slurm --partition P \
+        --nodes 1 --gpus-per-node 8 --time 72:00:00 [--account A --constraint C --qos Q --mem-gb M]
     python tools/benchmark.py --config-file configs/benchmark/coco_vit_b.py --collect-only
     python tools/benchmark.py --only mae random output_dir=./output/bench_try
 
@@ -14,9 +16,14 @@ finished runs, resuming unfinished ones), runs TIDE, and writes to the benchmark
 results.md / .csv / .json, convergence.png, tide/ (per-run figures, tide_comparison.png, tide.md),
 and report.md (which initialization beats random beyond the bootstrap uncertainty, and how fast).
 Trailing key=value pairs override the benchmark dict (e.g. output_dir=...).
+
+--launcher slurm submits each pre-training step and each initialization's fine-tuning (each seed)
+as its own multi-GPU job with submitit, a fine-tuning after the pre-training it needs (afterok), and
+records the job ids in OUTPUT_DIR/jobs.json; --collect-only then lists every job's state (failed
+and pending ones with their log files) before gathering the finished runs. --launcher local does the
+same with submitit's local executor (background processes on this machine).
 """
 
-import argparse
 import os
 import sys
 import time
@@ -27,11 +34,13 @@ from tabulate import tabulate  # noqa: E402
 
 from vitdet_bench.benchmark import Runner, load_benchmark, write_report  # noqa: E402
 from vitdet_bench.benchmark.runner import default_benchmark_file, resolve_benchmark_device  # noqa: E402
+from vitdet_bench.utils.cli import CommandLineParser  # noqa: E402
+from vitdet_bench.engine.submit import SubmitError, SubmitOptions, add_launcher_arguments, launcher_requested  # noqa: E402
 from vitdet_bench.utils.logger import setup_logger  # noqa: E402
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = CommandLineParser(description=__doc__, overrides_help="benchmark overrides (keys of the benchmark dict)")
     parser.add_argument("--config-file", default=None, help="a benchmark file (default: configs/benchmark/demo_gpu.py "
                         "when the device is CUDA, configs/benchmark/demo.py otherwise)")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
@@ -42,14 +51,22 @@ def main(argv=None) -> int:
     parser.add_argument("--only", nargs="+", metavar="INIT", help="run only these initializations (collect all)")
     parser.add_argument("--collect-only", action="store_true", help="run nothing; collect finished runs and report")
     parser.add_argument("--print-commands", action="store_true", help="print one shell job per initialization and exit")
-    parser.add_argument("--num-gpus", type=int, default=8, help="GPUs per job in --print-commands")
+    parser.add_argument("--num-gpus", type=int, default=8, help="GPUs per job in --print-commands (and --launcher's "
+                        "default --gpus-per-node)")
     parser.add_argument("--measure-cost", action="store_true", help="measure params / FLOPs / inference time of "
                         "finished runs that lack cost.json (also with --collect-only)")
     parser.add_argument("--no-progress", action="store_true", help="full console logs instead of progress bars")
-    parser.add_argument("opts", nargs=argparse.REMAINDER, help="benchmark overrides: key=value ...")
+    add_launcher_arguments(parser)
     args = parser.parse_args(argv)
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    device = resolve_benchmark_device(args.device)
+    submit = launcher_requested(args)
+    if submit and (args.collect_only or args.print_commands):
+        parser.error("--launcher submits jobs; run --collect-only / --print-commands without it")
+    if args.launcher == "slurm":
+        # Slurm jobs run on the cluster's GPU nodes: "auto" is resolved there, not on this machine.
+        device = "cuda" if args.device == "auto" else args.device
+    else:
+        device = resolve_benchmark_device(args.device)
     if args.config_file is None:
         args.config_file = default_benchmark_file(repo, device, args.quick)
     elif args.quick:
@@ -57,7 +74,7 @@ def main(argv=None) -> int:
     if args.seeds is not None and args.seeds < 1:
         parser.error(f"--seeds must be >= 1, got {args.seeds}")
     spec = load_benchmark(args.config_file, args.opts)
-    if args.device != "auto" or spec.device == "auto":
+    if args.device != "auto" or (spec.device == "auto" and args.launcher != "slurm"):
         spec.device = device
     if args.seeds is not None:
         spec.seeds = args.seeds
@@ -66,9 +83,27 @@ def main(argv=None) -> int:
         print("\n\n".join(runner.commands(args.num_gpus)))
         return 0
     setup_logger()
+    if submit:
+        try:
+            records = runner.submit(SubmitOptions.from_args(args, default_gpus=args.num_gpus), only=args.only)
+        except SubmitError as e:
+            parser.exit(1, f"{parser.prog}: error: {e}\n")
+        print(tabulate([[r.name, r.job_id, ", ".join(r.after) or "-", r.stdout] for r in records],
+                       headers=["job", "id", "after", "log"], tablefmt="github"))
+        print(f"\nRecorded in {runner.jobs_file}; when they are done: python tools/benchmark.py --config-file "
+              f"{args.config_file} --collect-only")
+        return 0
     start = time.perf_counter()
+    jobs_unfinished = False
     if not args.collect_only:
         runner.run(only=args.only)
+    else:
+        statuses = runner.job_statuses()
+        if statuses:
+            print(tabulate([[s.record.name, s.record.job_id, s.state, s.detail or "-",
+                             s.record.stderr if s.state in ("failed", "pending", "unknown") else ""] for s in statuses],
+                           headers=["job", "id", "state", "detail", "log"], tablefmt="github"))
+            jobs_unfinished = any(s.state != "completed" for s in statuses)
     results = runner.collect()
     if args.measure_cost:
         from vitdet_bench.benchmark import measure_cost
@@ -89,7 +124,7 @@ def main(argv=None) -> int:
     incomplete = [r for r in results if r.status != "complete"]
     for r in incomplete:
         print(f"  {r.name}: {r.status}: {'; '.join(r.problems)}")
-    return 1 if incomplete else 0
+    return 1 if incomplete or jobs_unfinished else 0
 
 
 if __name__ == "__main__":

@@ -116,7 +116,9 @@ def worker(args: argparse.Namespace) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    from vitdet_bench.utils.cli import CommandLineParser
+
+    parser = CommandLineParser(description=__doc__.split("\n\n")[0], overrides=False)
     parser.add_argument("--arch", default="vit_b", help="ViT preset (vit_t/s/b/l/h)")
     parser.add_argument("--size", type=int, default=None, help="input side in pixels (1024 on GPU, 512 on CPU)")
     parser.add_argument("--batch", type=int, default=1)

@@ -5,15 +5,20 @@
     python tools/benchmark_pretrain.py --arch vit_b --device cuda --amp bfloat16 --batch 64
 
 Every row runs the same batch of random images: the method's loss (everything its step computes:
-masking, decoder, momentum encoder and both views, the frozen tokenizer, mixup) and its backward
+masking, decoder, momentum encoder and both views, the frozen tokenizer or teacher, mixup) and its backward
 pass; the reference is the same ViT encoder on all tokens with a sum loss. Images / s is the
 median of ``--iters`` timed steps after ``--warmup``; the ratio is against the reference row of
 the same process. MoCo v3 counts each image once, although it encodes two views of it twice.
+
+ConvMAE and FastConvMAE run on the ConvViT that matches ``--arch`` (stage widths 1/3, 1/2 and 1 of
+the ViT's, 2 + 2 conv blocks and one ViT block fewer: ``vit_b`` gives ConvMAE's ConvViT-B). A
+FastConvMAE step encodes 4 complementary views of every image, so one of its epochs does the work
+of 4 ConvMAE epochs; the summary under the table compares its cost per epoch with ConvMAE's x 4
+(FastConvMAE's claim: less than 4x ConvMAE's, since the conv stages run once per image).
 """
 
 from __future__ import annotations
 
-import argparse
 import os
 import statistics
 import sys
@@ -23,16 +28,25 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import torch  # noqa: E402
 from tabulate import tabulate  # noqa: E402
 
+from vitdet_bench.utils.cli import CommandLineParser  # noqa: E402
 from vitdet_bench.utils.timing import time_steps  # noqa: E402
 
+from vitdet_bench.checkpoint import EXPORT_TAG  # noqa: E402
+from vitdet_bench.modeling.backbone import VIT_PRESETS  # noqa: E402
 from vitdet_bench.pretrain import (  # noqa: E402
     BEiT,
     MAE,
+    ConvMAE,
+    FastConvMAE,
     BlockMaskGenerator,
+    FeatureMIM,
+    MAELite,
     MoCoV3,
     SupervisedViT,
     VQTokenizer,
+    build_convmae_encoder,
     build_pretrain_encoder,
+    build_teacher,
 )
 
 
@@ -64,6 +78,20 @@ class _PlainStep(torch.nn.Module):
         return {"loss": self.encoder((x - 127.5) / 64.0).float().mean()}
 
 
+def _teacher(arch: str, size: int):
+    """A frozen teacher of architecture ``arch`` with random weights (as an in-memory export)."""
+    enc = build_pretrain_encoder(arch, img_size=size, pos_embed="sincos")
+    export = {"format": EXPORT_TAG, "model": enc.export_state(), "meta": {"num_heads": enc.vit.blocks[0].attn.num_heads}}
+    return build_teacher(export, image_size=size, name=f"random {arch}")
+
+
+def convvit_sizes(arch: str) -> dict:
+    """The ConvViT matching a ViT preset: widths (w/3, w/2, w), depths (2, 2, depth - 1), same heads."""
+    vit = VIT_PRESETS[arch]
+    w = vit["embed_dim"]
+    return dict(embed_dims=(w // 3, w // 2, w), depths=(2, 2, vit["depth"] - 1), num_heads=vit["num_heads"])
+
+
 def build(name: str, arch: str, size: int):
     enc = lambda **kw: build_pretrain_encoder(arch, img_size=size, **kw)  # noqa: E731
     if name == "plain ViT (reference)":
@@ -79,14 +107,37 @@ def build(name: str, arch: str, size: int):
         return BEiT(enc(pos_embed="none", rel_pos_bias="shared", init_values=0.1, qv_bias=True), tok)
     if name == "supervised (mixup + cutmix)":
         return SupervisedViT(enc(), num_classes=1000)
+    if name == "feature-recon. MIM (ViT-B teacher)":
+        return FeatureMIM(enc(qv_bias=True), _teacher("vit_b", size))
+    if name == "MAE-Lite + attn. distill (ViT-B teacher)":
+        student = enc(pos_embed="sincos", **({"num_heads": 12} if arch == "vit_t" else {}))  # MAE-Lite's ViT-Tiny
+        return MAELite(student, _teacher("vit_b", size), decoder_dim=96, decoder_depth=1, decoder_num_heads=3)
+    if name == "ConvMAE (ConvViT, decoder 512 x 8)":
+        return ConvMAE(build_convmae_encoder(img_size=size, **convvit_sizes(arch)))
+    if name == "FastConvMAE (ConvViT, 4 views)":
+        return FastConvMAE(build_convmae_encoder(img_size=size, **convvit_sizes(arch)), num_views=4)
     raise ValueError(name)
 
 
-METHODS = ["plain ViT (reference)", "MAE (decoder 512 x 8)", "MAE (MAE-Lite decoder 96 x 1)", "MoCo v3", "BEiT (VQ tokenizer, 8192 codes)", "supervised (mixup + cutmix)"]
+CONVMAE, FASTCONVMAE = "ConvMAE (ConvViT, decoder 512 x 8)", "FastConvMAE (ConvViT, 4 views)"
+METHODS = ["plain ViT (reference)", "MAE (decoder 512 x 8)", "MAE (MAE-Lite decoder 96 x 1)", "MoCo v3",
+           "BEiT (VQ tokenizer, 8192 codes)", "supervised (mixup + cutmix)",
+           "feature-recon. MIM (ViT-B teacher)", "MAE-Lite + attn. distill (ViT-B teacher)", CONVMAE, FASTCONVMAE]
+
+
+def fast_vs_convmae(step_s: dict[str, float], batch: int, num_images: int = 1281167) -> str:
+    """FastConvMAE's cost per epoch against ConvMAE's x 4 (both see 4 masked views of every image)."""
+    fast, conv = step_s[FASTCONVMAE], step_s[CONVMAE]
+    epoch = num_images / batch
+    return (f"Per epoch of {num_images} images at batch {batch}: FastConvMAE {fast * epoch / 3600:.2f} h "
+            f"({fast:.3f} s / step, 4 views of each image), ConvMAE {conv * epoch / 3600:.2f} h ({conv:.3f} s / step, "
+            f"1 view), ConvMAE x 4 (the same 4 views) {4 * conv * epoch / 3600:.2f} h.\nFastConvMAE costs "
+            f"{fast / conv:.2f} x ConvMAE per epoch = {fast / (4 * conv):.2f} of ConvMAE x 4 "
+            f"(its claim: below 4 x, i.e. below 1).")
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = CommandLineParser(description=__doc__, overrides=False)
     parser.add_argument("--arch", default="vit_t")
     parser.add_argument("--size", type=int, default=224)
     parser.add_argument("--batch", type=int, default=32)
@@ -98,11 +149,12 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     device = torch.device(args.device)
     grid = args.size // 16
-    rows, ref = [], None
+    rows, ref, step_s = [], None, {}
     for name in args.only or METHODS:
         torch.manual_seed(0)
         model = build(name, args.arch, args.size).to(device).train()
-        batch = _batch(args.batch, args.size, grid, two_views=name.startswith("MoCo"), masks=name.startswith("BEiT"))
+        batch = _batch(args.batch, args.size, grid, two_views=name.startswith("MoCo"),
+                       masks=name.startswith(("BEiT", "feature")))
 
         def step() -> None:
             with torch.autocast(device.type, dtype=getattr(torch, args.amp, None), enabled=args.amp != "none"):
@@ -112,6 +164,7 @@ def main(argv=None) -> None:
 
         times = time_steps(step, args.warmup, args.iters, device)
         t = statistics.median(times)
+        step_s[name] = t
         ips = args.batch / t
         ref = ref or ips
         params = sum(p.numel() for p in model.parameters() if p.requires_grad) / 1e6
@@ -120,6 +173,11 @@ def main(argv=None) -> None:
     print(f"\n{args.arch} at {args.size} px, batch {args.batch}, {args.device}, amp {args.amp}; median of {args.iters} steps "
           f"after {args.warmup} warm-up; torch {torch.__version__}, {torch.get_num_threads()} threads\n")
     print(tabulate(rows, headers=["method", "s / step", "img / s", "x reference img/s", "trainable params (M)"], tablefmt="github"))
+    if CONVMAE in step_s and FASTCONVMAE in step_s:
+        sizes = convvit_sizes(args.arch)
+        print(f"\nConvViT for {args.arch}: widths {sizes['embed_dims']}, depths {sizes['depths']}, "
+              f"{sizes['num_heads']} heads")
+        print(fast_vs_convmae(step_s, args.batch))
 
 
 if __name__ == "__main__":

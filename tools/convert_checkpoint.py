@@ -21,7 +21,6 @@ BEiT's ``run_beit_pretraining.py``, MoCo v3's ``main_moco.py``, DeiT's ``main.py
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 
@@ -35,6 +34,7 @@ from vitdet_bench.checkpoint import (  # noqa: E402
     convert_detector_file,
     convert_method_file,
 )
+from vitdet_bench.utils.cli import CommandLineParser  # noqa: E402
 from vitdet_bench.checkpoint.convert import OUTPUT_LAYOUTS  # noqa: E402
 from vitdet_bench.config import InstantiationError  # noqa: E402
 from vitdet_bench.utils.logger import setup_logger  # noqa: E402
@@ -43,9 +43,8 @@ BACKBONE_FORMATS = tuple(f for f in FORMATS if f != "vitdet_bench")
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter,
-                                     epilog=__doc__.split("\n\n", 1)[1])
+    parser = CommandLineParser(description=__doc__.split("\n\n")[0], overrides=False,
+                               epilog=__doc__.split("\n\n", 1)[1])
     parser.add_argument("--from", dest="format", default="auto",
                         choices=("auto", "detectron2", "detector") + BACKBONE_FORMATS,
                         help="the input's format ('auto' detects it from the container and key names)")

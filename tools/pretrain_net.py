@@ -1,5 +1,6 @@
 #!/usr/bin/env python
-"""Pre-train a ViT (MAE, MoCo v3, BEiT, supervised) from a LazyConfig; the detection engine's flags.
+"""Pre-train a backbone (MAE, MoCo v3, BEiT, supervised, feature-reconstruction MIM / EVA, MAE-Lite;
+ConvMAE, FastConvMAE on the ConvViT) from a LazyConfig, with the detection engine's flags.
 
     python tools/pretrain_net.py --config-file projects/MAE/configs/mae_vit_tiny_demo.py
     python tools/pretrain_net.py --config-file projects/MAE/configs/mae_vit_b_800ep.py --num-gpus 8 [--resume]

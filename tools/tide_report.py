@@ -9,7 +9,6 @@ inference/coco_instances_results.json holds the detections). Writes, into --outp
 summary figure per run and task, tide_comparison.png (grouped bars), tide.md and tide.json.
 """
 
-import argparse
 import json
 import os
 import sys
@@ -18,10 +17,11 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from vitdet_bench.benchmark.report import gt_json_for_run  # noqa: E402
 from vitdet_bench.evaluation.tide import plot_tide_comparison, run_tide, tide_markdown  # noqa: E402
+from vitdet_bench.utils.cli import CommandLineParser  # noqa: E402
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = CommandLineParser(description=__doc__, overrides=False)
     parser.add_argument("run_dirs", nargs="*", metavar="RUN_DIR")
     parser.add_argument("--gt", help="ground-truth COCO json (instead of RUN_DIRs)")
     parser.add_argument("--results", nargs="+", help="COCO results json(s) to compare against --gt")

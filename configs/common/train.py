@@ -11,7 +11,13 @@ train = dict(
     # number of classes); False logs the same report and keeps those tensors at their initial values.
     init_strict=True,
     max_iter=90000,
-    amp=dict(enabled=False, dtype="float16"),  # float16 (CUDA, with GradScaler) or bfloat16
+    # dtype: float16 (CUDA, with GradScaler) or bfloat16. inference: autocast evaluation and the
+    # Predictor in that dtype: None = when training uses AMP on CUDA (CPU runs stay fp32), True /
+    # False = always / never (vitdet_bench/engine/speed.py).
+    amp=dict(enabled=False, dtype="float16", inference=None),
+    # torch.compile of model.<module> in place (same parameter names and checkpoints); mode /
+    # backend / dynamic are torch.compile's. Compiles on the first forward pass.
+    compile=dict(enabled=False, module="backbone", mode=None, backend=None, dynamic=None),
     ddp=dict(broadcast_buffers=False, find_unused_parameters=False, fp16_compression=False),
     checkpointer=dict(period=5000, max_to_keep=100),
     eval_period=5000,  # 0: evaluate only at the end; -1: never

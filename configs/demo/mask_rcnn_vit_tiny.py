@@ -56,6 +56,14 @@ optimizer.lr = 4e-4
 optimizer.weight_decay = 0.1
 optimizer.fused = True  # torch's fused AdamW kernel (CPU and CUDA)
 
+# Mixed precision, as the paper's recipe trains (AMP). bfloat16 autocast runs on GPUs and on CPUs with
+# AVX-512 BF16 / AMX: on 2 such cores it took the demo detector from 14.6 to 25.8 training images/s
+# (tools/benchmark_detector.py --config-file configs/demo/bench/random.py). Evaluation stays fp32 on
+# the CPU (train.amp.inference: as training on CUDA only). A CPU without bf16 support emulates it
+# slowly: set train.amp.enabled=False there.
+train.amp.enabled = True
+train.amp.dtype = "bfloat16"
+
 train.output_dir = "./output/demo_mask_rcnn_vit_tiny"
 train.max_iter = 1500
 train.device = "auto"

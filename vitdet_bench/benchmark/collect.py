@@ -55,58 +55,92 @@ def _read_json(path: str) -> dict:
         return json.load(f)
 
 
-def _read_metrics(path: str) -> list[dict]:
-    rows = []
+def _read_metrics(path: str) -> tuple[list[dict], list[str]]:
+    """The rows of ``metrics.json`` and a problem for each line that is not a JSON object (a run
+    killed mid-write leaves a cut last line); the rows around a bad line are kept."""
+    rows, problems = [], []
     with open(path) as f:
         for n, line in enumerate(f, 1):
             line = line.strip()
             if not line:
                 continue
             try:
-                rows.append(json.loads(line))
+                row = json.loads(line)
             except json.JSONDecodeError:
-                # A run killed mid-write leaves a truncated last line.
-                raise ValueError(f"{path}: line {n} is not valid JSON (truncated file?)") from None
-    return rows
+                row = None
+            if isinstance(row, dict) and isinstance(row.get("iteration"), int):
+                rows.append(row)
+            else:
+                problems.append(f"{path}: line {n} is not valid JSON with an iteration (truncated file?); skipped it")
+    return rows, problems
+
+
+def _read_config(res: RunResult, path: str) -> None:
+    """Fill what ``config.yaml`` says (schedule, batch, init); a problem, not a crash, when it is
+    cut or holds a bad value."""
+    from ..config import LazyConfig
+
+    try:
+        cfg = LazyConfig.load(path)
+        res.max_iter = int(cfg.train.max_iter)
+        res.device = str(cfg.train.get("device", ""))
+        res.batch_size = int(cfg.dataloader.train.total_batch_size) * int(cfg.train.get("grad_accum_steps", 1))
+        res.init_checkpoint = str(cfg.train.get("init_checkpoint") or "")
+    except Exception as e:  # yaml errors, missing keys, values that are not numbers
+        res.max_iter = res.batch_size = None
+        first = str(e).splitlines()[0] if str(e) else ""
+        res.problems.append(f"{path} is unreadable ({type(e).__name__}: {first})")
+
+
+def _check_results_file(path: str) -> str | None:
+    """Why the COCO results file cannot be used (TIDE reads it), or ``None``."""
+    try:
+        with open(path) as f:
+            data = json.load(f)
+    except (OSError, ValueError) as e:
+        return f"{path} is not valid JSON ({e}; truncated?)"
+    if not isinstance(data, list):
+        return f"{path} holds a {type(data).__name__}, not a list of detections"
+    return None
 
 
 def collect_run(name: str, run_dir: str) -> RunResult:
-    """Collect one run; problems are listed in ``problems`` and reflected in ``status``."""
+    """Collect one run; problems are listed in ``problems`` and reflected in ``status``.
+
+    Never raises for what is in the directory: a cut, unreadable or inconsistent file becomes a
+    problem naming the file, and the run is ``partial`` (``missing`` without a directory or
+    ``metrics.json``), so one bad run never stops the report on the others.
+    """
     res = RunResult(name=name, run_dir=run_dir, init=name)
     if not os.path.isdir(run_dir):
         res.problems.append(f"no run directory {run_dir}")
         return res
     config_path = os.path.join(run_dir, "config.yaml")
     if os.path.isfile(config_path):
-        from ..config import LazyConfig
-
-        cfg = LazyConfig.load(config_path)
-        res.max_iter = int(cfg.train.max_iter)
-        res.device = str(cfg.train.get("device", ""))
-        res.batch_size = int(cfg.dataloader.train.total_batch_size) * int(cfg.train.get("grad_accum_steps", 1))
-        res.init_checkpoint = str(cfg.train.get("init_checkpoint") or "")
+        _read_config(res, config_path)
     else:
         res.problems.append("config.yaml missing")
     metrics_path = os.path.join(run_dir, "metrics.json")
     if not os.path.isfile(metrics_path):
         res.problems.append("metrics.json missing (the run never logged)")
         return res
-    try:
-        rows = _read_metrics(metrics_path)
-    except ValueError as e:
-        res.problems.append(str(e))
-        res.status = "partial"
-        return res
-    info_path = os.path.join(run_dir, "run_info.json")
-    info = _read_json(info_path) if os.path.isfile(info_path) else {}
+    rows, bad_lines = _read_metrics(metrics_path)
+    res.problems += bad_lines
+    info, cost = {}, {}
+    for path, target in ((os.path.join(run_dir, "run_info.json"), info), (os.path.join(run_dir, "cost.json"), cost)):
+        if os.path.isfile(path):
+            try:
+                target.update(_read_json(path))
+            except (OSError, ValueError, TypeError) as e:
+                res.problems.append(f"{path} is unreadable ({e}); its values are left out")
     res.train_images = info.get("train_images")
     res.config_file = info.get("config_file", "")
     res.device_info = info.get("device_info", "")
-    iters = [r["iteration"] for r in rows if "iteration" in r]
+    iters = [r["iteration"] for r in rows]
     res.iterations = max(iters) + 1 if iters else 0
-    times = [r["time"] for r in rows if "time" in r]
+    times = [r["time"] for r in rows if isinstance(r.get("time"), (int, float))]
     res.s_per_iter = statistics.median(times) if times else None
-    mems = [r["max_mem_mb"] for r in rows if "max_mem_mb" in r]
+    mems = [r["max_mem_mb"] for r in rows if isinstance(r.get("max_mem_mb"), (int, float))]
     res.peak_mem_mb = max(mems) if mems else None
     res.train_time_s = info.get("train_time_s") or (res.s_per_iter * res.iterations if res.s_per_iter else None)
     for r in rows:
@@ -126,10 +160,13 @@ def collect_run(name: str, run_dir: str) -> RunResult:
         res.problems.append(f"trained {res.iterations} of {res.max_iter} iterations")
     if not evals or (res.max_iter is not None and evals[-1]["iteration"] + 1 < res.max_iter):
         res.problems.append("no final evaluation in metrics.json")
-    if not os.path.isfile(os.path.join(run_dir, RESULTS_FILE)):
+    results_path = os.path.join(run_dir, RESULTS_FILE)
+    if not os.path.isfile(results_path):
         res.problems.append(f"{RESULTS_FILE} missing")
-    cost_path = os.path.join(run_dir, "cost.json")
-    if os.path.isfile(cost_path):
-        res.cost = _read_json(cost_path)
+    else:
+        why = _check_results_file(results_path)
+        if why:
+            res.problems.append(why)
+    res.cost = cost
     res.status = "complete" if not res.problems else "partial"
     return res

@@ -4,7 +4,9 @@
 FLOPs are fvcore's count (one multiply-add = one flop, as Detectron2 and the ViTDet paper report)
 for the backbone and neck on one padded test image; the RoI heads' cost depends on the number of
 proposals and is left out (it is the same for every initialization of one architecture).
-Inference time is the median over test images of the whole model (pre-processing to masks).
+Inference time is the median over test images of the whole model (pre-processing to masks), in the
+config's inference dtype and CUDA-synchronised (``tools/benchmark_detector.py`` times one config
+in full: training too, peak memory, kernels).
 The training profile runs a few steps of the run's own config under ``torch.profiler``: time per
 stage (data, forward, backward, optimizer) and the operators that take the most time.
 """
@@ -15,9 +17,11 @@ import json
 import logging
 import os
 import statistics
-import time
 
 import torch
+
+from ..engine.speed import inference_amp_dtype, inference_context
+from ..utils.timing import time_steps
 
 __all__ = ["measure_cost", "profile_training"]
 
@@ -96,6 +100,8 @@ def measure_cost(run_dir: str, num_images: int = 8, device: str = "cpu", profile
 
     cfg = LazyConfig.load(os.path.join(run_dir, "config.yaml"))
     cfg.train.device = device
+    if "compile" in cfg.train:
+        cfg.train.compile.enabled = False  # fvcore traces the eager backbone
     model = build_model(cfg, torch.device(device))
     weights = os.path.join(run_dir, "model_final.pth")
     if os.path.isfile(weights):
@@ -118,12 +124,17 @@ def measure_cost(run_dir: str, num_images: int = 8, device: str = "cpu", profile
             flops = FlopCountAnalysis(model.backbone, images)
             flops.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
             gflops = flops.total() / 1e9
-        model([inputs[0]])  # warm-up
-        times = []
-        for x in inputs:
-            start = time.perf_counter()
-            model([x])
-            times.append(time.perf_counter() - start)
+    # As evaluation runs: inference mode, the config's inference autocast, one image per pass,
+    # each timed call synchronised on CUDA (one warm-up image first).
+    dev = torch.device(device)
+    amp_dtype = inference_amp_dtype(cfg, dev)
+    stream = iter([inputs[0]] + inputs)
+
+    def forward() -> None:
+        with inference_context(dev, amp_dtype):
+            model([next(stream)])
+
+    times = time_steps(forward, 1, len(inputs), dev)
     profile = None
     if profile_steps > 0:
         profile = profile_training(cfg, model, steps=profile_steps)
@@ -133,6 +144,7 @@ def measure_cost(run_dir: str, num_images: int = 8, device: str = "cpu", profile
         "backbone_gflops": gflops,
         "flops_input": list(images.shape[-2:]) if images is not None else None,
         "inference_s_per_image": statistics.median(times),
+        "inference_dtype": str(amp_dtype or torch.float32).replace("torch.", ""),
         "inference_images": len(times),
         "device": device,
         "threads": torch.get_num_threads(),

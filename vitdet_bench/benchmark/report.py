@@ -161,7 +161,14 @@ def tide_for_run(r: RunResult, plot_dir: str) -> dict | None:
             cached = json.load(f)
         if cached.get("results_sha1") == digest and os.path.isdir(plot_dir):
             return cached["tide"]
-    tide = run_tide(gt_json_for_run(r.run_dir), results_json, plot_dir=plot_dir, name=r.name)
+    try:
+        tide = run_tide(gt_json_for_run(r.run_dir), results_json, plot_dir=plot_dir, name=r.name)
+    except Exception as e:  # one run's bad files must not stop the report on the others
+        logger.warning("TIDE of %s failed: %s: %s", r.name, type(e).__name__, e)
+        first = str(e).splitlines()[0] if str(e) else ""
+        r.problems.append(f"TIDE failed on {results_json}: {type(e).__name__}: {first}")
+        r.status = "partial"
+        return None
     with open(cache, "w") as f:
         json.dump({"results_sha1": digest, "tide": tide}, f, indent=1)
     return tide

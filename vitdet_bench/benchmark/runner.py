@@ -28,8 +28,10 @@ images), ``profile`` (a name for the report, e.g. "CPU demo"), ``profile_steps``
 under the torch profiler for the report's cost section; 0: none).
 
 Everything is idempotent: a finished pre-training or detection run is reused, an unfinished one
-resumes from its last checkpoint. On a cluster, ``--print-commands`` prints one job per
-initialization and ``--collect-only`` later gathers the finished runs.
+resumes from its last checkpoint. On a cluster, ``--launcher slurm`` submits each pre-training step
+and each fine-tuning as its own job, chained by dependencies (:meth:`Runner.submit`, recorded in
+``jobs.json``), ``--print-commands`` prints the same jobs as shell commands, and ``--collect-only``
+later reports the jobs and gathers the finished runs.
 """
 
 from __future__ import annotations
@@ -38,13 +40,13 @@ import argparse
 import json
 import logging
 import os
-import shlex
 import sys
 import time
 from dataclasses import dataclass, field
 
 from omegaconf import DictConfig, OmegaConf
 
+from ..engine.submit import JobRecord, JobSpec, JobStatus, SubmitOptions, job_status, read_jobs, submit_jobs, write_jobs
 from .collect import RunResult, collect_run
 
 __all__ = ["BenchmarkSpec", "Initialization", "PretrainStep", "Runner", "default_benchmark_file", "device_description",
@@ -299,22 +301,74 @@ class Runner:
         return (list(self.spec.detection_overrides) + list(init.overrides) + self._device_overrides() + seed_opts
                 + [f"train.output_dir={self.spec.run_dir(init.name, seed)}", f"train.init_checkpoint={ckpt}"])
 
-    def commands(self, num_gpus: int = 8) -> list[str]:
-        """Shell commands that do what :meth:`run` does, one line per job (for a cluster)."""
-        lines = []
-        q = lambda opts: " ".join(shlex.quote(o) for o in opts)  # noqa: E731
-        for init in self.spec.inits:
-            parts = []
-            for step in init.pretrain:
-                tool = "tools/train_tokenizer.py" if step.tool == "tokenizer" else "tools/pretrain_net.py"
-                parts.append(f"python {tool} --config-file {step.config} --num-gpus {num_gpus} --resume "
-                             f"{q(self._step_overrides(init, step))}")
+    def jobs(self, num_gpus: int = 8, num_machines: int = 1, only: list[str] | None = None) -> list[JobSpec]:
+        """One job per pre-training step and per (initialization, seed) fine-tuning, in an order
+        where every job comes after the jobs it needs (``after``); ``done`` marks a pre-training
+        whose product exists or a fine-tuning whose run is complete. What :meth:`commands` prints
+        and ``tools/benchmark.py --launcher slurm`` submits."""
+        procs = ["--num-gpus", str(num_gpus)] + (["--num-machines", str(num_machines)] if num_machines > 1 else [])
+        jobs = []
+        for init in self._selected(only):
+            # A step is done when its product exists or a later step's does (nothing needs it then).
+            done, later = [], False
+            for step in reversed(init.pretrain):
+                product = os.path.join(self.spec.pretrain_dir(init.name, step.name), step.product)
+                later = later or os.path.isfile(product)
+                done.insert(0, later)
+            previous: list[str] = []
+            for step, step_done in zip(init.pretrain, done):
+                name = f"{init.name}/pretrain-{step.name}"
+                jobs.append(JobSpec(name, step.tool, ["--config-file", step.config, *procs, "--resume",
+                                                      *self._step_overrides(init, step)],
+                                    self.spec.pretrain_dir(init.name, step.name), list(previous), done=step_done))
+                previous = [name]
             for seed in range(self.spec.seeds):
-                parts.append(f"python tools/lazyconfig_train_net.py --config-file {init.config} --num-gpus {num_gpus} "
-                             f"--resume {q(self.detection_overrides(init, seed))}")
+                run_dir = self.spec.run_dir(init.name, seed)
+                jobs.append(JobSpec(f"{init.name}/finetune" + (f"-seed{seed}" if seed else ""), "train",
+                                    ["--config-file", init.config, *procs, "--resume",
+                                     *self.detection_overrides(init, seed)], run_dir, list(previous),
+                                    done=collect_run(init.name, run_dir).status == "complete"))
+        return jobs
+
+    def commands(self, num_gpus: int = 8, num_machines: int = 1) -> list[str]:
+        """Shell commands that do what :meth:`run` does, one line per initialization (for a cluster)."""
+        jobs = self.jobs(num_gpus, num_machines)
+        lines = []
+        for init in self.spec.inits:
+            parts = [j.command for j in jobs if j.name.split("/")[0] == init.name]
             lines.append(f"# {init.name}: {init.source}\n" + " && \\\n  ".join(parts))
         lines.append(f"# then: python tools/benchmark.py --config-file {self.spec.source_file} --collect-only")
         return lines
+
+    def _selected(self, only: list[str] | None) -> list[Initialization]:
+        unknown = set(only or []) - {i.name for i in self.spec.inits}
+        if unknown:
+            raise ValueError(f"--only {sorted(unknown)}: not initializations of {self.spec.name} "
+                             f"({[i.name for i in self.spec.inits]})")
+        return [i for i in self.spec.inits if not only or i.name in only]
+
+    def submit(self, options: SubmitOptions, only: list[str] | None = None) -> list[JobRecord]:
+        """Submit every missing job (:meth:`jobs`) with submitit, each fine-tuning after the
+        pre-training it needs, and record them in ``OUTPUT_DIR/jobs.json`` (jobs of an earlier
+        submission that are still pending or running are kept, not submitted again)."""
+        path = self.jobs_file
+        known = {r.name: r for r in read_jobs(path)}
+        jobs = self.jobs(options.gpus_per_node, options.nodes, only)
+        for job in jobs:
+            if job.done:
+                logger.info("%s: done (%s); not submitted", job.name, job.output_dir)
+        records = submit_jobs(jobs, options, os.path.join(self.spec.output_dir, "submitit"), known=known)
+        write_jobs(path, records)
+        return records
+
+    @property
+    def jobs_file(self) -> str:
+        """``OUTPUT_DIR/jobs.json``: the submitted jobs (see :mod:`vitdet_bench.engine.submit`)."""
+        return os.path.join(self.spec.output_dir, "jobs.json")
+
+    def job_statuses(self) -> list[JobStatus]:
+        """The state of every job in ``jobs.json`` ([] when nothing was submitted)."""
+        return [job_status(r) for r in read_jobs(self.jobs_file)]
 
     def run(self, only: list[str] | None = None) -> None:
         """Run every missing piece, sequentially."""
@@ -322,11 +376,7 @@ class Runner:
 
         from ..pretrain.engine import pretrain_main
 
-        inits = [i for i in self.spec.inits if not only or i.name in only]
-        unknown = set(only or []) - {i.name for i in self.spec.inits}
-        if unknown:
-            raise ValueError(f"--only {sorted(unknown)}: not initializations of {self.spec.name} "
-                             f"({[i.name for i in self.spec.inits]})")
+        inits = self._selected(only)
         if self.progress:
             os.environ["VITDET_BENCH_CONSOLE_LEVEL"] = "WARNING"
         stages = [(i, s, 0) for i in inits for s in i.pretrain]

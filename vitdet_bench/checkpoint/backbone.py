@@ -179,11 +179,15 @@ def resolve_format(obj: Any, format: str = "auto") -> str:
 
 @dataclass
 class CanonicalCheckpoint:
-    """Backbone weights in the detection ViT's names, plus what was dropped and renamed."""
+    """Backbone weights in the detection ViT's names, plus what was dropped and renamed.
+
+    ``extras`` keeps the tensors the drop rules removed (cls token, final norm, heads, …), under
+    their names after prefix stripping: a detector ignores them, a frozen teacher needs some."""
 
     state: dict[str, torch.Tensor]
     format: str
     dropped: Counter = field(default_factory=Counter)
+    extras: dict[str, torch.Tensor] = field(default_factory=dict)
     renamed: list[tuple[str, str]] = field(default_factory=list)
     meta: dict = field(default_factory=dict)
 
@@ -217,13 +221,25 @@ def _split_cls_rows(table: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | N
     return table, None
 
 
+def _drop_reason(key: str) -> str | None:
+    return next((why for pattern, why in _DROP_RULES if pattern.search(key)), None)
+
+
 def to_canonical(obj: Any, format: str = "auto") -> CanonicalCheckpoint:
     """Convert a loaded checkpoint to the detection ViT's key names (see the module docstring)."""
     format = resolve_format(obj, format)
     if format == "vitdet_bench":
         if not (isinstance(obj, dict) and obj.get("format") == EXPORT_TAG):
             raise CheckpointFormatError(f"not a vitdet_bench backbone export (no format tag): {_describe(obj)}")
-        return CanonicalCheckpoint(dict(obj["model"]), format, meta=dict(obj.get("meta", {})))
+        out = CanonicalCheckpoint({}, format, meta=dict(obj.get("meta", {})))
+        for k, v in obj["model"].items():
+            reason = _drop_reason(k)  # exports carry the encoder's cls token and final norm
+            if reason is not None:
+                out.dropped[reason] += 1
+                out.extras[k] = v
+            else:
+                out.state[k] = v
+        return out
     state, _ = find_state_dict(obj)
     out = CanonicalCheckpoint({}, format)
     if format == "mocov3":
@@ -245,9 +261,10 @@ def to_canonical(obj: Any, format: str = "auto") -> CanonicalCheckpoint:
     elif all(k.startswith("module.") for k in state):
         state = {k[len("module."):]: v for k, v in state.items()}
     for k, v in state.items():
-        reason = next((why for pattern, why in _DROP_RULES if pattern.search(k)), None)
+        reason = _drop_reason(k)
         if reason is not None:
             out.dropped[reason] += 1
+            out.extras[k] = v
             continue
         name = k
         # BEiT's layer scale is timm's LayerScale: gamma_1 -> ls1.gamma.
@@ -494,6 +511,10 @@ def load_backbone_checkpoint(
     Returns:
         the :class:`LoadReport` (also logged).
     """
+    from .convmae import find_convvit, load_convvit_checkpoint  # its own converter; it imports this module
+
+    if find_convvit(backbone) is not None:  # ConvMAE's hybrid backbone reads ConvMAE files (or refuses ViT ones)
+        return load_convvit_checkpoint(backbone, path, format=format, strict=strict, source=source)
     vit, _ = find_vit(backbone)
     source = source or (path if isinstance(path, str) else "<in-memory checkpoint>")
     obj = read_checkpoint(path) if isinstance(path, str) else path

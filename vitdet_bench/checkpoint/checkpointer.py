@@ -22,7 +22,7 @@ from tabulate import tabulate
 
 from ..utils.comm import unwrap_model
 from .init import load_init_checkpoint
-from .io import CheckpointError, atomic_torch_save, atomic_write_text, safe_torch_load
+from .io import CheckpointError, atomic_torch_save, atomic_write_text, find_nonfinite, safe_torch_load
 
 __all__ = [
     "Checkpointer",
@@ -117,6 +117,16 @@ class Checkpointer:
         data = {"model": unwrap_model(self.model).state_dict(), "rng": get_rng_state(), **extra}
         for key, obj in self.checkpointables.items():
             data[key] = obj.state_dict()
+        bad = find_nonfinite({k: v for k, v in data.items() if k != "rng"})
+        if bad:
+            groups = {}
+            for name in bad:
+                groups.setdefault(name.split(".")[0], []).append(name)
+            counts = ", ".join(f"{len(v)} {k} tensors" for k, v in groups.items())
+            raise FloatingPointError(
+                f"Refusing to write checkpoint {path}: {counts} hold NaN or inf (e.g. {', '.join(bad[:5])}); "
+                "nothing was written and last_checkpoint is unchanged."
+            )
         atomic_torch_save(data, path)
         atomic_write_text(os.path.join(self.save_dir, "last_checkpoint"), os.path.basename(path))
         logger.info("Saved checkpoint to %s", path)
@@ -174,6 +184,55 @@ class Checkpointer:
         if path:
             self.load(path, full=False)
         return {}
+
+    def last_clean_checkpoint(self) -> str | None:
+        """The newest checkpoint in ``save_dir`` whose tensors are all finite, or ``None``.
+
+        ``last_checkpoint`` is tried first, then the other ``model_*.pth`` files, newest first (a
+        file written by an older version, or copied in, may hold NaN; ones this class writes
+        never do).
+        """
+        candidates = []
+        if self.has_checkpoint():
+            try:
+                candidates.append(self.get_checkpoint_file())
+            except (CheckpointError, OSError):
+                pass
+        if os.path.isdir(self.save_dir):
+            names = sorted((f for f in os.listdir(self.save_dir) if _PERIODIC.match(f) or f == "model_final.pth"),
+                           key=lambda f: (f != "model_final.pth", f), reverse=True)
+            candidates += [os.path.join(self.save_dir, f) for f in names]
+        seen = set()
+        for path in candidates:
+            if path in seen:
+                continue
+            seen.add(path)
+            try:
+                data = safe_torch_load(path)
+            except CheckpointError:
+                continue
+            if not find_nonfinite({k: v for k, v in data.items() if k != "rng"} if isinstance(data, dict) else data):
+                return path
+        return None
+
+    def clean_checkpoint_note(self) -> str:
+        """One sentence for an error message: the checkpoint a resume can start from, or none."""
+        path = self.last_clean_checkpoint()
+        if path is None:
+            written = os.path.isdir(self.save_dir) and any(
+                _PERIODIC.match(f) or f == "model_final.pth" for f in os.listdir(self.save_dir))
+            if written:
+                return f"No checkpoint in {self.save_dir} is clean: there is nothing to resume from."
+            return f"No checkpoint has been written to {self.save_dir}: there is nothing to resume from."
+        try:
+            named = self.get_checkpoint_file() if self.has_checkpoint() else None
+        except (CheckpointError, OSError):
+            named = None
+        if named is not None and os.path.abspath(named) == os.path.abspath(path):
+            return f"The last checkpoint, {path}, is clean (every tensor finite); --resume continues from it."
+        marker = os.path.join(self.save_dir, "last_checkpoint")
+        return (f"The last clean checkpoint is {path}, but {marker} names another file: write "
+                f"{os.path.basename(path)} into it before resuming with --resume.")
 
     def prune(self, max_to_keep: int) -> None:
         """Delete the oldest periodic ``model_NNNNNNN.pth`` beyond ``max_to_keep``."""

@@ -18,12 +18,14 @@ from __future__ import annotations
 
 import argparse
 import collections
+import errno
 import importlib
 import io
 import os
 import pickle
+import shutil
 import zipfile
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import torch
@@ -33,6 +35,7 @@ __all__ = [
     "atomic_pickle_dump",
     "atomic_torch_save",
     "atomic_write_text",
+    "find_nonfinite",
     "load_detectron2_pickle",
     "read_checkpoint",
     "safe_torch_load",
@@ -53,14 +56,53 @@ def _atomic_write(path: str, write: Any, mode: str = "wb") -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except (OSError, RuntimeError) as e:
+        raise CheckpointError(_write_failure(path, e)) from e
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
 
 
+def _write_failure(path: str, error: BaseException) -> str:
+    """The message of a failed write: the file, the cause (a full disk named as such) and the free space."""
+    folder = os.path.dirname(os.path.abspath(path))
+    try:
+        free = f"{shutil.disk_usage(folder).free / 2**20:.0f} MiB free on that file system"
+    except OSError:
+        free = "free space unknown"
+    full = isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT)
+    cause = "the disk is full" if full else f"{type(error).__name__}: {error}"
+    return (f"Could not write {path}: {cause} ({free}). Nothing was replaced: an earlier file of that name "
+            "and last_checkpoint are intact. Free some space (or set train.output_dir elsewhere), then resume "
+            "with --resume.")
+
+
 def atomic_torch_save(obj: Any, path: str) -> None:
-    """``torch.save`` to ``path.tmp`` then rename over ``path`` (never a half-written file)."""
+    """``torch.save`` to ``path.tmp.PID`` then rename over ``path`` (never a half-written file).
+
+    Raises:
+        CheckpointError: naming ``path``, the cause and the free space left when writing fails
+            (a full disk shows up as an ``OSError`` or as a torch ``RuntimeError`` from its
+            stream writer, whose own message never says "disk").
+    """
     _atomic_write(path, lambda f: torch.save(obj, f))
+
+
+def _tensors(obj: Any, prefix: str) -> Iterator[tuple[str, torch.Tensor]]:
+    if isinstance(obj, torch.Tensor):
+        yield prefix, obj
+    elif isinstance(obj, dict):
+        for k, v in obj.items():
+            yield from _tensors(v, f"{prefix}.{k}" if prefix else str(k))
+    elif isinstance(obj, (list, tuple)):
+        for i, v in enumerate(obj):
+            yield from _tensors(v, f"{prefix}.{i}" if prefix else str(i))
+
+
+def find_nonfinite(obj: Any, prefix: str = "") -> list[str]:
+    """Dotted names of the floating-point tensors in a (nested) state that hold NaN or inf."""
+    return [name for name, t in _tensors(obj, prefix)
+            if t.is_floating_point() and t.numel() and not bool(torch.isfinite(t).all())]
 
 
 def atomic_write_text(path: str, text: str) -> None:

@@ -1,6 +1,6 @@
 """Detectron2-style LazyConfig on OmegaConf: ``L(Class)(...)`` configs, overrides, instantiate."""
 
-from .instantiate import InstantiationError, instantiate
+from .instantiate import InstantiationError, instantiate, validate_config
 from .lazy import ConfigKeyError, LazyCall, LazyConfig, flatten_keys, locate
 
 L = LazyCall
@@ -14,4 +14,5 @@ __all__ = [
     "flatten_keys",
     "instantiate",
     "locate",
+    "validate_config",
 ]

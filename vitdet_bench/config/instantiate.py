@@ -16,7 +16,7 @@ from omegaconf import DictConfig, ListConfig
 
 from .lazy import locate, target_name
 
-__all__ = ["instantiate", "InstantiationError"]
+__all__ = ["instantiate", "InstantiationError", "validate_config"]
 
 
 class InstantiationError(RuntimeError):
@@ -82,3 +82,49 @@ def instantiate(cfg: Any, _key: str = "") -> Any:
                 f"{type(e).__name__}: {e}"
             ) from e
     return cfg
+
+
+def validate_config(cfg: Any, _key: str = "") -> None:
+    """Check, without building anything, what :func:`instantiate` would fail on later.
+
+    Every ``${..}`` interpolation must resolve, every ``_target_`` must import and be callable,
+    and every argument must be one its signature accepts. A run calls this before it writes
+    anything, so a config error never leaves a half-written output directory.
+
+    Raises:
+        InstantiationError: naming the dotted config key, the target and what is wrong.
+    """
+    if isinstance(cfg, (ListConfig, list, tuple)) and not isinstance(cfg, str):
+        for i in range(len(cfg)):
+            validate_config(_child(cfg, i, _key), f"{_key}.{i}" if _key else str(i))
+        return
+    if not isinstance(cfg, (DictConfig, abc.Mapping)):
+        return
+    keys = list(cfg.keys())
+    for k in keys:
+        if k != "_target_":
+            validate_config(_child(cfg, k, _key), f"{_key}.{k}" if _key else str(k))
+    if "_target_" not in cfg:
+        return
+    where = _key or "<root>"
+    target = cfg["_target_"]
+    if isinstance(target, str):
+        try:
+            target = locate(target)
+        except ImportError as e:
+            raise InstantiationError(f"Config key '{where}': {e}") from e
+    if not callable(target):
+        raise InstantiationError(f"Config key '{where}': _target_ {target!r} is not callable")
+    hint = _unexpected_kwargs_hint(target, {k: None for k in keys if k != "_target_"})
+    if hint:
+        raise InstantiationError(f"Config key '{where}': {target_name(target)} does not take these arguments.{hint}")
+
+
+def _child(node: Any, k: Any, key: str) -> Any:
+    """``node[k]`` with interpolations resolved; a broken one names its key."""
+    try:
+        return node[k]
+    except Exception as e:  # omegaconf's InterpolationKeyError / InterpolationResolutionError
+        where = f"{key}.{k}" if key else str(k)
+        first = str(e).splitlines()[0] if str(e) else ""
+        raise InstantiationError(f"Config key '{where}': {type(e).__name__}: {first}") from e

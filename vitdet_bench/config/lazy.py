@@ -16,6 +16,7 @@ from __future__ import annotations
 import builtins
 import difflib
 import importlib
+import json
 import logging
 import os
 import pydoc
@@ -266,14 +267,13 @@ class LazyConfig:
         return tuple(ret[k] for k in keys)
 
     @staticmethod
-    def save(cfg: DictConfig, filename: str) -> None:
-        """Save a config as YAML that :meth:`load` reads back into an equal config.
-
-        Callable targets become dotted import paths; interpolations (``${..}``) stay unresolved.
+    def to_dict(cfg: DictConfig, filename: str = "<config>") -> dict:
+        """The plain dict :meth:`save` writes: callable targets as dotted import paths,
+        interpolations (``${..}``) unresolved.
 
         Raises:
             ValueError: naming the dotted keys whose values YAML cannot hold (objects, lambdas,
-                functions defined inside a config file).
+                functions defined inside a config file), and ``filename`` as the destination.
         """
         cfg = deepcopy(cfg)
         problems: list[str] = []
@@ -325,6 +325,20 @@ class LazyConfig:
                 f"Cannot save config to {filename}: these keys hold values YAML cannot store "
                 f"(objects, lambdas or functions defined in a config file): {', '.join(problems)}"
             )
+        return plain
+
+    @staticmethod
+    def save(cfg: DictConfig, filename: str) -> None:
+        """Save a config as YAML that :meth:`load` reads back into an equal config.
+
+        Callable targets become dotted import paths; interpolations (``${..}``) stay unresolved.
+        The file is written atomically (a temporary file renamed over it).
+
+        Raises:
+            ValueError: naming the dotted keys whose values YAML cannot hold (objects, lambdas,
+                functions defined inside a config file).
+        """
+        plain = LazyConfig.to_dict(cfg, filename)
         os.makedirs(os.path.dirname(os.path.abspath(filename)), exist_ok=True)
         tmp = f"{filename}.tmp.{os.getpid()}"
         with open(tmp, "w", encoding="utf-8") as f:
@@ -355,8 +369,72 @@ class LazyConfig:
             if not parsed.is_add() and not _has_key(cfg, key):
                 raise _unknown_key_error(cfg, key, source)
             _check_descend(cfg, key, source)
+            if _has_key(cfg, key):
+                value = _check_override_type(cfg, key, value, source)
             OmegaConf.update(cfg, key, value, merge=False, force_add=parsed.is_add())
         return cfg
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "an integer" if isinstance(value, int) else "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, (list, tuple, ListConfig)):
+        return "a list"
+    if isinstance(value, (dict, DictConfig)):
+        return "a mapping"
+    return type(value).__name__
+
+
+def _check_override_type(cfg: DictConfig, key: str, value: Any, source: str) -> Any:
+    """Refuse an override whose value cannot be what the key holds (``train.max_iter=abc``).
+
+    Booleans, integers, numbers, lists and mappings must keep their kind (an integer for a number
+    is fine, and so is an integral number for an integer); ``None`` always fits, and keys that
+    hold a string, ``None``, an interpolation or an object take anything.
+    """
+    node = cfg
+    for part in key.split("."):
+        node = node._get_node(int(part) if isinstance(node, ListConfig) else part)
+    if node is None or node._is_interpolation() or key.split(".")[-1] == "_target_":
+        return value
+    old = node._value()
+    if value is None or old is None or isinstance(old, str):
+        return value
+    if isinstance(old, bool):
+        ok = isinstance(value, bool)
+    elif isinstance(old, int):
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif isinstance(old, float):
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    elif isinstance(old, (list, tuple, ListConfig)):
+        ok = isinstance(value, list)
+    elif isinstance(old, (dict, DictConfig)):
+        ok = isinstance(value, dict)
+    else:
+        return value  # an object stored in the config
+    if not ok:
+        raise ValueError(
+            f"Override '{source}': {key} holds {_kind(old)} ({_short(old)}), but {value!r} is {_kind(value)}. "
+            f"Give {_kind(old)}, e.g. {key}={_short(old)}."
+        )
+    return value
+
+
+def _short(value: Any) -> str:
+    """A value as one would type it after ``key=`` (no spaces), shortened."""
+    if isinstance(value, (DictConfig, ListConfig)):
+        value = OmegaConf.to_container(value, resolve=False)
+    if isinstance(value, (list, dict)):
+        text = json.dumps(value, separators=(",", ":"), default=str)
+    else:
+        text = repr(value) if isinstance(value, str) else str(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def _normalise_override_value(value: Any) -> Any:

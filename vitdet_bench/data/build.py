@@ -216,9 +216,21 @@ def build_detection_train_loader(
         on_bad_image: ``"error"`` or ``"skip"`` for missing / corrupt images.
     """
     records, metadata = dataset
+    if not records:
+        raise ValueError(_empty_dataset_message(metadata))
     ds = DetectionDataset(records, mapper, on_bad_image)
     ds.metadata = metadata  # type: ignore[attr-defined]
     return TrainLoader(ds, total_batch_size, num_workers, seed)
+
+
+def _empty_dataset_message(metadata: Any) -> str:
+    name = getattr(metadata, "name", "") or "?"
+    json_file = getattr(metadata, "json_file", None)
+    if json_file:
+        return (f"The training dataset '{name}' ({json_file}) has no image to train on: its 'images' list is empty, "
+                "or no image has a (non-crowd) annotation, and dataloader.train.dataset.filter_empty=True drops "
+                "such images. Check the file, or point dataloader.train.dataset.names at another dataset.")
+    return f"The training dataset '{name}' has no image to train on; check dataloader.train.dataset."
 
 
 def build_detection_test_loader(

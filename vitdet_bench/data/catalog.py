@@ -76,8 +76,10 @@ def get_dataset_spec(name: str) -> DatasetSpec:
     if name not in _CATALOG:
         raise KeyError(
             f"Dataset '{name}' is not registered. Registered: {', '.join(registered_datasets())}. "
-            "Register a COCO-format dataset with register_coco_instances(name, json_file, image_root) "
-            "or give the loader json_file= and image_root=."
+            "Register a COCO-format dataset with register_coco_instances(name, json_file, image_root), "
+            "or give its files with the name, for detection and for pre-training alike: "
+            f"dataloader.train.dataset.names={name} +dataloader.train.dataset.json_file=FILE.json "
+            "+dataloader.train.dataset.image_root=IMAGE_DIR (dataloader.test.dataset.* for evaluation)."
         )
     return _CATALOG[name]()
 

@@ -92,6 +92,10 @@ def read_coco_categories(name: str, json_file: str, image_root: str) -> DatasetM
     return DatasetMetadata(name, json_file, image_root, classes, ids)
 
 
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value == value
+
+
 def _check_segmentation(seg: Any) -> str | None:
     """Return why a segmentation is invalid, or None when it is a valid polygon list or RLE."""
     if isinstance(seg, dict):
@@ -149,10 +153,11 @@ def load_coco_json(
                 raise CocoFormatError(f"{json_file}: images[{i}] is missing field '{key}'")
         if img["id"] in records:
             raise CocoFormatError(f"{json_file}: image id {img['id']} appears twice")
-        if int(img["height"]) <= 0 or int(img["width"]) <= 0:
+        size_ok = all(_is_number(img[k]) and img[k] > 0 for k in ("height", "width"))
+        if not size_ok:
             raise CocoFormatError(
                 f"{json_file}: image id {img['id']} has invalid size "
-                f"height={img['height']} width={img['width']}"
+                f"height={img['height']!r} width={img['width']!r} (positive numbers expected)"
             )
         records[img["id"]] = {
             "file_name": os.path.join(image_root, img["file_name"]),
@@ -190,13 +195,16 @@ def load_coco_json(
                 f"{ann['category_id']}, which is not in 'categories' (known ids: {list(cat_ids)})"
             )
         bbox = ann["bbox"]
-        if not (isinstance(bbox, list) and len(bbox) == 4):
-            bad(ann_id, image_id, f"bbox: must be [x, y, width, height], got {bbox!r}")
+        if not (isinstance(bbox, list) and len(bbox) == 4 and all(_is_number(v) for v in bbox)):
+            bad(ann_id, image_id, f"bbox: must be four numbers [x, y, width, height], got {bbox!r}")
             continue
         x, y, w, h = (float(v) for v in bbox)
         if w <= 0 or h <= 0:
             bad(ann_id, image_id, f"bbox: non-positive width or height in {bbox}")
             continue
+        if ann.get("iscrowd", 0) not in (0, 1, True, False):
+            raise CocoFormatError(f"{json_file}: annotation id {ann_id} (image id {image_id}): iscrowd must be 0 or 1, "
+                                  f"got {ann['iscrowd']!r}")
         iscrowd = int(ann.get("iscrowd", 0))
         seg = ann.get("segmentation")
         if seg is None or seg == []:

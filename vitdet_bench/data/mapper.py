@@ -11,7 +11,10 @@ import torch
 
 from .transforms import LargeScaleJitter, ResizeLongestSide
 
-__all__ = ["DetectionDatasetMapper", "ImageReadError", "read_image", "annotation_to_mask"]
+__all__ = ["DetectionDatasetMapper", "IMAGE_EXTENSIONS", "ImageReadError", "read_image", "annotation_to_mask"]
+
+# File name endings read as images when a folder is given (OpenCV reads and writes all of them).
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 
 
 class ImageReadError(OSError):
@@ -21,19 +24,51 @@ class ImageReadError(OSError):
 def read_image(record: dict) -> np.ndarray:
     """Read ``record["file_name"]`` as an ``(H, W, 3)`` uint8 RGB array and check its size."""
     path = record["file_name"]
-    where = f"image id {record.get('image_id')}"
+    where = f" (image id {record['image_id']})" if record.get("image_id") is not None else ""
+    if os.path.isdir(path):
+        raise ImageReadError(f"Image {path}{where} is a directory, not an image file")
     if not os.path.isfile(path):
-        raise ImageReadError(f"Image {path} ({where}) does not exist")
+        raise ImageReadError(f"Image {path}{where} does not exist")
     image = cv2.imread(path, cv2.IMREAD_COLOR)
     if image is None:
-        raise ImageReadError(f"Image {path} ({where}) could not be decoded: corrupt or not an image")
+        raise ImageReadError(f"Image {path}{where} could not be decoded: corrupt or not an image")
+    truncated = _jpeg_truncation(path)
+    if truncated:
+        raise ImageReadError(f"Image {path}{where} is truncated: {truncated}")
     h, w = image.shape[:2]
     if "height" in record and (h, w) != (record["height"], record["width"]):
         raise ImageReadError(
-            f"Image {path} ({where}) is {w}x{h} (width x height) but the annotation file gives "
+            f"Image {path}{where} is {w}x{h} (width x height) but the annotation file gives "
             f"width={record['width']} height={record['height']}"
         )
     return np.ascontiguousarray(image[..., ::-1])
+
+
+def _jpeg_truncation(path: str) -> str | None:
+    """Why a JPEG file is cut short, or ``None`` (also for other formats).
+
+    libjpeg decodes a JPEG whose data stops early without an error: the missing rows come out
+    grey and the only trace is a "Premature end of JPEG file" line on stderr, without a file name.
+    A complete JPEG ends with the end-of-image marker FF D9 (trailing zero padding aside); a file
+    that does not is decoded again with Pillow, which raises on truncation, so a file with extra
+    bytes after a complete image is still accepted.
+    """
+    with open(path, "rb") as f:
+        if f.read(2) != b"\xff\xd8":
+            return None
+        f.seek(max(0, os.path.getsize(path) - 1024))
+        tail = f.read().rstrip(b"\x00\r\n\t ")
+    if tail.endswith(b"\xff\xd9"):
+        return None
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            im.load()
+    except OSError as e:
+        return (f"its JPEG data ends before the end-of-image marker, as after an interrupted copy or "
+                f"download (Pillow: {e})")
+    return None
 
 
 def annotation_to_mask(segmentation: list | dict, height: int, width: int, ann_id: object = None) -> np.ndarray:

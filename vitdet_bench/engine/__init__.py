@@ -8,14 +8,18 @@ from .defaults import (
     do_test,
     do_train,
     init_load_options,
+    load_config,
     main,
+    prepare_output_dir,
     resolve_device,
     resolve_num_classes,
     run,
+    save_run_config,
 )
 from .events import EventStorage, get_event_storage
 from .hooks import EvalHook, IterationTimer, LRScheduler, PeriodicCheckpointer, PeriodicWriter
 from .launch import launch
+from .predict_images import predict_images
 from .predictor import Predictor
 from .train_loop import HookBase, SimpleTrainer, TrainerBase
 
@@ -39,8 +43,12 @@ __all__ = [
     "get_event_storage",
     "init_load_options",
     "launch",
+    "load_config",
     "main",
+    "predict_images",
+    "prepare_output_dir",
     "resolve_device",
     "resolve_num_classes",
     "run",
+    "save_run_config",
 ]

@@ -4,6 +4,7 @@ directory, build model / optimizer / loader from the LazyConfig, train with hook
 from __future__ import annotations
 
 import argparse
+import copy
 import logging
 import os
 import random
@@ -16,20 +17,28 @@ import torch.nn as nn
 from omegaconf import DictConfig, OmegaConf
 
 from ..checkpoint import Checkpointer
-from ..config import LazyConfig, instantiate
+from ..config import LazyConfig, instantiate, validate_config
 from ..data.catalog import get_metadata
 from ..evaluation import format_results_table, inference_on_dataset
 from ..solver import LRMultiplier
 from ..utils import comm
-from ..utils.logger import setup_logger
+from ..utils.cli import CommandLineParser
+from ..utils.logger import close_log_files, log_fatal_errors, setup_logger
 from . import hooks
 from .events import CommonMetricPrinter, JSONWriter, TensorboardWriter
 from .launch import launch
+from .run_dir import (RunDirError, check_output_dir, clear_run, remove_stale_tmp_files, truncate_events,
+                      truncate_metrics)
+from .speed import compile_module, inference_amp_dtype
+from .submit import SubmitError, add_launcher_arguments, launcher_requested, submit_tool
 from .train_loop import AMP_DTYPES, SimpleTrainer
 
 __all__ = [
     "default_argument_parser",
     "default_setup",
+    "load_config",
+    "prepare_output_dir",
+    "save_run_config",
     "resolve_device",
     "resolve_num_classes",
     "scale_lr_to_batch",
@@ -45,22 +54,32 @@ __all__ = [
 logger = logging.getLogger("vitdet_bench")
 
 
-def default_argument_parser(description: str | None = None) -> argparse.ArgumentParser:
-    """Detectron2's training flags: config file, resume, eval-only, processes and machines."""
-    parser = argparse.ArgumentParser(
-        description=description,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="Overrides: key=value pairs after the flags, e.g. train.max_iter=100 optimizer.lr=1e-4",
-    )
+def default_argument_parser(description: str | None = None) -> CommandLineParser:
+    """Detectron2's training flags (config file, resume, eval-only, processes and machines) plus
+    ``--overwrite``; flags and ``key=value`` overrides may come in any order (``args.opts``)."""
+    parser = CommandLineParser(description=description)
     parser.add_argument("--config-file", required=True, metavar="FILE", help="a .py LazyConfig or a saved config.yaml")
-    parser.add_argument("--resume", action="store_true", help="continue from OUTPUT_DIR/last_checkpoint if it exists")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the run in train.output_dir from its last_checkpoint")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="train.output_dir holds a run: delete its files and start again (without this "
+                             "flag or --resume, a directory holding a run is refused)")
     parser.add_argument("--eval-only", action="store_true", help="evaluate train.init_checkpoint and exit")
     parser.add_argument("--num-gpus", type=int, default=1, help="processes per machine (Gloo workers on a CPU-only machine)")
     parser.add_argument("--num-machines", type=int, default=1)
     parser.add_argument("--machine-rank", type=int, default=0, help="this machine's rank")
     parser.add_argument("--dist-url", default="auto", help="tcp://HOST:PORT of machine 0, or 'auto' on one machine")
-    parser.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides: key=value ...")
+    add_launcher_arguments(parser)  # --launcher slurm ...: submit this command as a job (engine/submit.py)
     return parser
+
+
+def load_config(config_file: str, opts: list[str]) -> DictConfig:
+    """Load a config, apply the overrides and check every target and argument (nothing is built or
+    written; errors name the key)."""
+    cfg = LazyConfig.load(config_file)
+    cfg = LazyConfig.apply_overrides(cfg, opts)
+    validate_config(cfg)
+    return cfg
 
 
 def seed_all(seed: int) -> None:
@@ -83,8 +102,42 @@ def resolve_device(cfg: DictConfig) -> torch.device:
     return torch.device("cpu")
 
 
+def prepare_output_dir(cfg: DictConfig, args: argparse.Namespace) -> str:
+    """Check ``train.output_dir`` before anything is written there (see :mod:`.run_dir`), with one
+    decision for all ranks; with ``--overwrite``, delete the old run's files.
+
+    Returns:
+        the mode: ``"new"``, ``"resume"``, ``"overwrite"`` or ``"beside"`` (an evaluation in a
+        training run's directory, which writes ``config_eval.yaml`` and ``inference_eval/``).
+    """
+    resume, overwrite = bool(getattr(args, "resume", False)), bool(getattr(args, "overwrite", False))
+    eval_only = bool(getattr(args, "eval_only", False))
+    decision: tuple[str, str] = ("", "")
+    if comm.is_main_process():
+        try:
+            decision = (check_output_dir(cfg, resume, overwrite, eval_only), "")
+        except RunDirError as e:
+            decision = ("", str(e))
+    mode, error = comm.all_gather(decision)[0]
+    if error:
+        raise RunDirError(error)
+    if mode == "overwrite":
+        if comm.is_main_process():
+            removed = clear_run(cfg.train.output_dir)
+            logger.warning("--overwrite: deleted %s from %s", ", ".join(removed) or "nothing", cfg.train.output_dir)
+        comm.synchronize()  # before any rank opens its log file there
+    if mode == "beside":
+        evaluator = cfg.dataloader.get("evaluator")
+        inference = os.path.join(cfg.train.output_dir, "inference")
+        current = os.path.abspath(str(evaluator.get("output_dir", ""))) if evaluator is not None else None
+        if current == os.path.abspath(inference):
+            evaluator.output_dir = os.path.join(cfg.train.output_dir, "inference_eval")
+    return mode
+
+
 def default_setup(cfg: DictConfig, args: argparse.Namespace) -> None:
-    """Create the output dir, log to ``log.txt``, save ``config.yaml`` and seed every RNG."""
+    """Create the output dir, log to ``log.txt`` and seed every RNG. ``config.yaml`` is written
+    later, by :func:`save_run_config`, once the run's checkpoint has loaded."""
     output_dir = cfg.train.output_dir
     rank = comm.get_rank()
     if comm.is_main_process():
@@ -93,11 +146,17 @@ def default_setup(cfg: DictConfig, args: argparse.Namespace) -> None:
     logger.info("Rank %d of %d; torch %s, torchvision %s, CUDA available: %s", rank, comm.get_world_size(),
                 torch.__version__, __import__("torchvision").__version__, torch.cuda.is_available())
     logger.info("Command line: %s", " ".join(sys.argv))
+    if getattr(args, "overwrite", False):
+        logger.warning("--overwrite: the files of any earlier run in %s were deleted first", output_dir)
+    seed_all(int(cfg.train.seed) + rank)
+
+
+def save_run_config(cfg: DictConfig, name: str = "config.yaml") -> None:
+    """Write the full config into the output directory (main process)."""
     if comm.is_main_process():
-        path = os.path.join(output_dir, "config.yaml")
+        path = os.path.join(cfg.train.output_dir, name)
         LazyConfig.save(cfg, path)
         logger.info("Full config saved to %s", path)
-    seed_all(int(cfg.train.seed) + rank)
 
 
 def resolve_num_classes(cfg: DictConfig) -> None:
@@ -143,6 +202,8 @@ def _revert_sync_batchnorm(module: nn.Module) -> nn.Module:
 
 
 def build_model(cfg: DictConfig, device: torch.device | None = None) -> nn.Module:
+    """Instantiate ``cfg.model`` on ``device`` (default: ``train.device``); SyncBN becomes BatchNorm
+    off CUDA or in a single process; ``train.compile`` compiles a submodule in place (speed.py)."""
     device = device or resolve_device(cfg)
     model = instantiate(cfg.model)
     has_sync = any(isinstance(m, nn.SyncBatchNorm) for m in model.modules())
@@ -153,6 +214,7 @@ def build_model(cfg: DictConfig, device: torch.device | None = None) -> nn.Modul
     model.to(device)
     logger.info("Model: %s parameters (%.2fM)", sum(p.numel() for p in model.parameters()),
                 sum(p.numel() for p in model.parameters()) / 1e6)
+    compile_module(model, cfg.train.get("compile"))
     return model
 
 
@@ -209,8 +271,10 @@ def do_test(cfg: DictConfig, model: nn.Module) -> dict:
     """Evaluate on ``dataloader.test`` with ``dataloader.evaluator``; log the AP table."""
     if "evaluator" not in cfg.dataloader:
         return {}
-    results = inference_on_dataset(comm.unwrap_model(model), instantiate(cfg.dataloader.test),
-                                   instantiate(cfg.dataloader.evaluator))
+    model = comm.unwrap_model(model)
+    amp_dtype = inference_amp_dtype(cfg, next(model.parameters()).device)
+    results = inference_on_dataset(model, instantiate(cfg.dataloader.test), instantiate(cfg.dataloader.evaluator),
+                                   amp_dtype=amp_dtype)
     if comm.is_main_process() and results:
         logger.info("Evaluation results on %s:\n%s", cfg.dataloader.test.dataset.names, format_results_table(results))
     return results
@@ -222,7 +286,10 @@ def do_train(args: argparse.Namespace, cfg: DictConfig,
 
     ``extra_hooks(model, trainer)`` returns more hooks, registered before the writers so what they
     record is logged in the same iteration (pre-training adds its progress and export hooks).
+    On resume, ``metrics.json`` and the event files are cut back to the checkpoint's iteration
+    and stale temporary files are removed; ``config.yaml`` is written once the checkpoint loaded.
     """
+    config_to_save = copy.deepcopy(cfg)  # before the model is put into it
     device = resolve_device(cfg)
     model = build_model(cfg, device)
     scale_lr_to_batch(cfg)
@@ -242,10 +309,16 @@ def do_train(args: argparse.Namespace, cfg: DictConfig,
                             clip_grad_norm=clip.get("max_norm") if clip.get("enabled") else None, device=device,
                             grad_accum_steps=int(cfg.train.get("grad_accum_steps", 1)))
     max_iter = int(cfg.train.max_iter)
+    output_dir = cfg.train.output_dir
     scheduler = LRMultiplier(optimizer, instantiate(cfg.lr_multiplier), max_iter)
-    checkpointer = Checkpointer(model, cfg.train.output_dir, save_to_disk=comm.is_main_process(),
+    checkpointer = Checkpointer(model, output_dir, save_to_disk=comm.is_main_process(),
                                 init_options=init_load_options(cfg),
                                 optimizer=optimizer, scheduler=scheduler, trainer=trainer)
+    extra = checkpointer.resume_or_load(cfg.train.init_checkpoint, resume=args.resume)
+    start_iter = int(extra["iteration"]) + 1 if "iteration" in extra else 0
+    if comm.is_main_process():
+        _clean_for_start(output_dir, start_iter)
+    save_run_config(config_to_save)
     final_results: dict[str, Any] = {}
 
     def evaluate() -> dict:
@@ -255,8 +328,8 @@ def do_train(args: argparse.Namespace, cfg: DictConfig,
 
     writers = []
     if comm.is_main_process():
-        writers = [CommonMetricPrinter(max_iter), JSONWriter(os.path.join(cfg.train.output_dir, "metrics.json")),
-                   TensorboardWriter(cfg.train.output_dir)]
+        writers = [CommonMetricPrinter(max_iter), JSONWriter(os.path.join(output_dir, "metrics.json")),
+                   TensorboardWriter(output_dir)]
     trainer.register_hooks([
         hooks.IterationTimer(),
         hooks.LRScheduler(scheduler),
@@ -266,29 +339,60 @@ def do_train(args: argparse.Namespace, cfg: DictConfig,
         *(extra_hooks(model, trainer) if extra_hooks else []),
         hooks.PeriodicWriter(writers, period=cfg.train.log_period) if writers else None,
     ])
-    extra = checkpointer.resume_or_load(cfg.train.init_checkpoint, resume=args.resume)
-    start_iter = int(extra["iteration"]) + 1 if "iteration" in extra else 0
-    trainer.train(start_iter, max_iter)
+    try:
+        trainer.train(start_iter, max_iter)
+    except FloatingPointError as e:
+        note = checkpointer.clean_checkpoint_note() if comm.is_main_process() else \
+            f"Rank 0's log names the last clean checkpoint in {output_dir}."
+        raise FloatingPointError(f"{e}\n{note} To train on, check the data, or lower optimizer.lr or enable "
+                                 "train.clip_grad.enabled=True and start again with --overwrite (a resumed run "
+                                 "keeps the lr schedule of its checkpoint).") from e
     return final_results
 
 
+def _clean_for_start(output_dir: str, start_iter: int) -> None:
+    """Remove what a killed attempt left after the checkpoint this run starts from."""
+    for name in remove_stale_tmp_files(output_dir):
+        logger.warning("Removed %s, left by an interrupted write", os.path.join(output_dir, name))
+    dropped = truncate_metrics(os.path.join(output_dir, "metrics.json"), start_iter)
+    dropped_events = truncate_events(output_dir, start_iter)
+    if dropped or dropped_events:
+        logger.warning("Starting at iteration %d: dropped %d metrics.json rows and %d TensorBoard events logged "
+                       "at or after it by an earlier, interrupted attempt", start_iter, dropped, dropped_events)
+
+
 def main(args: argparse.Namespace, extra_hooks: Callable[[nn.Module, SimpleTrainer], list] | None = None) -> dict:
-    """Load the config, apply overrides, set up, then evaluate (``--eval-only``) or train
-    (``extra_hooks`` as in :func:`do_train`)."""
-    cfg = LazyConfig.load(args.config_file)
-    cfg = LazyConfig.apply_overrides(cfg, args.opts)
+    """Load and check the config and the output directory, set up, then evaluate (``--eval-only``)
+    or train (``extra_hooks`` as in :func:`do_train`). Nothing is written before the config and
+    the directory pass their checks; any error after that is written to ``log.txt``."""
+    cfg = load_config(args.config_file, args.opts)
     resolve_num_classes(cfg)
+    mode = prepare_output_dir(cfg, args)
     default_setup(cfg, args)
-    if args.eval_only:
-        model = build_model(cfg)
-        Checkpointer(model, cfg.train.output_dir, init_options=init_load_options(cfg)).load(
-            cfg.train.init_checkpoint, full=False)
-        return do_test(cfg, model)
-    return do_train(args, cfg, extra_hooks=extra_hooks)
+    try:
+        with log_fatal_errors(logger, "Evaluation" if args.eval_only else "Training"):
+            if args.eval_only:
+                save_run_config(cfg, "config_eval.yaml" if mode == "beside" else "config.yaml")
+                model = build_model(cfg)
+                Checkpointer(model, cfg.train.output_dir, init_options=init_load_options(cfg)).load(
+                    cfg.train.init_checkpoint, full=False)
+                return do_test(cfg, model)
+            return do_train(args, cfg, extra_hooks=extra_hooks)
+    finally:
+        close_log_files(cfg.train.output_dir)
 
 
 def run(argv: list[str] | None = None) -> None:
-    """Parse ``argv`` and launch ``main`` on every process (the command-line entry point)."""
+    """Parse ``argv`` and launch ``main`` on every process (the command-line entry point), or
+    submit the command as a cluster job with ``--launcher``."""
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = default_argument_parser("Train or evaluate a detector from a LazyConfig").parse_args(argv)
+    if launcher_requested(args):
+        setup_logger()
+        try:
+            submit_tool("train", argv, args)
+        except SubmitError as e:  # no Slurm here: the message, not a traceback
+            sys.exit(f"error: {e}")
+        return
     launch(main, args.num_gpus, num_machines=args.num_machines, machine_rank=args.machine_rank,
            dist_url=args.dist_url, args=(args,))

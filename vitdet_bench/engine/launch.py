@@ -1,7 +1,8 @@
 """Start one process per device with torch.distributed (NCCL on GPUs, Gloo on the CPU).
 
 ``launch`` spawns the workers itself (Detectron2's ``--num-gpus / --num-machines / --machine-rank
-/ --dist-url``); under ``torchrun`` it reads the rank and world size from the environment instead.
+/ --dist-url``); under ``torchrun`` (or a submitit job, which exports the same variables, see
+``submit.py``) it reads the rank and world size from the environment instead.
 """
 
 from __future__ import annotations
@@ -60,6 +61,9 @@ def launch(
     if _under_torchrun():
         local_rank = int(os.environ["LOCAL_RANK"])
         if torch.cuda.is_available():
+            # torchrun and submitit show every process all of the machine's GPUs; a scheduler that
+            # binds one GPU per task shows each process only its own (MAE's rank % device count).
+            local_rank %= torch.cuda.device_count()
             torch.cuda.set_device(local_rank)
         dist.init_process_group(_backend(), init_method="env://", timeout=timeout)
         comm.set_local_rank(local_rank)

@@ -16,6 +16,7 @@ from ..data.catalog import get_metadata
 from ..data.mapper import read_image
 from ..data.transforms import ResizeLongestSide
 from .defaults import build_model, init_load_options, resolve_device, resolve_num_classes
+from .speed import inference_amp_dtype, inference_context
 
 __all__ = ["Predictor"]
 
@@ -35,6 +36,9 @@ class Predictor:
         device: "cpu", "cuda" or ``None`` for ``cfg.train.device``.
         score_threshold: drop detections below this score (default: the model's test threshold).
 
+    The model runs under ``torch.inference_mode`` and, per ``train.amp.inference``, autocast (on
+    CUDA, in the training dtype when the recipe trains with AMP; ``amp_dtype`` is what it chose).
+
     Calling it with one image (an ``(H, W, 3)`` uint8 RGB array or a file path) returns a dict of
     numpy arrays: ``boxes`` ``(K, 4)`` XYXY, ``scores``, ``labels`` (0-based), ``class_names``
     and ``masks`` ``(K, H, W)`` bool, sorted by score.
@@ -50,6 +54,7 @@ class Predictor:
             cfg.train.device = device
         self.device = resolve_device(cfg)
         self.model = build_model(cfg, self.device).eval()
+        self.amp_dtype = inference_amp_dtype(cfg, self.device)
         if checkpoint:
             Checkpointer(self.model, cfg.train.get("output_dir", "."), init_options=init_load_options(cfg)
                          ).load(checkpoint, full=False)
@@ -67,13 +72,12 @@ class Predictor:
     @staticmethod
     def _read(image: np.ndarray | str) -> np.ndarray:
         if isinstance(image, str):
-            return read_image({"file_name": image, "image_id": image})
+            return read_image({"file_name": image})
         image = np.asarray(image)
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             raise ValueError(f"expected an (H, W, 3) uint8 RGB image, got {image.shape} {image.dtype}")
         return image
 
-    @torch.no_grad()
     def predict(self, images: Sequence[np.ndarray | str]) -> list[dict]:
         """Detections for several images (one forward pass)."""
         inputs = []
@@ -82,13 +86,14 @@ class Predictor:
             h, w = array.shape[:2]
             resized = np.ascontiguousarray(self.transform(array))
             inputs.append({"image": torch.from_numpy(resized).permute(2, 0, 1), "height": h, "width": w})
-        outputs = self.model(inputs)
-        results = []
-        for out in outputs:
-            keep = out["scores"] >= self.score_threshold if self.score_threshold is not None else slice(None)
-            res = {k: v[keep].cpu().numpy() for k, v in out.items()}
-            res["class_names"] = [self.class_names[i] for i in res["labels"]]
-            results.append(res)
+        with inference_context(self.device, self.amp_dtype):
+            outputs = self.model(inputs)
+            results = []
+            for out in outputs:
+                keep = out["scores"] >= self.score_threshold if self.score_threshold is not None else slice(None)
+                res = {k: v[keep].cpu().numpy() for k, v in out.items()}
+                res["class_names"] = [self.class_names[i] for i in res["labels"]]
+                results.append(res)
         return results
 
     def __call__(self, image: np.ndarray | str) -> dict:

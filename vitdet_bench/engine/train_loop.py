@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 
 import logging
-import math
 import resource
 import time
 import weakref
@@ -110,6 +109,22 @@ class TrainerBase:
         raise NotImplementedError
 
 
+def _describe_losses(loss_dict: dict[str, torch.Tensor], micro: int, k: int) -> str:
+    values = ", ".join(f"{name}={float(v):.4g}" for name, v in loss_dict.items())
+    where = f" (micro-batch {micro + 1} of {k})" if k > 1 else ""
+    return f"total_loss={float(sum(loss_dict.values())):.4g}, {values}{where}"
+
+
+def _describe_bad_grads(model: nn.Module, limit: int = 5) -> str:
+    """Name the parameters whose gradients hold NaN / inf (the first ``limit`` of them)."""
+    bad = [name for name, p in model.named_parameters()
+           if p.grad is not None and not bool(torch.isfinite(p.grad).all())]
+    if not bad:
+        return "their total norm overflowed"
+    more = f" and {len(bad) - limit} more" if len(bad) > limit else ""
+    return f"{len(bad)} parameters, e.g. {', '.join(bad[:limit])}{more}"
+
+
 def _max_memory_mb(device: torch.device) -> float:
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
@@ -170,8 +185,9 @@ class SimpleTrainer(TrainerBase):
 
     def run_step(self) -> None:
         self.optimizer.zero_grad(set_to_none=True)
-        data_time, summed = 0.0, {}
+        data_time = 0.0
         k = self.grad_accum_steps
+        micro_losses: list[dict[str, torch.Tensor]] = []
         for micro in range(k):
             start = time.perf_counter()
             data = next(self.data_iter)
@@ -183,40 +199,69 @@ class SimpleTrainer(TrainerBase):
                                     enabled=self.amp_dtype is not None):
                     loss_dict = self.model(data)
                 losses = sum(loss_dict.values())
-                self._check_finite(losses, loss_dict)
+                # Backward runs even on a NaN loss: every DDP rank must reach the same all-reduce;
+                # the ranks then decide together, before the optimizer step, whether to stop.
                 self.grad_scaler.scale(losses / k).backward()
-            for name, v in loss_dict.items():
-                summed[name] = summed.get(name, 0.0) + v.detach() / k
-        loss_dict = summed
+            micro_losses.append({name: v.detach() for name, v in loss_dict.items()})
         self.after_backward()
+        grad_norm = self._check_finite(micro_losses)
         if self.clip_grad_norm is not None:
-            self.grad_scaler.unscale_(self.optimizer)
-            grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.clip_grad_norm)
+            params = [p for p in self.model.parameters() if p.grad is not None]
+            if grad_norm is None:
+                self.grad_scaler.unscale_(self.optimizer)
+                grad_norm = torch.nn.utils.get_total_norm([p.grad for p in params])
+            torch.nn.utils.clip_grads_with_norm_(params, self.clip_grad_norm, grad_norm)
             self.storage.put_scalar("grad_norm", grad_norm)
-        self._write_metrics(loss_dict, data_time)
+        summed = {name: sum(m[name] for m in micro_losses) / k for name in micro_losses[0]}
+        self._write_metrics(summed, data_time)
         self.grad_scaler.step(self.optimizer)
         self.grad_scaler.update()
 
-    def _check_finite(self, losses: torch.Tensor, loss_dict: dict[str, torch.Tensor]) -> None:
-        # Stop before the optimizer step, so the weights (and the last checkpoint) stay good.
-        if not torch.isfinite(losses).all():
-            values = ", ".join(f"{k}={float(v):.4g}" for k, v in loss_dict.items())
-            raise FloatingPointError(
-                f"Loss became infinite or NaN at iteration {self.iter}: total_loss={float(losses):.4g}, "
-                f"{values}. Training stopped before the optimizer step; the last checkpoint is intact."
-            )
+    def _check_finite(self, micro_losses: list[dict[str, torch.Tensor]]) -> torch.Tensor | None:
+        """Stop before the optimizer step when any rank's loss, or the gradients, are NaN / inf.
+
+        A finite loss can still give non-finite gradients (a square root at 0, an overflow in
+        backward), and one optimizer step with them writes NaN into the weights, and so into the
+        next checkpoint. With float16 AMP the GradScaler already skips steps whose gradients are
+        inf / NaN (and lowers its scale), so only the loss is checked then. The flags are
+        all-reduced, so every DDP rank takes the same decision and none is left waiting.
+
+        Returns:
+            the total gradient norm when it was computed (no float16 scaler), else ``None``.
+        """
+        loss_ok = torch.stack([torch.isfinite(sum(m.values())).all() for m in micro_losses]).all()
+        grad_norm = None
+        grads_ok = torch.ones((), dtype=torch.bool, device=loss_ok.device)
+        if not self.grad_scaler.is_enabled():
+            grads = [p.grad for p in self.model.parameters() if p.grad is not None]
+            if grads:
+                grad_norm = torch.nn.utils.get_total_norm(grads)
+                grads_ok = torch.isfinite(grad_norm).to(loss_ok.device)
+        local = torch.stack([~loss_ok, ~grads_ok]).float().cpu()  # the check's one host sync
+        flags = comm.all_reduce_max(local)
+        if not flags.any():
+            return grad_norm
+        where = f"at iteration {self.iter}"
+        if comm.get_world_size() > 1:
+            where += f" (rank {comm.get_rank()} of {comm.get_world_size()})"
+        if local[0]:
+            micro = next(i for i, m in enumerate(micro_losses) if not bool(torch.isfinite(sum(m.values())).all()))
+            why = f"the loss is infinite or NaN: {_describe_losses(micro_losses[micro], micro, len(micro_losses))}"
+        elif flags[0]:
+            why = "another rank's loss is infinite or NaN (its log names the loss terms)"
+        else:
+            why = f"the loss is finite but the gradients are not: {_describe_bad_grads(self.model)}"
+        raise FloatingPointError(f"Non-finite training {where}: {why}. Training stopped before the "
+                                 "optimizer step, so the weights were not updated with it.")
 
     def _write_metrics(self, loss_dict: dict[str, torch.Tensor], data_time: float) -> None:
-        values = {k: float(v.detach()) for k, v in loss_dict.items()}
+        values = {k: float(v) for k, v in loss_dict.items()}
         values["data_time"] = data_time
         values = comm.reduce_dict(values)
         if comm.is_main_process():
             data_time = values.pop("data_time")
             self.storage.put_scalar("data_time", data_time)
-            total = sum(values.values())
-            if not math.isfinite(total):
-                raise FloatingPointError(f"Loss became infinite or NaN at iteration {self.iter}: {values}")
-            self.storage.put_scalar("total_loss", total)
+            self.storage.put_scalar("total_loss", sum(values.values()))
             self.storage.put_scalars(**values)
             self.storage.put_scalar("max_mem_mb", _max_memory_mb(self.device), smoothing_hint=False)
             if self.amp_dtype is torch.float16:

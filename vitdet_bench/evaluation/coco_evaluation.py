@@ -34,15 +34,18 @@ METRIC_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl")
 
 def instances_to_coco_json(output: dict, image_id: int, dataset_ids: Sequence[int], with_masks: bool = True) -> list[dict]:
     """Convert one image's detections (XYXY boxes, 0-based labels, bool masks) to COCO results."""
-    boxes = output["boxes"].detach().cpu().numpy().astype(np.float64)
-    if len(boxes) == 0:
+    if len(output["boxes"]) == 0:
         return []
+    # One device-to-host copy for boxes, scores and labels (each copy waits for the device).
+    packed = torch.cat([output["boxes"].detach().float(), output["scores"].detach().float()[:, None],
+                        output["labels"].detach().float()[:, None]], dim=1).cpu().double().numpy()
+    boxes = packed[:, :4]
     boxes[:, 2:] -= boxes[:, :2]  # XYXY -> XYWH
-    scores = output["scores"].detach().cpu().tolist()
-    labels = output["labels"].detach().cpu().tolist()
+    scores = packed[:, 4].tolist()
+    labels = packed[:, 5].astype(np.int64).tolist()
     rles = None
     if with_masks and "masks" in output:
-        masks = output["masks"].detach().cpu().numpy().astype(np.uint8)
+        masks = output["masks"].detach().to(torch.uint8).cpu().numpy()
         rles = [mask_util.encode(np.asfortranarray(m)) for m in masks]
         for r in rles:
             r["counts"] = r["counts"].decode("ascii")
@@ -184,22 +187,55 @@ class COCOEvaluator:
         return results
 
 
-def inference_on_dataset(model: torch.nn.Module, data_loader: Iterable, evaluator: COCOEvaluator) -> dict:
-    """Run the model over a loader in eval mode, feed the evaluator, return its results."""
+def inference_on_dataset(model: torch.nn.Module, data_loader: Iterable, evaluator: COCOEvaluator,
+                         amp_dtype: torch.dtype | None = None) -> dict:
+    """Run the model over a loader, feed the evaluator, return its results.
+
+    The model runs in eval mode under ``torch.inference_mode`` and, when ``amp_dtype`` is given,
+    autocast in it (``vitdet_bench.engine.speed.inference_amp_dtype`` chooses it from the config).
+    Progress and timing count images, whatever the loader's batch size. The log separates the
+    model's time per image (CUDA-synchronised, Detectron2's "pure compute time", without the first
+    5 batches) from the evaluator's (COCO conversion, RLE encoding).
+    """
     evaluator.reset()
     was_training = model.training
     model.eval()
-    total = len(data_loader) if hasattr(data_loader, "__len__") else None
+    # This process's images: its sampler's shard under several processes, else the dataset.
+    shard = getattr(data_loader, "sampler", None) or getattr(data_loader, "dataset", None)
+    total = len(shard) if shard is not None and hasattr(shard, "__len__") else None
+    device = next(model.parameters()).device
+    warmup = 5
     start = time.perf_counter()
-    n = 0
-    with torch.no_grad():
-        for n, inputs in enumerate(data_loader, 1):
+    compute_time = eval_time = 0.0
+    batches = images = timed_images = 0
+    next_report = 50
+    # The same context as vitdet_bench.engine.speed.inference_context (not imported: the engine
+    # imports this module).
+    with torch.inference_mode(), torch.autocast(device.type, dtype=amp_dtype or torch.float32,
+                                                enabled=amp_dtype is not None):
+        for inputs in data_loader:
+            tick = time.perf_counter()
             outputs = model(inputs)
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            tock = time.perf_counter()
             evaluator.process(inputs, outputs)
-            if total and (n % 50 == 0 or n == total):
-                logger.info("Inference: %d/%d images, %.3f s / image", n, total, (time.perf_counter() - start) / n)
+            images += len(inputs)
+            batches += 1
+            if batches > warmup:
+                compute_time += tock - tick
+                eval_time += time.perf_counter() - tock
+                timed_images += len(inputs)
+            if total and (images >= next_report or images == total):
+                logger.info("Inference: %d/%d images, %.3f s / image", images, total,
+                            (time.perf_counter() - start) / images)
+                next_report = (images // 50 + 1) * 50
     model.train(was_training)
-    if n:
-        logger.info("Inference done: %d images in %.1f s (%.4f s / image)", n, time.perf_counter() - start,
-                    (time.perf_counter() - start) / n)
+    if images:
+        elapsed = time.perf_counter() - start
+        logger.info("Inference done: %d images in %.1f s (%.4f s / image)%s", images, elapsed, elapsed / images,
+                    f", {amp_dtype} autocast" if amp_dtype else "")
+    if timed_images:
+        logger.info("Model %.4f s / image, evaluator %.4f s / image (after %d warm-up batches)",
+                    compute_time / timed_images, eval_time / timed_images, warmup)
     return evaluator.evaluate()

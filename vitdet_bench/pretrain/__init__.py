@@ -1,8 +1,11 @@
-"""Pre-training companion: MAE, MoCo v3, BEiT (with a pluggable tokenizer) and supervised ViTs,
-exporting backbones the detector loads with nothing missing. Configs: ``projects/<Method>/configs``."""
+"""Pre-training companion: MAE, MoCo v3, BEiT (with a pluggable tokenizer), supervised ViTs,
+feature-reconstruction MIM (EVA with a CLIP teacher) and MAE-Lite (with attention distillation), and
+ConvMAE / FastConvMAE on the hybrid ConvViT, exporting backbones the detector loads with nothing
+missing. Configs: ``projects/<Method>/configs``."""
 
 from .beit import BEiT
 from .common import PretrainModel
+from .convmae import ConvMAE, ConvMAEEncoder, build_convmae_encoder
 from .data import (
     PretrainMapper,
     beit_transform,
@@ -16,27 +19,44 @@ from .data import (
     tokenizer_transform,
 )
 from .encoder import PretrainEncoder, build_pretrain_encoder, sincos_pos_embed
+from .fastconvmae import FastConvMAE, complementary_views
+from .feature_mim import FeatureMIM, negative_cosine_loss
 from .mae import MAE, mae_loss, patchify
+from .maelite import MAELite, attention_distill_loss
 from .masking import BlockMaskGenerator, random_masking
 from .moco import MoCoV3, contrastive_loss, momentum_at
 from .supervised import SupervisedViT
+from .teacher import CLIP_PIXEL_MEAN, CLIP_PIXEL_STD, TeacherOutput, ViTTeacher, build_teacher, openclip_visual_to_timm
 from .tokenizers import DalleTokenizer, VQTokenizer, build_tokenizer, save_tokenizer
 
 __all__ = [
     "BEiT",
     "BlockMaskGenerator",
+    "CLIP_PIXEL_MEAN",
+    "CLIP_PIXEL_STD",
+    "ConvMAE",
+    "ConvMAEEncoder",
     "DalleTokenizer",
+    "FastConvMAE",
+    "FeatureMIM",
     "MAE",
+    "MAELite",
     "MoCoV3",
     "PretrainEncoder",
     "PretrainMapper",
     "PretrainModel",
     "SupervisedViT",
+    "TeacherOutput",
     "VQTokenizer",
+    "ViTTeacher",
+    "attention_distill_loss",
     "beit_transform",
+    "build_convmae_encoder",
     "build_pretrain_encoder",
     "build_pretrain_train_loader",
+    "build_teacher",
     "build_tokenizer",
+    "complementary_views",
     "contrastive_loss",
     "deit_transform",
     "demo_pool_dataset",
@@ -46,6 +66,8 @@ __all__ = [
     "mae_transform",
     "moco_transforms",
     "momentum_at",
+    "negative_cosine_loss",
+    "openclip_visual_to_timm",
     "patchify",
     "random_masking",
     "save_tokenizer",

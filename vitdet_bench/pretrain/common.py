@@ -57,6 +57,20 @@ class PretrainModel(nn.Module):
     def normalize(self, images: torch.Tensor) -> torch.Tensor:
         return (images.to(self.device) - self.pixel_mean) / self.pixel_std
 
+    def attach_frozen(self, name: str, module: nn.Module) -> nn.Module:
+        """Hold ``module`` (a teacher, a tokenizer) frozen: eval mode, no gradients, outside
+        ``parameters()`` and ``state_dict()`` (checkpoints stay the trained model's; the frozen
+        part is rebuilt from its own file on resume), moved and cast with the model."""
+        module = module.eval().requires_grad_(False)
+        self.__dict__[name] = module
+        self.__dict__.setdefault("_frozen_names", []).append(name)
+        return module
+
+    def _apply(self, fn, *args, **kwargs):
+        for name in self.__dict__.get("_frozen_names", ()):
+            self.__dict__[name] = self.__dict__[name]._apply(fn, *args, **kwargs)
+        return super()._apply(fn, *args, **kwargs)
+
     def set_progress(self, iteration: int, max_iter: int) -> None:
         """Called before every step; methods with schedules of their own (MoCo's momentum) use it."""
         self.progress = iteration / max(max_iter, 1)

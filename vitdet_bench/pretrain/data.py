@@ -27,10 +27,9 @@ import torch
 from PIL import Image, ImageFilter
 from torchvision import transforms as T
 
-from ..data.build import build_detection_train_loader
-from ..data.catalog import load_dataset
+from ..data.build import build_detection_train_loader, get_detection_dataset
 from ..data.demo import DEMO_CLASSES, POOL_SIZE, ensure_demo_pool, pool_file_name
-from ..data.mapper import read_image
+from ..data.mapper import IMAGE_EXTENSIONS, read_image
 
 __all__ = [
     "ImageDatasetMetadata",
@@ -46,8 +45,6 @@ __all__ = [
     "deit_transform",
     "tokenizer_transform",
 ]
-
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 
 
 @dataclass
@@ -81,9 +78,18 @@ def image_folder_dataset(root: str, labels: bool = True) -> tuple[list[dict], Im
     return records, ImageDatasetMetadata(os.path.basename(os.path.normpath(root)), tuple(classes))
 
 
-def detection_image_dataset(names: str) -> tuple[list[dict], ImageDatasetMetadata]:
-    """The images of a registered detection dataset; label = category of the largest object."""
-    records, meta = load_dataset(names)
+def detection_image_dataset(names: str, json_file: str | None = None,
+                            image_root: str | None = None) -> tuple[list[dict], ImageDatasetMetadata]:
+    """The images of a detection dataset; label = category of the largest object.
+
+    Args:
+        names: a registered dataset name, or a new one when ``json_file`` and ``image_root`` are
+            given (registered as :func:`~vitdet_bench.data.get_detection_dataset` does, so the
+            catalog's hint "give json_file= and image_root=" works for pre-training too).
+        json_file: a COCO instances file.
+        image_root: the folder its ``file_name`` fields are relative to.
+    """
+    records, meta = get_detection_dataset(names, json_file, image_root)
     out = []
     for r in records:
         anns = r.get("annotations", [])

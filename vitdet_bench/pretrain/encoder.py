@@ -129,12 +129,17 @@ class PretrainEncoder(nn.Module):
     def export_state(self) -> dict[str, torch.Tensor]:
         """The ViT's weights in the detector's names. A shared bias table goes out under BEiT's
         shared name and layout (cls rows last), which the loader places into the detector's window
-        and global tables (dropping the cls rows) or into another pre-training encoder (keeping them)."""
+        and global tables (dropping the cls rows) or into another pre-training encoder (keeping them).
+        The cls token and final norm go out too (as in MAE's released encoders): the detector's loader
+        drops them, a frozen teacher built from the export (MAE-Lite, feature targets) uses them."""
         state = {}
         for k, v in self.vit.state_dict().items():
             if k == "rel_pos_bias_global.relative_position_bias_table":
                 k = "rel_pos_bias.relative_position_bias_table"
             state[k] = v.detach().clone()
+        if self.cls_token is not None:
+            state["cls_token"] = self.cls_token.detach().clone()
+        state.update({f"norm.{k}": v.detach().clone() for k, v in self.norm.state_dict().items()})
         return state
 
 

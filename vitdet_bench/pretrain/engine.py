@@ -18,6 +18,7 @@ import argparse
 import json
 import logging
 import os
+import sys
 from typing import Callable
 
 import torch.nn as nn
@@ -26,11 +27,13 @@ from omegaconf import DictConfig, OmegaConf
 from ..checkpoint.backbone import save_backbone_export
 from ..checkpoint.io import atomic_write_text
 from ..utils.comm import unwrap_model
-from ..config import LazyConfig, instantiate
-from ..engine.defaults import default_argument_parser, default_setup, do_train
+from ..config import instantiate
+from ..engine.defaults import default_argument_parser, default_setup, do_train, load_config, prepare_output_dir
 from ..engine.launch import launch
+from ..engine.submit import SubmitError, launcher_requested, submit_tool
 from ..engine.train_loop import HookBase
 from ..utils import comm
+from ..utils.logger import close_log_files, log_fatal_errors, setup_logger
 from .tokenizers import save_tokenizer
 
 __all__ = ["SetProgress", "ExportHook", "InitSource", "export_meta", "lineage_text", "pretrain_main", "run_pretrain",
@@ -175,11 +178,11 @@ def pretrain_main(args: argparse.Namespace, product: str = "backbone",
     """Load the config, train with the engine, export ``product`` ("backbone" or "tokenizer").
 
     ``extra_hooks(model, trainer)`` adds hooks (the benchmark runner's progress bar)."""
-    cfg = LazyConfig.load(args.config_file)
-    cfg = LazyConfig.apply_overrides(cfg, args.opts)
-    if args.eval_only:
+    if getattr(args, "eval_only", False):
         raise SystemExit("--eval-only has no meaning for pre-training; evaluate the exported backbone by fine-tuning it")
+    cfg = load_config(args.config_file, args.opts)
     _fill_num_classes(cfg)
+    prepare_output_dir(cfg, args)
     default_setup(cfg, args)
     output_dir = cfg.train.output_dir
     period = int(cfg.train.checkpointer.period)
@@ -201,18 +204,30 @@ def pretrain_main(args: argparse.Namespace, product: str = "backbone",
                 save_backbone_export(unwrap_model(model).export_state(), path, meta)
         return [SetProgress(model), init, ExportHook(export, output_dir, product, period, keep), *more]
 
-    return do_train(args, cfg, extra_hooks=hooks)
+    try:
+        with log_fatal_errors(logger, "Tokenizer training" if product == "tokenizer" else "Pre-training"):
+            return do_train(args, cfg, extra_hooks=hooks)
+    finally:
+        close_log_files(output_dir)
 
 
 def _run(product: str, description: str, argv: list[str] | None) -> None:
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = default_argument_parser(description).parse_args(argv)
+    if launcher_requested(args):  # --launcher slurm ...: submit this command as a job
+        setup_logger()
+        try:
+            submit_tool("tokenizer" if product == "tokenizer" else "pretrain", argv, args)
+        except SubmitError as e:  # no Slurm here: the message, not a traceback
+            sys.exit(f"error: {e}")
+        return
     launch(pretrain_main, args.num_gpus, num_machines=args.num_machines, machine_rank=args.machine_rank,
            dist_url=args.dist_url, args=(args, product))
 
 
 def run_pretrain(argv: list[str] | None = None) -> None:
     """Entry point of ``tools/pretrain_net.py``."""
-    _run("backbone", "Pre-train a ViT (MAE, MoCo v3, BEiT, supervised) from a LazyConfig and export the backbone", argv)
+    _run("backbone", "Pre-train a ViT (MAE, MoCo v3, BEiT, supervised, feature-reconstruction MIM, MAE-Lite) from a LazyConfig and export the backbone", argv)
 
 
 def run_train_tokenizer(argv: list[str] | None = None) -> None:

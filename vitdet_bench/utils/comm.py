@@ -10,6 +10,7 @@ import torch.nn as nn
 
 __all__ = [
     "all_gather",
+    "all_reduce_max",
     "get_local_rank",
     "get_rank",
     "get_world_size",
@@ -79,3 +80,12 @@ def unwrap_model(model: nn.Module) -> nn.Module:
     """The module a ``DistributedDataParallel`` wraps (``model`` itself when not wrapped): what
     checkpoints save and load, and what hooks call methods on."""
     return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+
+
+def all_reduce_max(t: torch.Tensor) -> torch.Tensor:
+    """Element-wise maximum of a small tensor over all ranks (returned on the CPU)."""
+    if get_world_size() == 1:
+        return t
+    t = t.cuda() if dist.get_backend() == "nccl" else t.clone()
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return t.cpu()

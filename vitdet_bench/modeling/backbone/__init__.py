@@ -1,5 +1,6 @@
-"""ViT backbone and its multi-scale necks."""
+"""ViT backbone, the ConvMAE hybrid ConvViT, and their multi-scale necks."""
 
+from .convvit import CONVVIT_PRESETS, CBlock, ConvPatchEmbed, ConvViT, build_convvit, convvit_preset
 from .pyramid import FPN, MultiScaleAdapter, SimpleFeaturePyramid
 from .rel_pos import RelativePositionBias, geometric_offsets, resize_rel_pos_table
 from .utils import get_abs_pos, window_partition, window_unpartition
@@ -8,13 +9,19 @@ from .vit import VIT_PRESETS, Attention, Block, ViT, build_vit, global_block_ind
 __all__ = [
     "Attention",
     "Block",
+    "CBlock",
+    "CONVVIT_PRESETS",
+    "ConvPatchEmbed",
+    "ConvViT",
     "FPN",
     "MultiScaleAdapter",
     "RelativePositionBias",
     "SimpleFeaturePyramid",
     "VIT_PRESETS",
     "ViT",
+    "build_convvit",
     "build_vit",
+    "convvit_preset",
     "geometric_offsets",
     "resize_rel_pos_table",
     "vit_preset",

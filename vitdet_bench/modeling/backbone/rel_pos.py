@@ -38,13 +38,27 @@ def table_side(window_size: tuple[int, int]) -> tuple[int, int]:
     return 2 * window_size[0] - 1, 2 * window_size[1] - 1
 
 
-@lru_cache(maxsize=32)
-def _index(window_size: tuple[int, int], device: torch.device, with_cls: bool) -> torch.Tensor:
+def _build_index(window_size: tuple[int, int], device: torch.device, with_cls: bool) -> torch.Tensor:
     # timm's index has the cls token's row and column first, pointing at the 3 extra rows;
-    # without a cls token they are dropped. Cached per device, so a forward pass does not
-    # rebuild or copy it.
+    # without a cls token they are dropped.
     index = gen_relative_position_index(window_size)
     return (index if with_cls else index[1:, 1:]).contiguous().to(device)
+
+
+@lru_cache(maxsize=32)
+def _cached_index(window_size: tuple[int, int], device: torch.device, with_cls: bool) -> torch.Tensor:
+    # Cached per device, so an eager forward pass does not rebuild or copy it. Built outside
+    # inference mode even when first asked for inside it: a cached inference tensor could not be
+    # used by a later training step's backward.
+    with torch.inference_mode(False):
+        return _build_index(window_size, device, with_cls)
+
+
+def _index(window_size: tuple[int, int], device: torch.device, with_cls: bool) -> torch.Tensor:
+    # torch.compile traces the construction into the graph (a constant there) instead of a cache.
+    if torch.compiler.is_compiling():
+        return _build_index(window_size, device, with_cls)
+    return _cached_index(window_size, device, with_cls)
 
 
 def split_cls_entries(table: torch.Tensor, window: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor | None]:

@@ -14,6 +14,8 @@ __all__ = [
     "get_abs_pos",
     "get_rel_pos",
     "decomposed_rel_pos_bias",
+    "sdpa_attn_bias",
+    "attention_dtype",
 ]
 
 
@@ -149,3 +151,53 @@ def decomposed_rel_pos_bias(
     bias = rel_h[:, :, :, :, None] + rel_w[:, :, :, None, :]
     return bias.reshape(b, q_h * q_w, k_h * k_w)
 
+
+# The memory-efficient CUDA kernel reads an additive bias whose every stride but the last is a
+# multiple of this many elements (PyTorch's ``preprocess_mask``); otherwise PyTorch pads a copy of
+# the bias on every call.
+SDPA_BIAS_ALIGNMENT = 8
+
+
+def attention_dtype(x: torch.Tensor) -> torch.dtype:
+    """The dtype a linear layer gives for input ``x``: the autocast dtype when autocast is on for
+    ``x``'s device, else ``x``'s own."""
+    device_type = x.device.type
+    if torch.is_autocast_enabled(device_type):
+        return torch.get_autocast_dtype(device_type)
+    return x.dtype
+
+
+def _sdpa_aligned(bias: torch.Tensor) -> bool:
+    strides = bias.stride()
+    return strides[-1] == 1 and all(s % SDPA_BIAS_ALIGNMENT == 0 for s in strides[:-1])
+
+
+def sdpa_attn_bias(bias: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """An additive attention bias in the form SDPA's fused kernels take without copying it.
+
+    Four dimensions (the fused CPU kernel accepts only 2-D or 4-D masks and otherwise falls back
+    to the math kernel), ``dtype`` (the queries'), and a last dimension padded to a multiple of
+    :data:`SDPA_BIAS_ALIGNMENT` then sliced back, so its rows are aligned for the CUDA
+    memory-efficient kernel. An already conforming bias is returned as it is, so a bias shared by
+    several blocks is converted once per forward pass.
+
+    Args:
+        bias: ``(heads, L, S)`` or ``(B, heads, L, S)`` (broadcastable dimensions of size 1 allowed).
+        dtype: the attention's dtype.
+
+    Returns:
+        ``(B or 1, heads or 1, L, S)``, values unchanged.
+    """
+    if bias.dim() == 3:
+        bias = bias[None]
+    if bias.dim() != 4:
+        raise ValueError(f"attention bias must be (heads, L, S) or (B, heads, L, S), got shape {tuple(bias.shape)}")
+    bias = bias.to(dtype)
+    if _sdpa_aligned(bias):
+        return bias
+    length = bias.shape[-1]
+    pad = (-length) % SDPA_BIAS_ALIGNMENT
+    if pad == 0:
+        return bias.contiguous()  # contiguous with an aligned length: every stride is a multiple
+    # The padded copy is contiguous with rows of length + pad elements; the slice keeps that layout.
+    return F.pad(bias, (0, pad))[..., :length]

@@ -19,7 +19,14 @@ import torch.utils.checkpoint
 from timm.layers import DropPath, LayerScale, Mlp, PatchEmbed, trunc_normal_
 
 from .rel_pos import RelativePositionBias, relative_position_bias, table_side
-from .utils import decomposed_rel_pos_bias, get_abs_pos, window_partition, window_unpartition
+from .utils import (
+    attention_dtype,
+    decomposed_rel_pos_bias,
+    get_abs_pos,
+    sdpa_attn_bias,
+    window_partition,
+    window_unpartition,
+)
 
 __all__ = [
     "Attention",
@@ -39,7 +46,11 @@ class Attention(nn.Module):
     Relative position comes in the two published forms: decomposed (MViTv2 / ViTDet,
     ``use_rel_pos``) or a BEiT-style bias table, either owned by this block
     (``rel_pos_table_window``) or passed in by the ViT when the table is shared across blocks.
-    Biases and masks are handed to ``F.scaled_dot_product_attention`` as its additive mask.
+    Biases and masks are handed to ``F.scaled_dot_product_attention`` as its additive mask, in the
+    layout its fused kernels take (:func:`~.utils.sdpa_attn_bias`): on CUDA the memory-efficient
+    (or cuDNN) kernel then serves biased window and global attention, and flash attention the
+    unbiased case; on the CPU the fused kernel serves both unless the bias needs a gradient
+    (training with learned relative positions), where PyTorch falls back to the math kernel.
 
     Args:
         dim: channels.
@@ -51,6 +62,10 @@ class Attention(nn.Module):
         rel_pos_table_window: own a BEiT-style table for this window (per-block tables).
         use_sdpa: use ``F.scaled_dot_product_attention`` (else the explicit softmax path, kept for
             tests).
+        capture_logits: compute attention explicitly and keep the pre-softmax logits
+            ``q k^T * scale + biases`` of the last forward for :meth:`pop_logits` (attention-map
+            distillation, MAE-Lite). Fused kernels never materialise them, so only the blocks that
+            are distilled should set it; it can be switched at run time.
     """
 
     def __init__(
@@ -63,6 +78,7 @@ class Attention(nn.Module):
         input_size: tuple[int, int] | None = None,
         rel_pos_table_window: tuple[int, int] | None = None,
         use_sdpa: bool = True,
+        capture_logits: bool = False,
     ) -> None:
         super().__init__()
         if dim % num_heads != 0:
@@ -79,6 +95,8 @@ class Attention(nn.Module):
         self.proj = nn.Linear(dim, dim)
         self.use_rel_pos = use_rel_pos
         self.use_sdpa = use_sdpa
+        self.capture_logits = capture_logits
+        self.logits: torch.Tensor | None = None
         if use_rel_pos:
             if input_size is None:
                 raise ValueError("use_rel_pos needs input_size to size the relative position tables")
@@ -118,16 +136,26 @@ class Attention(nn.Module):
             rel = relative_position_bias(self.relative_position_bias_table, self.rel_pos_table_window, (h, w))
             bias = rel if bias is None else bias + rel
         if bias is not None:
-            bias = bias.to(q.dtype)
-        if self.use_sdpa:
+            bias = sdpa_attn_bias(bias, q.dtype)
+        if self.use_sdpa and not self.capture_logits:
             out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
         else:
             attn = (q * self.scale) @ k.transpose(-2, -1)
             if bias is not None:
                 attn = attn + bias
+            if self.capture_logits:
+                self.logits = attn
             out = attn.softmax(dim=-1) @ v
         out = out.transpose(1, 2).reshape(b, h, w, -1)
         return self.proj(out)
+
+    def pop_logits(self) -> torch.Tensor:
+        """The pre-softmax logits ``(B, heads, H*W, H*W)`` of the last forward (per window in a
+        window block: ``(B * num_windows, heads, S*S, S*S)``), released from the module."""
+        if self.logits is None:
+            raise RuntimeError("no attention logits were captured: set capture_logits=True and run a forward first")
+        logits, self.logits = self.logits, None
+        return logits
 
 
 def _padding_mask(hw: tuple[int, int], pad_hw: tuple[int, int], window_size: int, batch: int,
@@ -165,6 +193,7 @@ class Block(nn.Module):
         mask_window_padding: keep zero-padding tokens out of window attention (Detectron2 lets
             them attend).
         use_sdpa: fused attention kernel.
+        capture_logits: keep this block's pre-softmax attention logits (see :class:`Attention`).
     """
 
     def __init__(
@@ -184,6 +213,7 @@ class Block(nn.Module):
         init_values: float | None = None,
         mask_window_padding: bool = False,
         use_sdpa: bool = True,
+        capture_logits: bool = False,
     ) -> None:
         super().__init__()
         attn_size = tuple(input_size) if window_size == 0 and input_size else (window_size, window_size)
@@ -197,6 +227,7 @@ class Block(nn.Module):
             input_size=attn_size,
             rel_pos_table_window=attn_size if rel_pos_table else None,
             use_sdpa=use_sdpa,
+            capture_logits=capture_logits,
         )
         self.ls1 = LayerScale(dim, init_values) if init_values else nn.Identity()
         self.drop_path = DropPath(drop_path) if drop_path > 0.0 else nn.Identity()
@@ -262,6 +293,10 @@ class ViT(nn.Module):
         mask_window_padding: keep the zero-padding tokens out of window attention.
         freeze_patch_embed: keep the patch projection fixed (MoCo v3's frozen random projection).
         use_sdpa: fused attention kernels.
+        attn_logits_blocks: blocks whose pre-softmax attention logits are kept for
+            :meth:`pop_attn_logits` (MAE-Lite's attention distillation); only these blocks leave
+            the fused kernel (and activation checkpointing). :meth:`capture_attn_logits` changes
+            the set at run time.
     """
 
     def __init__(
@@ -293,6 +328,7 @@ class ViT(nn.Module):
         mask_window_padding: bool = False,
         freeze_patch_embed: bool = False,
         use_sdpa: bool = True,
+        attn_logits_blocks: Sequence[int] = (),
     ) -> None:
         super().__init__()
         for i in list(window_block_indexes) + list(out_block_indexes):
@@ -367,6 +403,25 @@ class ViT(nn.Module):
         self.apply(self._init_weights)
         if freeze_patch_embed:
             self.patch_embed.requires_grad_(False)
+        self.capture_attn_logits(attn_logits_blocks)
+
+    def _block_index(self, i: int) -> int:
+        if not -self.depth <= i < self.depth:
+            raise ValueError(f"block index {i} is out of range for depth {self.depth}")
+        return i % self.depth
+
+    def capture_attn_logits(self, indices: Sequence[int]) -> None:
+        """Keep the pre-softmax attention logits of exactly these blocks (negative indexes count
+        from the last block); every other block uses the fused kernel again."""
+        wanted = {self._block_index(i) for i in indices}
+        for i, blk in enumerate(self.blocks):
+            blk.attn.capture_logits = i in wanted
+            blk.attn.logits = None
+
+    def pop_attn_logits(self, i: int) -> torch.Tensor:
+        """Block ``i``'s attention logits ``q k^T * scale + biases`` from the last forward
+        (``(B, heads, N, N)``; see :meth:`Attention.pop_logits`)."""
+        return self.blocks[self._block_index(i)].attn.pop_logits()
 
     @staticmethod
     def _init_weights(m: nn.Module) -> None:
@@ -400,8 +455,9 @@ class ViT(nn.Module):
         return self.depth + 1
 
     def run_block(self, i: int, x: torch.Tensor, attn_bias: torch.Tensor | None) -> torch.Tensor:
-        """Block ``i`` on ``(B, H, W, C)`` tokens, recomputed in backward when ``use_act_checkpoint``."""
-        if self.use_act_checkpoint and self.training:
+        """Block ``i`` on ``(B, H, W, C)`` tokens, recomputed in backward when ``use_act_checkpoint``
+        (except a block that captures its attention logits: they are an output of the forward)."""
+        if self.use_act_checkpoint and self.training and not self.blocks[i].attn.capture_logits:
             return torch.utils.checkpoint.checkpoint(self.blocks[i], x, attn_bias, use_reentrant=False)
         return self.blocks[i](x, attn_bias)
 
@@ -420,11 +476,12 @@ class ViT(nn.Module):
         hw = (x.shape[1], x.shape[2])
         if self.pos_embed is not None:
             x = x + get_abs_pos(self.pos_embed, self.pretrain_use_cls_token, hw)
+        # Shared tables: one bias per forward pass, converted once for every block that uses it.
         window_bias = global_bias = None
         if self.rel_pos_bias_window is not None:
-            window_bias = self.rel_pos_bias_window()
+            window_bias = sdpa_attn_bias(self.rel_pos_bias_window(), attention_dtype(x))
         if self.rel_pos_bias_global is not None:
-            global_bias = self.rel_pos_bias_global(hw)
+            global_bias = sdpa_attn_bias(self.rel_pos_bias_global(hw), attention_dtype(x))
         outputs = {}
         for i, blk in enumerate(self.blocks):
             x = self.run_block(i, x, window_bias if blk.window_size > 0 else global_bias)

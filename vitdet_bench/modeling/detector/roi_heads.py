@@ -16,7 +16,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torchvision.models.detection import _utils as det_utils
 from torchvision.models.detection.roi_heads import RoIHeads, maskrcnn_inference, maskrcnn_loss
-from torchvision.models.detection.rpn import RegionProposalNetwork
+from torchvision.models.detection.image_list import ImageList
+from torchvision.models.detection.rpn import RegionProposalNetwork, concat_box_prediction_layers
 from torchvision.ops import batched_nms, box_iou, clip_boxes_to_image, remove_small_boxes
 
 __all__ = ["RPN", "StandardRoIHeads", "CascadeRoIHeads", "box_regression_loss"]
@@ -30,9 +31,21 @@ def box_regression_loss(pred: torch.Tensor, target: torch.Tensor, beta: float) -
     return F.smooth_l1_loss(pred, target, beta=beta, reduction="sum")
 
 
+def _fp32_stand_in(feature: torch.Tensor) -> torch.Tensor:
+    """A zero-stride fp32 tensor of ``feature``'s shape and device (no memory): what torchvision's
+    ``AnchorGenerator`` reads from a feature map is its size, dtype and device."""
+    return torch.zeros((), dtype=torch.float32, device=feature.device).expand(feature.shape)
+
+
 class RPN(RegionProposalNetwork):
     """torchvision's RPN with the box loss's smooth-L1 ``beta`` configurable (0: L1, Detectron2's
-    ViTDet default; torchvision uses 1/9).
+    ViTDet default; torchvision uses 1/9), and boxes kept in fp32 under autocast.
+
+    torchvision builds the anchors in the feature maps' dtype and decodes the deltas in theirs: under
+    bf16 autocast (8-bit mantissa) anchor and proposal coordinates near 1024 px would be rounded
+    to 4-8 px, and its cached cell anchors would stay rounded for later fp32 passes. Here anchors
+    come from fp32 stand-ins of the maps and the head's outputs are cast to fp32 before decoding
+    (as Detectron2's ``Box2BoxTransform`` decodes in fp32).
 
     Args:
         smooth_l1_beta: transition point of the regression loss.
@@ -42,6 +55,31 @@ class RPN(RegionProposalNetwork):
     def __init__(self, *args, smooth_l1_beta: float = 0.0, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.smooth_l1_beta = smooth_l1_beta
+
+    def forward(self, images: ImageList, features: dict[str, torch.Tensor],
+                targets: list[dict[str, torch.Tensor]] | None = None) -> tuple[list[torch.Tensor], dict]:
+        """torchvision's ``RegionProposalNetwork.forward`` with fp32 anchors and deltas.
+
+        Returns:
+            proposals (one ``(P, 4)`` XYXY tensor per image) and the RPN losses (training).
+        """
+        maps = list(features.values())
+        objectness, deltas = self.head(maps)
+        objectness, deltas = [o.float() for o in objectness], [d.float() for d in deltas]
+        anchors = self.anchor_generator(images, [_fp32_stand_in(m) for m in maps])
+        num_anchors_per_level = [o[0].numel() for o in objectness]
+        objectness, deltas = concat_box_prediction_layers(objectness, deltas)
+        # Faster R-CNN does not backpropagate through the proposals.
+        proposals = self.box_coder.decode(deltas.detach(), anchors).view(len(anchors), -1, 4)
+        boxes, _ = self.filter_proposals(proposals, objectness, images.image_sizes, num_anchors_per_level)
+        if not self.training:
+            return boxes, {}
+        if targets is None:
+            raise ValueError("RPN: targets are needed in training mode")
+        labels, matched_gt_boxes = self.assign_targets_to_anchors(anchors, targets)
+        regression_targets = self.box_coder.encode(matched_gt_boxes, anchors)
+        loss_objectness, loss_box = self.compute_loss(objectness, deltas, labels, regression_targets)
+        return boxes, {"loss_objectness": loss_objectness, "loss_rpn_box_reg": loss_box}
 
     def compute_loss(self, objectness, pred_bbox_deltas, labels, regression_targets):
         sampled_pos, sampled_neg = self.fg_bg_sampler(labels)
@@ -87,7 +125,8 @@ class StandardRoIHeads(RoIHeads):
         if self.training:
             proposals, matched_idxs, labels, regression_targets = self.select_training_samples(proposals, targets)
         box_features = self.box_head(self.box_roi_pool(features, proposals, image_shapes))
-        class_logits, box_regression = self.box_predictor(box_features)
+        # fp32 under autocast: torchvision decodes boxes in the deltas' dtype (see RPN).
+        class_logits, box_regression = (t.float() for t in self.box_predictor(box_features))
         if self.training:
             loss_cls, loss_box = self.box_loss(class_logits, box_regression, labels, regression_targets)
             losses = {"loss_classifier": loss_cls, "loss_box_reg": loss_box}
@@ -213,7 +252,9 @@ class CascadeRoIHeads(StandardRoIHeads):
     def _run_stage(self, k, features, proposals, image_shapes):
         x = self.box_roi_pool(features, proposals, image_shapes)
         x = _ScaleGradient.apply(x, 1.0 / self.num_stages)
-        return self.box_predictors[k](self.box_heads[k](x))
+        # fp32 under autocast: the boxes are decoded from these deltas (see RPN).
+        logits, deltas = self.box_predictors[k](self.box_heads[k](x))
+        return logits.float(), deltas.float()
 
     def _decode(self, k, deltas, proposals, image_shapes) -> list[torch.Tensor]:
         counts = [len(p) for p in proposals]
