@@ -33,6 +33,7 @@ continued run starts its own optimizer and schedule. The model is recognised by 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import math
 import os
@@ -56,20 +57,26 @@ from .backbone import (
     resolve_format,
     to_canonical,
 )
-from .io import CheckpointError
+from .io import CheckpointError, read_checkpoint
 from .report import LoadReport, compress_keys, group_keys
 
 __all__ = [
     "METHOD_LAYOUTS",
     "OfficialLayout",
+    "INIT_SOURCE_FILE",
     "describe_init_source",
     "fit_method_state",
     "is_method_model",
+    "lineage_text",
     "load_method_checkpoint",
     "to_official",
 ]
 
 logger = logging.getLogger(__name__)
+
+# Where a pre-training run keeps the record of its init file (written by the pre-training engine),
+# so its resumed run and a run continued from its checkpoint still know the lineage.
+INIT_SOURCE_FILE = "init_source.json"
 
 
 @dataclass(frozen=True)
@@ -358,14 +365,22 @@ def _plain(value: Any) -> Any:
     return str(value)
 
 
+_FORMAT_LABELS = {"vitdet_bench": "backbone export", "detector": "run checkpoint", "vitdet": "detector's ViT",
+                  "timm": "timm ViT", "detectron2": "Detectron2 checkpoint"}
+
+
 def describe_init_source(obj: Any, format: str, source: str) -> dict:
-    """Where a run's weights started, as plain data for the export's metadata: the file, its format
-    and method, and what the file says of itself (epoch, arch and args of an official training
-    file; the metadata of this project's export, whose own ``init`` makes the lineage a chain;
-    the iteration of this project's training checkpoint)."""
+    """Where a run's weights started, as plain data for the export's metadata.
+
+    The file and its format, plus what the file says of itself: the epoch, arch and args of an
+    official training file; the metadata of this project's backbone export (whose own ``init``
+    makes the lineage a chain); the iteration of this project's run checkpoint, and the
+    ``init_source.json`` next to it when that run itself continued from a file (the chain again).
+    """
     path = os.path.abspath(source) if os.path.isfile(source) else source
-    info: dict[str, Any] = {"file": path, "format": format}
     layout = METHOD_LAYOUTS.get(format)
+    info: dict[str, Any] = {"file": path, "format": format,
+                            "kind": f"{layout.label} official layout" if layout else _FORMAT_LABELS.get(format, format)}
     if layout is not None:
         info["method"] = layout.method
     if not isinstance(obj, dict):
@@ -379,7 +394,65 @@ def describe_init_source(obj: Any, format: str, source: str) -> dict:
             info[key] = obj[key]
     if isinstance(obj.get("args"), argparse.Namespace):
         info["args"] = _plain(vars(obj["args"]))
+    if format == "detector" and isinstance(obj.get("iteration"), int) and os.path.isfile(path):
+        info.pop("iteration")
+        info["iterations"] = obj["iteration"] + 1
+        info.update(_run_history(os.path.dirname(path), info["iterations"]))
     return info
+
+
+def _run_history(run_dir: str, iterations: int) -> dict:
+    """What a run of this project did up to ``iterations``: the lineage of its export at that
+    iteration (``backbone_{N}.pth`` or ``backbone_final.pth``), else the record of its own init
+    (``init_source.json``); ``{}`` for a run from scratch without exports. A record, so an
+    unreadable file is a warning, not a reason to stop the run."""
+    for name in (f"backbone_{iterations - 1:07d}.pth", "backbone_final.pth"):
+        export = os.path.join(run_dir, name)
+        if not os.path.isfile(export):
+            continue
+        try:
+            meta = read_checkpoint(export).get("meta") or {}
+        except (CheckpointError, OSError, AttributeError) as e:
+            logger.warning("%s: unreadable (%s); the lineage skips it", export, e)
+            continue
+        if meta.get("iterations") == iterations and meta.get("lineage"):
+            return {k: _plain(meta[k]) for k in ("method", "data", "lineage") if k in meta}
+    record = os.path.join(run_dir, INIT_SOURCE_FILE)
+    if os.path.isfile(record):
+        try:
+            with open(record, encoding="utf-8") as f:
+                return {"init": json.load(f)}
+        except (OSError, ValueError) as e:
+            logger.warning("%s: unreadable (%s); the lineage starts at this run", record, e)
+    return {}
+
+
+def lineage_text(meta: dict) -> str:
+    """An export's history in one line: "started from X (what it is, epoch E), then N iterations
+    (E epochs) of M on Y"; an init file with its own history adds it in brackets.
+
+    Args:
+        meta: an export's metadata (:func:`vitdet_bench.pretrain.engine.export_meta`): ``iterations``,
+            ``epochs``, ``method``, ``data`` and, when the run continued from a file, ``init``
+            (:func:`describe_init_source`).
+    """
+    data = meta.get("data") or {}
+    where = str(data.get("root") or data.get("dataset") or "its data")
+    if data.get("num_images"):
+        where += f" ({data['num_images']} images)"
+    epochs = f" ({meta['epochs']} epochs)" if meta.get("epochs") is not None else ""
+    done = f"{meta.get('iterations')} iterations{epochs} of {meta.get('method') or 'pre-training'} on {where}"
+    init = meta.get("init")
+    if not init:
+        return f"from scratch: {done}"
+    facts = [str(init.get("kind") or init.get("format"))]
+    facts += [f"epoch {init['epoch']}"] if "epoch" in init else []
+    facts += [f"iteration {init['iteration']}"] if "iteration" in init else []
+    facts += [f"after {init['iterations']} iterations"] if "iterations" in init else []
+    name = os.path.basename(str(init.get("file")))
+    text = f"started from {name} ({', '.join(facts)}), then {done}"
+    earlier = init.get("lineage") or (lineage_text(init) if init.get("init") else "")
+    return text + (f" [{name}: {earlier}]" if earlier else "")
 
 
 # --- our model -> the official layout ------------------------------------------------------------

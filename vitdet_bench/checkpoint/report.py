@@ -74,9 +74,9 @@ class LoadReport:
         ]
         rows = [(k, "resized", f"{tuple(a)} -> {tuple(b)}") for k, a, b in self.resized]
         rows += [(k, "converted", how) for how, keys in _by_detail(self.converted) for k in group_keys(keys)]
-        rows += [(k, "missing (expected for this format)", "") for k in _short(self.missing_expected)]
+        rows += [(k, "missing (expected for this format)", "") for k in group_keys(self.missing_expected)]
         rows += [(k, "MISSING (unexpected)", "") for k in compress_keys(self.missing_unexpected)]
-        rows += [(k, "UNUSED checkpoint tensor", why) for why, keys in _by_detail(self.unused) for k in group_keys(keys)]
+        rows += [(k, "UNUSED checkpoint tensor", why) for k, why in self.unused]
         rows += [(f"{n} tensors", "dropped by the format's rules", why) for why, n in self.dropped.items()]
         if rows:
             lines.append(tabulate(rows, headers=["key", "status", "detail"]))
@@ -95,21 +95,10 @@ def _by_detail(rows: list[tuple[str, str]]) -> list[tuple[str, list[str]]]:
     return list(groups.items())
 
 
-def group_keys(keys: list[str], limit: int = 8) -> list[str]:
-    """:func:`compress_keys`, or, when still longer than ``limit``, one ``module.* (N tensors)`` per
-    top-level module (a whole momentum encoder copied, another method's decoder unused)."""
-    compressed = compress_keys(keys)
-    if len(compressed) <= limit:
-        return compressed
-    groups: dict[str, list[str]] = {}
-    for k in keys:
-        groups.setdefault(k.split(".")[0], []).append(k)
-    return [f"{m}.* ({len(ks)} tensors)" if len(ks) > 1 else ks[0] for m, ks in groups.items()]
-
-
-def _short(keys: list[str], limit: int = 12) -> list[str]:
+def group_keys(keys: list[str], limit: int = 12) -> list[str]:
     """:func:`compress_keys`, then, when still long, whole modules counted (a backbone file leaves
-    every neck and head tensor at its initial value: ``roi_heads.box_head.* (14 tensors)``)."""
+    every neck and head tensor at its initial value: ``roi_heads.box_head.* (14 tensors)``; a
+    momentum encoder copied from its online side is one line per block name)."""
     compressed = compress_keys(keys)
     if len(compressed) <= limit:
         return compressed

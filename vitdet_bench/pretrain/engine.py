@@ -25,6 +25,7 @@ import torch.nn as nn
 from omegaconf import DictConfig, OmegaConf
 
 from ..checkpoint.backbone import save_backbone_export
+from ..checkpoint.method import INIT_SOURCE_FILE, lineage_text
 from ..checkpoint.io import atomic_write_text
 from ..utils.comm import unwrap_model
 from ..config import instantiate
@@ -36,7 +37,7 @@ from ..utils import comm
 from ..utils.logger import close_log_files, log_fatal_errors, setup_logger
 from .tokenizers import save_tokenizer
 
-__all__ = ["SetProgress", "ExportHook", "InitSource", "export_meta", "lineage_text", "pretrain_main", "run_pretrain",
+__all__ = ["SetProgress", "ExportHook", "InitSource", "export_meta", "pretrain_main", "run_pretrain",
            "run_train_tokenizer"]
 
 logger = logging.getLogger("vitdet_bench")
@@ -101,11 +102,9 @@ class InitSource(HookBase):
         output_dir: the run's output directory.
     """
 
-    FILE = "init_source.json"
-
     def __init__(self, model: nn.Module, output_dir: str) -> None:
         self.model = unwrap_model(model)
-        self.path = os.path.join(output_dir, self.FILE)
+        self.path = os.path.join(output_dir, INIT_SOURCE_FILE)
         self.source: dict | None = None
 
     def before_train(self) -> None:
@@ -118,25 +117,6 @@ class InitSource(HookBase):
                 self.source = json.load(f)
         elif os.path.isfile(self.path):
             os.remove(self.path)
-
-
-def lineage_text(meta: dict) -> str:
-    """One line of an export's history: "started from X (format, method, epoch E), then N iterations
-    of M on Y"; an init that was itself an export continues its own line in brackets."""
-    data = meta.get("data") or {}
-    where = data.get("root") or data.get("dataset") or "its data"
-    if data.get("num_images"):
-        where += f" ({data['num_images']} images)"
-    done = f"{meta.get('iterations')} iterations of {meta.get('method') or 'pre-training'} on {where}"
-    init = meta.get("init")
-    if not init:
-        return f"from scratch, {done}"
-    facts = [init.get("format"), init.get("method")] + ([f"epoch {init['epoch']}"] if "epoch" in init else [])
-    facts += [f"iteration {init['iteration']}"] if "iteration" in init else []
-    text = f"started from {os.path.basename(str(init.get('file')))} ({', '.join(str(f) for f in facts if f)}), then {done}"
-    if init.get("lineage"):
-        text += f" [{os.path.basename(str(init.get('file')))}: {init['lineage']}]"
-    return text
 
 
 def export_meta(cfg: DictConfig, model: nn.Module, iterations: int, dataset_size: int | None,
