@@ -111,15 +111,12 @@ class OfficialMAE(nn.Module):
 
 def moco_mlp(num_layers: int, input_dim: int, mlp_dim: int, output_dim: int) -> nn.Sequential:
     """``MoCo._build_mlp``: bias-free Linear layers, BN + ReLU between, a last BN without affine."""
+    widths = [input_dim] + [mlp_dim] * (num_layers - 1) + [output_dim]
     layers: list[nn.Module] = []
-    for i in range(num_layers):
-        d1 = input_dim if i == 0 else mlp_dim
-        d2 = output_dim if i == num_layers - 1 else mlp_dim
-        layers.append(nn.Linear(d1, d2, bias=False))
-        if i < num_layers - 1:
-            layers += [nn.BatchNorm1d(d2), nn.ReLU(inplace=True)]
-        else:
-            layers.append(nn.BatchNorm1d(d2, affine=False))
+    for i, (d1, d2) in enumerate(zip(widths, widths[1:])):
+        last = i == num_layers - 1
+        layers += [nn.Linear(d1, d2, bias=False)]
+        layers += [nn.BatchNorm1d(d2, affine=False)] if last else [nn.BatchNorm1d(d2), nn.ReLU(inplace=True)]
     return nn.Sequential(*layers)
 
 
