@@ -96,6 +96,9 @@ def test_schedules_follow_max_iter():
     assert sched(0.5) == pytest.approx(0.5)
     step = WarmupParamScheduler(step_schedule(1000), warmup_iters=0, max_iter=1000)
     assert step(888 / 1000) == 1.0 and step(890 / 1000) == pytest.approx(0.1) and step(0.97) == pytest.approx(0.01)
+    # A warm-up as long as the run (a short continued run with the recipe's warm-up) says which keys to change.
+    with pytest.raises(ValueError, match=r"warmup_iters \(20\) must be smaller than max_iter \(2\).*lr_multiplier"):
+        WarmupParamScheduler(cosine_schedule(), warmup_iters=20, max_iter=2)
 
 
 def test_paper_model_config_instantiates_with_the_paper_sizes():

@@ -90,6 +90,14 @@ def env(tmp_path_factory, demo_root):
     Checkpointer(build_model(cfg, torch.device("cpu")), str(run)).save("model_final", iteration=3)
     mae = root / "mae_pretrain.pth"
     torch.save(containers(timm_vit().state_dict())["mae"], mae)
+    # Continued pre-training: a demo-size MAE in the official layout, and a pre-training run's checkpoint.
+    from vitdet_bench.checkpoint import to_official
+    from vitdet_bench.config import instantiate
+
+    mae_demo = instantiate(LazyConfig.load(os.path.join(REPO, "projects/MAE/configs/mae_vit_tiny_demo.py")).model)
+    torch.save(to_official(mae_demo.state_dict(), "mae"), root / "mae_official.pth")
+    (root / "pretrain_run").mkdir()
+    torch.save({"model": mae_demo.state_dict(), "iteration": 3}, root / "pretrain_run" / "model_final.pth")
     val = sorted(os.listdir(os.path.join(demo_root, "val")))[:2]
     return {
         "root": root,
@@ -114,6 +122,9 @@ def env(tmp_path_factory, demo_root):
             "predictions/": [str(root / "predictions")],
             "tide_out": [str(root / "tide_out")],
             "N": ["1"],
+            "MAE_CHECKPOINT.pth": [str(root / "mae_official.pth")],
+            "PRETRAIN_RUN/model_final.pth": [str(root / "pretrain_run" / "model_final.pth")],
+            "OFFICIAL.pth": [str(root / "official_layout.pth")],
         },
         "substrings": {  # the custom-dataset example's paths
             "/data/train.json": os.path.join(demo_root, "train.json"),
@@ -267,6 +278,15 @@ def run_tool(words: list[str], env: dict, out_name: str) -> None:
         assert proc.returncode == 0, _out(proc)
         out = words[words.index("--output") + 1]
         assert set(json.load(open(os.path.join(out, "tide.json")))) == runs and runs, _out(proc)
+        return
+    if tool == "convert_checkpoint.py" and "--to" in words and words[words.index("--to") + 1] != "detectron2":
+        # A pre-training run -> an official method layout: the whole method, in the official names.
+        proc = _run(words, env)
+        assert proc.returncode == 0, _out(proc)
+        from vitdet_bench.checkpoint import safe_torch_load
+
+        written = safe_torch_load(words[-1])["model"]
+        assert {"mask_token", "decoder_pred.weight", "blocks.0.attn.qkv.weight", "cls_token"} <= set(written), _out(proc)
         return
     if tool == "convert_checkpoint.py" and ("--to" in words or "--from" in words and "detectron2" in words):
         return run_detectron2_conversion(words, env)

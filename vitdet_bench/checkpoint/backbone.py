@@ -55,7 +55,9 @@ __all__ = [
     "detect_format",
     "find_state_dict",
     "find_vit",
+    "fit_pos_embed",
     "load_backbone_checkpoint",
+    "resolve_format",
     "save_backbone_export",
     "to_canonical",
 ]
@@ -157,6 +159,24 @@ def detect_format(obj: Any) -> str:
     return "timm"
 
 
+def resolve_format(obj: Any, format: str = "auto") -> str:
+    """The format to read a loaded checkpoint as: the detected one for ``"auto"``, else ``format``
+    when it agrees with the file's names (MAE, DeiT and timm share names, so any of the three may
+    read the others' files; MoCo v3, BEiT and the project's own formats may not)."""
+    if format not in ("auto",) + FORMATS:
+        raise ValueError(f"format must be 'auto' or one of {FORMATS}, got {format!r}")
+    detected = detect_format(obj)
+    if format == "auto":
+        return detected
+    distinct = ("mocov3", "beit", "vitdet_bench", "vitdet")  # MAE, DeiT and timm share names; these do not
+    if format != detected and (format in distinct or detected in distinct):
+        raise CheckpointFormatError(
+            f"asked to read it as '{format}', but the detected format is '{detected}' "
+            f"(keys: {_describe(find_state_dict(obj)[0] or obj)})"
+        )
+    return format
+
+
 @dataclass
 class CanonicalCheckpoint:
     """Backbone weights in the detection ViT's names, plus what was dropped and renamed.
@@ -207,17 +227,7 @@ def _drop_reason(key: str) -> str | None:
 
 def to_canonical(obj: Any, format: str = "auto") -> CanonicalCheckpoint:
     """Convert a loaded checkpoint to the detection ViT's key names (see the module docstring)."""
-    if format not in ("auto",) + FORMATS:
-        raise ValueError(f"format must be 'auto' or one of {FORMATS}, got {format!r}")
-    detected = detect_format(obj)
-    if format == "auto":
-        format = detected
-    distinct = ("mocov3", "beit", "vitdet_bench", "vitdet")  # MAE, DeiT and timm share names; these do not
-    if format != detected and (format in distinct or detected in distinct):
-        raise CheckpointFormatError(
-            f"asked to read it as '{format}', but the detected format is '{detected}' "
-            f"(keys: {_describe(find_state_dict(obj)[0] or obj)})"
-        )
+    format = resolve_format(obj, format)
     if format == "vitdet_bench":
         if not (isinstance(obj, dict) and obj.get("format") == EXPORT_TAG):
             raise CheckpointFormatError(f"not a vitdet_bench backbone export (no format tag): {_describe(obj)}")
@@ -427,7 +437,7 @@ def adapt_to_vit(
         if tuple(v.shape) == want:
             out[k] = v
         elif k == "pos_embed" and v.shape[-1] == want[-1]:
-            out[k] = _fit_pos_embed(v, target[k], vit.pretrain_use_cls_token)
+            out[k] = fit_pos_embed(v, target[k], vit.pretrain_use_cls_token)
             report.resized.append((k, tuple(v.shape), want))
         elif k.endswith(("attn.rel_pos_h", "attn.rel_pos_w")) and v.shape[1:] == target[k].shape[1:]:
             out[k] = _resize_decomposed_table(v, want[0])
@@ -459,7 +469,7 @@ def _resize_decomposed_table(table: torch.Tensor, length: int) -> torch.Tensor:
     return resized[0].t().contiguous()
 
 
-def _fit_pos_embed(pos: torch.Tensor, target: torch.Tensor, target_has_cls: bool) -> torch.Tensor:
+def fit_pos_embed(pos: torch.Tensor, target: torch.Tensor, target_has_cls: bool) -> torch.Tensor:
     """Bicubically resize an absolute position table (with or without a cls slot) to ``target``'s."""
     n = pos.shape[1]
     src_cls = math.isqrt(n) ** 2 != n

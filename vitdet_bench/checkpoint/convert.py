@@ -6,6 +6,8 @@
   Detectron2's (``.pkl`` model-zoo file or ``.pth``). The detector is built from a config, the
   input is loaded into it strictly (so a file that does not fit the config fails with the load
   report), and the output is written from the loaded model, so it loads with nothing missing.
+* :func:`convert_method_file`: a pre-training run here (``model_final.pth``: the whole method) ->
+  the official repository's checkpoint (MAE, BEiT, MoCo v3, DeiT), to continue in the official code.
 """
 
 from __future__ import annotations
@@ -20,13 +22,14 @@ import torch.nn as nn
 from timm.layers import resample_patch_embed
 
 from ..config import LazyConfig, instantiate
-from .backbone import DETECTOR_FORMATS, find_state_dict, save_backbone_export, to_canonical
+from .backbone import DETECTOR_FORMATS, EXPORT_TAG, find_state_dict, save_backbone_export, to_canonical
 from .detectron2 import num_classes_in, save_detectron2_checkpoint, to_detectron2
 from .init import detect_init_format, load_init_checkpoint
 from .io import CheckpointError, atomic_torch_save, read_checkpoint
+from .method import METHOD_LAYOUTS, to_official
 from .report import LoadReport
 
-__all__ = ["OUTPUT_LAYOUTS", "convert_backbone_file", "convert_detector_file"]
+__all__ = ["OUTPUT_LAYOUTS", "convert_backbone_file", "convert_detector_file", "convert_method_file"]
 
 logger = logging.getLogger(__name__)
 
@@ -150,3 +153,36 @@ def convert_detector_file(src: str, dst: str, config_file: str, source_format: s
         atomic_torch_save({"model": {k: v.detach().cpu() for k, v in model.state_dict().items()}}, dst)
     logger.info("wrote %s (%s layout, %d tensors)", dst, to, len(model.state_dict()))
     return report
+
+
+def convert_method_file(src: str, dst: str, to: str) -> dict[str, Any]:
+    """Write a pre-training run's whole model in an official repository's layout.
+
+    Args:
+        src: a run's checkpoint (``model_final.pth`` / ``model_NNNNNNN.pth`` of ``tools/pretrain_net.py``).
+        dst: the official file to write.
+        to: one of :data:`~.method.METHOD_LAYOUTS` (``mae``, ``beit``, ``mocov3``, ``deit``).
+
+    Returns:
+        the object written (see :func:`~.method.to_official`).
+
+    Raises:
+        CheckpointError: naming ``src``: not a run checkpoint (a backbone export holds the encoder
+            only), or not a run of the method ``to`` names.
+    """
+    obj = read_checkpoint(src)
+    state, _ = find_state_dict(obj)
+    if isinstance(obj, dict) and obj.get("format") == EXPORT_TAG:
+        raise CheckpointError(f"{src} is a backbone export (the encoder only); convert the run's model_final.pth, "
+                              "which holds the whole method")
+    if state is None or not any(k.startswith("encoder.vit.") for k in state):
+        found = sorted(state or obj)[:8] if isinstance(state or obj, dict) else type(obj).__name__
+        raise CheckpointError(f"{src}: not a pre-training run's checkpoint of this project (expected encoder.vit.* "
+                              f"names), found {found}")
+    official = to_official(state, to, src)
+    atomic_torch_save(official, dst)
+    layout = METHOD_LAYOUTS[to]
+    weights, _ = find_state_dict(official)
+    logger.info("wrote %s: %d tensors in %s's layout (%s); continue with %s", dst, len(weights), layout.label,
+                ", ".join(k for k in official if k != layout.container) or "weights only", layout.resume)
+    return official

@@ -8,6 +8,9 @@ Three kinds of file initialise a detector, each read by one converter:
 * a pre-trained backbone (``mae``, ``mocov3``, ``beit``, ``deit``, ``timm``, ``vitdet_bench``
   exports), read by :mod:`.backbone`; the neck and heads then start from their initial values.
 
+A pre-training model (``tools/pretrain_net.py``) takes a pre-training file whole instead (the
+method's encoders, tokens and heads; :mod:`.method`), and its own run checkpoints as a detector does.
+
 The converter is the one named by ``format`` or, with ``"auto"``, the one whose names the file
 uses. Whole-detector files pass their ViT part through :func:`.backbone.adapt_to_vit` too, so a
 ViTDet checkpoint loads into a model of another input size (position tables resized). Then one
@@ -39,6 +42,7 @@ from .backbone import (
 )
 from .detectron2 import detectron2_names, from_detectron2, is_detectron2_checkpoint
 from .io import CheckpointError, read_checkpoint
+from .method import describe_init_source, is_method_model, load_method_checkpoint
 from .report import LoadReport, compress_keys
 
 __all__ = ["INIT_FORMATS", "detect_init_format", "load_init_checkpoint"]
@@ -169,6 +173,9 @@ def load_init_checkpoint(
         format = detected
     elif format in DETECTOR_FORMATS and format != detected:
         raise CheckpointFormatError(f"{source}: asked to read it as '{format}', but it looks like '{detected}'")
+    if is_method_model(model) and format not in DETECTOR_FORMATS:
+        # A pre-training model continues from the whole method: encoder(s), tokens and heads.
+        return load_method_checkpoint(model, obj, format, source, strict, resize_patch_embed, rel_pos_resize)
     try:
         if format in DETECTOR_FORMATS:
             state, _ = find_state_dict(obj)
@@ -186,6 +193,16 @@ def load_init_checkpoint(
         raise CheckpointFormatError(f"{source}: {e}") from None
     unwrap_model(model).load_state_dict(state, strict=False)
     (logger.info if report.ok else logger.warning)("%s", report.summary())
+    if is_method_model(model):  # a pre-training run's own checkpoint
+        if strict and report.unused:
+            raise CheckpointError(
+                f"{source}: {len(report.unused)} tensors of this checkpoint have no place in the "
+                f"{unwrap_model(model).method} model (another method, width or depth): "
+                f"{', '.join(compress_keys([k for k, _ in report.unused])[:12])}. Set train.init_strict=False "
+                f"to load the rest.\n{report.summary()}"
+            )
+        if hasattr(unwrap_model(model), "init_source"):
+            unwrap_model(model).init_source = describe_init_source(obj, format, source)
     if strict and report.missing_unexpected:
         missing = report.missing_unexpected
         where = ""

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from tabulate import tabulate
 
-__all__ = ["LoadReport", "compress_keys"]
+__all__ = ["LoadReport", "compress_keys", "group_keys"]
 
 
 @dataclass
@@ -73,8 +73,8 @@ class LoadReport:
             f"{len(self.unused)} checkpoint tensors unused."
         ]
         rows = [(k, "resized", f"{tuple(a)} -> {tuple(b)}") for k, a, b in self.resized]
-        rows += [(k, "converted", how) for k, how in self.converted]
-        rows += [(k, "missing (expected for this format)", "") for k in _short(self.missing_expected)]
+        rows += [(k, "converted", how) for how, keys in _by_detail(self.converted) for k in group_keys(keys)]
+        rows += [(k, "missing (expected for this format)", "") for k in group_keys(self.missing_expected)]
         rows += [(k, "MISSING (unexpected)", "") for k in compress_keys(self.missing_unexpected)]
         rows += [(k, "UNUSED checkpoint tensor", why) for k, why in self.unused]
         rows += [(f"{n} tensors", "dropped by the format's rules", why) for why, n in self.dropped.items()]
@@ -86,9 +86,19 @@ class LoadReport:
         return self.summary()
 
 
-def _short(keys: list[str], limit: int = 12) -> list[str]:
+def _by_detail(rows: list[tuple[str, str]]) -> list[tuple[str, list[str]]]:
+    """``(key, detail)`` rows grouped by detail, in first-seen order (a whole momentum encoder
+    copied, or another method's decoder unused, is one line per module, not one per tensor)."""
+    groups: dict[str, list[str]] = {}
+    for key, detail in rows:
+        groups.setdefault(detail, []).append(key)
+    return list(groups.items())
+
+
+def group_keys(keys: list[str], limit: int = 12) -> list[str]:
     """:func:`compress_keys`, then, when still long, whole modules counted (a backbone file leaves
-    every neck and head tensor at its initial value: ``roi_heads.box_head.* (14 tensors)``)."""
+    every neck and head tensor at its initial value: ``roi_heads.box_head.* (14 tensors)``; a
+    momentum encoder copied from its online side is one line per block name)."""
     compressed = compress_keys(keys)
     if len(compressed) <= limit:
         return compressed

@@ -46,6 +46,9 @@ class PretrainModel(nn.Module):
         self.register_buffer("pixel_mean", torch.tensor(pixel_mean).view(1, -1, 1, 1), persistent=False)
         self.register_buffer("pixel_std", torch.tensor(pixel_std).view(1, -1, 1, 1), persistent=False)
         self.progress = 0.0  # fraction of training done, set by the SetProgress hook
+        # Where the weights started: set by the checkpoint loader when train.init_checkpoint is
+        # read (plain data, see vitdet_bench.checkpoint.describe_init_source); None from scratch.
+        self.init_source: dict | None = None
 
     @property
     def device(self) -> torch.device:

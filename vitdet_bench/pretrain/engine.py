@@ -6,12 +6,16 @@ DDP, AMP, checkpoints and exact resume). It adds:
 * :class:`SetProgress`: tells the model how far training is (MoCo v3's momentum schedule);
 * :class:`ExportHook`: with every checkpoint (and at the end) writes the product of the run,
   ``backbone_{iter}.pth`` / ``backbone_final.pth`` in the project's backbone format (keys as the
-  detection ViT names them, plus metadata), or ``tokenizer_final.pth`` for a tokenizer.
+  detection ViT names them, plus metadata), or ``tokenizer_final.pth`` for a tokenizer;
+* :class:`InitSource`: where the weights started (``train.init_checkpoint``, loaded whole by
+  :func:`vitdet_bench.checkpoint.load_method_checkpoint`), kept in ``init_source.json`` so a resumed
+  run's exports still carry the lineage ("started from X, then N iterations on Y").
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
@@ -21,6 +25,8 @@ import torch.nn as nn
 from omegaconf import DictConfig, OmegaConf
 
 from ..checkpoint.backbone import save_backbone_export
+from ..checkpoint.method import INIT_SOURCE_FILE, lineage_text
+from ..checkpoint.io import atomic_write_text
 from ..utils.comm import unwrap_model
 from ..config import instantiate
 from ..engine.defaults import default_argument_parser, default_setup, do_train, load_config, prepare_output_dir
@@ -31,7 +37,8 @@ from ..utils import comm
 from ..utils.logger import close_log_files, log_fatal_errors, setup_logger
 from .tokenizers import save_tokenizer
 
-__all__ = ["SetProgress", "ExportHook", "export_meta", "pretrain_main", "run_pretrain", "run_train_tokenizer"]
+__all__ = ["SetProgress", "ExportHook", "InitSource", "export_meta", "pretrain_main", "run_pretrain",
+           "run_train_tokenizer"]
 
 logger = logging.getLogger("vitdet_bench")
 
@@ -83,21 +90,58 @@ class ExportHook(HookBase):
             logger.info("Exported %s", path)
 
 
-def export_meta(cfg: DictConfig, model: nn.Module, iterations: int, dataset_size: int | None) -> dict:
-    """Metadata stored with an exported backbone: method, architecture, input, schedule, data."""
+class InitSource(HookBase):
+    """Keeps where the run's weights started in ``OUTPUT/init_source.json``.
+
+    Before training: when the run loaded ``train.init_checkpoint`` (the model's ``init_source`` is
+    set), the record is written; when it resumed (it loads no init file), the record is read back;
+    a new run from scratch removes a stale one. ``source`` is what the exports carry.
+
+    Args:
+        model: the pre-training model (DDP-wrapped or not).
+        output_dir: the run's output directory.
+    """
+
+    def __init__(self, model: nn.Module, output_dir: str) -> None:
+        self.model = unwrap_model(model)
+        self.path = os.path.join(output_dir, INIT_SOURCE_FILE)
+        self.source: dict | None = None
+
+    def before_train(self) -> None:
+        loaded = getattr(self.model, "init_source", None)
+        if loaded:
+            self.source = loaded
+            atomic_write_text(self.path, json.dumps(loaded, indent=1))
+        elif self.trainer.start_iter > 0 and os.path.isfile(self.path):
+            with open(self.path, encoding="utf-8") as f:
+                self.source = json.load(f)
+        elif os.path.isfile(self.path):
+            os.remove(self.path)
+
+
+def export_meta(cfg: DictConfig, model: nn.Module, iterations: int, dataset_size: int | None,
+                init_source: dict | None = None) -> dict:
+    """Metadata stored with an exported backbone: method, architecture, input, schedule, data, and
+    (continued pre-training) ``init``, where the weights started, with the ``lineage`` line."""
     model = unwrap_model(model)
     meta = dict(model.export_meta()) if hasattr(model, "export_meta") else {}
     loader = cfg.dataloader.train
     batch = int(loader.total_batch_size) * int(cfg.train.get("grad_accum_steps", 1))
     dataset = OmegaConf.to_container(loader.dataset, resolve=True) if isinstance(loader.dataset, DictConfig) else {}
+    target = dataset.get("_target_")
+    name = getattr(target, "__name__", str(target).rsplit(".", 1)[-1]) if target else None
     meta.update(
         iterations=int(iterations),
         max_iter=int(cfg.train.max_iter),
         batch_size=batch,
         epochs=round(iterations * batch / dataset_size, 3) if dataset_size else None,
-        data={k: v for k, v in dataset.items() if k != "_target_"} | {"num_images": dataset_size},
+        data={k: v for k, v in dataset.items() if k != "_target_"} | {"num_images": dataset_size}
+        | ({"dataset": name} if name else {}),
         seed=int(cfg.train.seed),
     )
+    if init_source:
+        meta["init"] = init_source
+    meta["lineage"] = lineage_text(meta)
     return meta
 
 
@@ -129,15 +173,16 @@ def pretrain_main(args: argparse.Namespace, product: str = "backbone",
         if not comm.is_main_process():
             return [SetProgress(model), *more]
         dataset_size = len(getattr(trainer.data_loader, "dataset", []) or []) or None
+        init = InitSource(model, output_dir)
         if product == "tokenizer":
             def export(path: str, iteration: int) -> None:
                 save_tokenizer(unwrap_model(model), path, {"iterations": iteration, "config_file": args.config_file})
         else:
             def export(path: str, iteration: int) -> None:
-                meta = export_meta(cfg, model, iteration, dataset_size)
+                meta = export_meta(cfg, model, iteration, dataset_size, init.source)
                 meta["config_file"] = args.config_file
                 save_backbone_export(unwrap_model(model).export_state(), path, meta)
-        return [SetProgress(model), ExportHook(export, output_dir, product, period, keep), *more]
+        return [SetProgress(model), init, ExportHook(export, output_dir, product, period, keep), *more]
 
     try:
         with log_fatal_errors(logger, "Tokenizer training" if product == "tokenizer" else "Pre-training"):

@@ -87,6 +87,9 @@ class WarmupParamScheduler(CompositeParamScheduler):
     ) -> None:
         if max_iter <= 0:
             raise ValueError(f"max_iter must be positive, got {max_iter}")
+        if warmup_iters >= max_iter:  # fvcore would divide by the empty rest of the run
+            raise ValueError(f"warmup_iters ({warmup_iters}) must be smaller than max_iter ({max_iter}): the warm-up "
+                             "would take the whole run; lower lr_multiplier.warmup_iters with train.max_iter")
         length = min(max(warmup_iters, 0) / max_iter, 1.0)
         end_value = scheduler(0.0 if rescale_interval else length)
         start_value = warmup_factor * scheduler(0.0)
