@@ -65,3 +65,36 @@ def test_table1_files_carry_the_papers_hyper_parameters(init, size, dp):
     assert vit.rel_pos_bias == "shared" and vit.use_abs_pos  # both kinds of position, every init
     assert (vit.get("init_values") == 0.1) == (init == "beit")  # layer scale for BEiT only
     assert bool(cfg.train.init_checkpoint) == (init != "random")
+
+
+ALL_CONFIG_FILES = sorted(
+    os.path.relpath(p, REPO)
+    for pattern in ("configs/**/*.py", "projects/*/configs/*.py", "projects/common/pretrain_base.py")
+    for p in glob.glob(os.path.join(REPO, pattern), recursive=True)
+    if os.path.basename(p) != "__init__.py"
+)
+
+
+@pytest.mark.parametrize("path", ALL_CONFIG_FILES)
+def test_every_public_name_of_a_config_is_a_setting(path):
+    """LazyConfig keeps a file's public dicts and configs and drops everything else (as
+    Detectron2's), so a public ``arch = "vit_t"`` would read like a setting and do nothing. A
+    file's own constants are ``_private``; its public names are nodes."""
+    import ast
+
+    from omegaconf import DictConfig, ListConfig
+
+    from vitdet_bench.config.lazy import _patch_import, _random_package_name
+
+    filename = os.path.join(REPO, path)
+    with open(filename, encoding="utf-8") as f:
+        source = f.read()
+    assigned = []
+    for node in ast.parse(source).body:
+        targets = node.targets if isinstance(node, ast.Assign) else [getattr(node, "target", None)]
+        assigned += [t.id for t in targets if isinstance(t, ast.Name) and not t.id.startswith("_")]
+    namespace = {"__file__": filename, "__package__": _random_package_name(filename)}
+    with _patch_import():
+        exec(compile(source, filename, "exec"), namespace)
+    dead = [n for n in dict.fromkeys(assigned) if not isinstance(namespace[n], (DictConfig, ListConfig, dict))]
+    assert not dead, f"{path}: {dead} are not config nodes (LazyConfig drops them): name them _{dead[0]} or make them nodes"

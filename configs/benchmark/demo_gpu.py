@@ -10,8 +10,8 @@ import copy
 
 from .demo import benchmark as cpu_benchmark
 
-det_iters = 2000
-det_batch = 8
+_det_iters = 2000
+_det_batch = 8
 pretrain_iters = dict(tokenizer=1000, mae=3000, mocov3=2000, beit=2500, supervised=2500)  # batch 64
 
 benchmark = copy.deepcopy(cpu_benchmark)
@@ -20,9 +20,9 @@ benchmark["profile"] = "GPU demo"
 benchmark["device"] = "cuda"
 benchmark["output_dir"] = "./output/benchmark/demo_gpu"
 benchmark["detection_overrides"] = [
-    f"train.max_iter={det_iters}", f"train.eval_period={det_iters // 5}", f"dataloader.train.total_batch_size={det_batch}",
-    f"train.checkpointer.period={det_iters // 5}", "train.checkpointer.max_to_keep=1",
-    f"lr_multiplier.warmup_iters={det_iters // 20}", "dataloader.train.num_workers=6", "dataloader.test.num_workers=4",
+    f"train.max_iter={_det_iters}", f"train.eval_period={_det_iters // 5}", f"dataloader.train.total_batch_size={_det_batch}",
+    f"train.checkpointer.period={_det_iters // 5}", "train.checkpointer.max_to_keep=1",
+    f"lr_multiplier.warmup_iters={_det_iters // 20}", "dataloader.train.num_workers=6", "dataloader.test.num_workers=4",
 ]  # the recipes state their lr for batch 4 (train.reference_batch_size): scaled x2 at batch 8
 benchmark["pretrain_overrides"] = ["dataloader.train.num_workers=8"]
 for init in benchmark["inits"].values():

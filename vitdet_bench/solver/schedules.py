@@ -19,7 +19,13 @@ from fvcore.common.param_scheduler import (
     ParamScheduler,
 )
 
-__all__ = ["WarmupParamScheduler", "LRMultiplier", "cosine_schedule", "step_schedule"]
+__all__ = ["WarmupParamScheduler", "LRMultiplier", "cosine_schedule", "epochs_to_iters", "step_schedule"]
+
+
+def epochs_to_iters(epochs: float, total_batch_size: int, num_images: int) -> int:
+    """Iterations for ``epochs`` passes over ``num_images`` at ``total_batch_size`` (the papers state
+    schedules in epochs; the engine counts iterations). Dataset sizes: :mod:`vitdet_bench.data.constants`."""
+    return int(round(epochs * num_images / total_batch_size))
 
 
 def cosine_schedule(

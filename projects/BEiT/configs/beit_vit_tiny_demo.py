@@ -5,14 +5,14 @@
 from ...common.demo import DEMO_VIT, demo_data
 from .beit_vit_b_800ep import dataloader, lr_multiplier, model, optimizer, tokenizer, train
 
-image_size = DEMO_VIT["img_size"]
-grid = image_size // 16
+_image_size = DEMO_VIT["img_size"]
+_grid = _image_size // 16
 model.encoder.update(DEMO_VIT)
 model.encoder.drop_path_rate = 0.0
 tokenizer.kind = "vq"
 tokenizer.path = "./output/pretrain/tokenizer_vq_demo/tokenizer_final.pth"
-dataloader.train.mapper.transform.image_size = image_size
-dataloader.train.mapper.mask_generator.input_size = grid
+dataloader.train.mapper.transform.image_size = _image_size
+dataloader.train.mapper.mask_generator.input_size = _grid
 dataloader.train.mapper.mask_generator.num_masking_patches = 26
 dataloader.train.mapper.mask_generator.min_num_patches = 4
 demo_data(dataloader, train, "beit_vit_tiny_demo")

@@ -7,9 +7,8 @@
 from ...common.demo import DEMO_VIT, demo_data
 from .eva_vit_b_clip_l14_800ep import dataloader, lr_multiplier, model, optimizer, teacher, train
 
-arch = "vit_t"
-image_size = DEMO_VIT["img_size"]
-grid = image_size // 16
+_image_size = DEMO_VIT["img_size"]
+_grid = _image_size // 16
 model.encoder.update(DEMO_VIT)
 model.encoder.drop_path_rate = 0.0
 teacher.path = "./output/pretrain/mocov3_vit_tiny_demo/backbone_final.pth"
@@ -23,8 +22,8 @@ teacher.norm_eps = 1e-6
 teacher.projection = False
 teacher.pixel_mean = None  # from the export's metadata
 teacher.pixel_std = None
-dataloader.train.mapper.transform.image_size = image_size
-dataloader.train.mapper.mask_generator.input_size = grid
+dataloader.train.mapper.transform.image_size = _image_size
+dataloader.train.mapper.mask_generator.input_size = _grid
 dataloader.train.mapper.mask_generator.num_masking_patches = 26
 dataloader.train.mapper.mask_generator.min_num_patches = 4
 demo_data(dataloader, train, "featrecon_vit_tiny_demo")

@@ -7,12 +7,12 @@ from ...ConvMAE.configs.convmae_convvit_tiny_demo import DEMO_CONVVIT
 from ...common.demo import DEMO_VIT, demo_data
 from .fastconvmae_convvit_b_50ep import dataloader, lr_multiplier, model, optimizer, train
 
-image_size = DEMO_VIT["img_size"]
-model.encoder.update(DEMO_CONVVIT, img_size=image_size)
+_image_size = DEMO_VIT["img_size"]
+model.encoder.update(DEMO_CONVVIT, img_size=_image_size)
 model.decoder_dim = 64
 model.decoder_depth = 1
 model.decoder_num_heads = 4
-dataloader.train.mapper.transform.image_size = image_size
+dataloader.train.mapper.transform.image_size = _image_size
 demo_data(dataloader, train, "fastconvmae_convvit_tiny_demo")
 optimizer.lr = 1.5e-3
 train.max_iter = 200

@@ -6,8 +6,7 @@
 from ...common.demo import DEMO_VIT, demo_data
 from .maelite_distill_vit_tiny_400ep import dataloader, lr_multiplier, model, optimizer, teacher, train
 
-arch = "vit_t"
-image_size = DEMO_VIT["img_size"]
+_image_size = DEMO_VIT["img_size"]
 model.encoder.update(DEMO_VIT)
 model.encoder.num_heads = 6
 model.decoder_dim = 48
@@ -18,7 +17,7 @@ teacher.name = "MAE demo export"
 teacher.embed_dim = DEMO_VIT["embed_dim"]
 teacher.depth = DEMO_VIT["depth"]
 teacher.num_heads = DEMO_VIT["num_heads"]
-dataloader.train.mapper.transform.image_size = image_size
+dataloader.train.mapper.transform.image_size = _image_size
 demo_data(dataloader, train, "maelite_vit_tiny_demo")
 optimizer.lr = 1.5e-3
 train.max_iter = 200

@@ -3,12 +3,12 @@
 from ...common.demo import DEMO_VIT, demo_data
 from .mocov3_vit_b_300ep import dataloader, lr_multiplier, model, optimizer, train
 
-image_size = DEMO_VIT["img_size"]
+_image_size = DEMO_VIT["img_size"]
 model.encoder.update(DEMO_VIT)
 model.mlp_dim = 256
 model.dim = 64
 model.sync_bn = False
-dataloader.train.mapper.transform.image_size = image_size
+dataloader.train.mapper.transform.image_size = _image_size
 demo_data(dataloader, train, "mocov3_vit_tiny_demo")
 optimizer.lr = 1.5e-3
 train.max_iter = 100

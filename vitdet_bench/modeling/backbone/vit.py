@@ -528,14 +528,17 @@ def vit_preset(arch: str, num_global: int = 4, pretrain_img_size: int = 224, **o
 
     Window attention everywhere except ``num_global`` evenly spaced global blocks (B: 2, 5, 8, 11;
     L: 5, 11, 17, 23; H: 7, 15, 23, 31), window side = pre-training grid (14 for patch 16), and the
-    global blocks tapped for the multi-scale adapter. ``overrides`` replace any of them.
+    global blocks tapped for the multi-scale adapter. ``overrides`` replace any of them; the window
+    follows the patch size actually used (``patch_size=14`` at 224 px: window 16), unless
+    ``window_size`` is given.
     """
     if arch not in VIT_PRESETS:
         raise ValueError(f"unknown ViT preset {arch!r}; choose from {sorted(VIT_PRESETS)}")
     kwargs = dict(VIT_PRESETS[arch])
     depth = overrides.get("depth", kwargs["depth"])
+    patch_size = overrides.get("patch_size", kwargs["patch_size"])
     kwargs.update(
-        window_size=pretrain_img_size // kwargs["patch_size"],
+        window_size=pretrain_img_size // patch_size,
         window_block_indexes=window_block_indexes(depth, num_global),
         out_block_indexes=global_block_indexes(depth, num_global),
         pretrain_img_size=pretrain_img_size,
