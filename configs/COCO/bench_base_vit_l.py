@@ -4,12 +4,8 @@ from vitdet_bench.modeling.backbone import vit_preset
 
 from .bench_base_vit_b import dataloader, epochs_to_iters, lr_multiplier, model, optimizer, train
 
-_l = vit_preset("vit_l")
+_vit_l = vit_preset("vit_l", num_global=4, pretrain_img_size=224)
 vit = model.backbone.bottom_up.net
-vit.embed_dim = _l["embed_dim"]
-vit.depth = _l["depth"]
-vit.num_heads = _l["num_heads"]
-vit.window_block_indexes = _l["window_block_indexes"]
-vit.out_block_indexes = _l["out_block_indexes"]
+vit.update(_vit_l)
 vit.drop_path_rate = 0.3
-model.backbone.bottom_up.in_features = [f"block{i}" for i in _l["out_block_indexes"]]
+model.backbone.bottom_up.in_features = [f"block{i}" for i in _vit_l["out_block_indexes"]]

@@ -38,7 +38,6 @@ model.rpn.post_nms_top_n = dict(training=1000 * _image_size // 1024, testing=100
 model.roi_heads.batch_size_per_image = 512 // _area_scale
 model.roi_heads.box_head.conv_dims = [_channels] * 4
 model.roi_heads.box_head.fc_dims = [1024 // _width_scale]
-model.roi_heads.box_predictor.in_channels = 1024 // _width_scale
 model.roi_heads.mask_head.conv_dims = [_channels] * 4
 model.roi_heads.mask_predictor.in_channels = _channels
 model.roi_heads.mask_predictor.dim_reduced = _channels
