@@ -65,6 +65,19 @@ def test_table1_files_carry_the_papers_hyper_parameters(init, size, dp):
     assert vit.rel_pos_bias == "shared" and vit.use_abs_pos  # both kinds of position, every init
     assert (vit.get("init_values") == 0.1) == (init == "beit")  # layer scale for BEiT only
     assert bool(cfg.train.init_checkpoint) == (init != "random")
+    if init != "random":  # each row's own weights (MoCo v3's ViT-L was not released: this project's run)
+        assert os.path.basename(cfg.train.init_checkpoint) == CHECKPOINTS[init][size], cfg.train.init_checkpoint
+    # The row file holds only what differs from the shared recipe.
+    with open(os.path.join(REPO, "configs", "COCO", f"mask_rcnn_vit_{size}_{init}_{epochs}ep.py")) as f:
+        assert "drop_path_rate" not in f.read()
+
+
+CHECKPOINTS = {
+    "supervised": {"b": "deit_base_patch16_224-b5f2ef4d.pth", "l": "vit_large_supervised_mae_recipe.pth"},
+    "mocov3": {"b": "vit-b-300ep.pth.tar", "l": "backbone_final.pth"},
+    "beit": {"b": "beit_base_patch16_224_pt1k_800ep.pth", "l": "beit_large_patch16_224_pt1k_800ep.pth"},
+    "mae": {"b": "mae_pretrain_vit_base.pth", "l": "mae_pretrain_vit_large.pth"},
+}
 
 
 ALL_CONFIG_FILES = sorted(
@@ -89,12 +102,37 @@ def test_every_public_name_of_a_config_is_a_setting(path):
     filename = os.path.join(REPO, path)
     with open(filename, encoding="utf-8") as f:
         source = f.read()
-    assigned = []
+    assigned, imported = [], []
     for node in ast.parse(source).body:
         targets = node.targets if isinstance(node, ast.Assign) else [getattr(node, "target", None)]
         assigned += [t.id for t in targets if isinstance(t, ast.Name) and not t.id.startswith("_")]
+        if isinstance(node, ast.ImportFrom):
+            imported += [a.asname or a.name for a in node.names if not (a.asname or a.name).startswith("_")]
     namespace = {"__file__": filename, "__package__": _random_package_name(filename)}
     with _patch_import():
         exec(compile(source, filename, "exec"), namespace)
     dead = [n for n in dict.fromkeys(assigned) if not isinstance(namespace[n], (DictConfig, ListConfig, dict))]
     assert not dead, f"{path}: {dead} are not config nodes (LazyConfig drops them): name them _{dead[0]} or make them nodes"
+    # A constant imported from a helper module (``DEMO_VIT``) would be saved as a setting of its own.
+    constants = [n for n in imported if n.isupper() and isinstance(namespace[n], (DictConfig, ListConfig, dict))]
+    assert not constants, f"{path}: {constants} are constants, not settings: import them as _{constants[0]}"
+    # ``vit = model.backbone.bottom_up.net``: LazyConfig would keep a second copy under ``vit``, so an
+    # override ``vit.drop_path_rate=...`` would change the copy and not the model.
+    nodes = {n: v for n, v in namespace.items() if isinstance(v, (DictConfig, ListConfig)) and not n.startswith("_")}
+    inner = {id(x) for n, v in nodes.items() for x in _sub_nodes(v)}
+    aliases = [n for n, v in nodes.items() if id(v) in inner]
+    assert not aliases, f"{path}: {aliases} alias part of another node: name them _{aliases[0]}"
+
+
+def _sub_nodes(node):
+    """Every config node strictly below ``node``."""
+    from omegaconf import DictConfig, ListConfig
+
+    if isinstance(node, DictConfig):
+        children = [v for _, v in node.items_ex(resolve=False)]
+    else:
+        children = [node._get_node(i) for i in range(len(node))] if isinstance(node, ListConfig) else []
+    for child in children:
+        if isinstance(child, (DictConfig, ListConfig)):
+            yield child
+            yield from _sub_nodes(child)

@@ -18,12 +18,12 @@ from ..common.train import train
 _image_size = 640
 _batch = 64
 
-vit = model.backbone.net
-vit.embed_dim = 192
-vit.num_heads = 12
-vit.drop_path_rate = 0.0
-vit.img_size = _image_size
-vit.use_act_checkpoint = True
+_vit = model.backbone.net
+_vit.embed_dim = 192
+_vit.num_heads = 12
+_vit.drop_path_rate = 0.0
+_vit.img_size = _image_size
+_vit.use_act_checkpoint = True
 model.backbone.square_pad = _image_size
 dataloader.train.mapper.image_size = _image_size
 dataloader.test.mapper.image_size = _image_size

@@ -18,15 +18,15 @@ _image_size = 256
 _width_scale = 8  # the paper's channel widths / this
 _area_scale = (1024 // _image_size) ** 2  # the paper's per-image counts / this (16)
 
-vit = model.backbone.bottom_up.net
-vit.img_size = _image_size
-vit.embed_dim = 768 // _width_scale
-vit.depth = 4
-vit.num_heads = 3
-vit.drop_path_rate = 0.0
-vit.window_size = 8
-vit.window_block_indexes = [0, 2]  # blocks 1 and 3 are global
-vit.out_block_indexes = [0, 1, 2, 3]
+_vit = model.backbone.bottom_up.net
+_vit.img_size = _image_size
+_vit.embed_dim = 768 // _width_scale
+_vit.depth = 4
+_vit.num_heads = 3
+_vit.drop_path_rate = 0.0
+_vit.window_size = 8
+_vit.window_block_indexes = [0, 2]  # blocks 1 and 3 are global
+_vit.out_block_indexes = [0, 1, 2, 3]
 model.backbone.bottom_up.in_features = ["block0", "block1", "block2", "block3"]
 
 model.num_classes = None  # taken from the training dataset's categories

@@ -7,6 +7,8 @@ from vitdet_bench.config import LazyCall as L
 from vitdet_bench.pretrain import demo_pool_dataset
 
 DEMO_VIT = dict(arch="vit_t", img_size=128, embed_dim=96, depth=4, num_heads=3)
+# ConvMAE / FastConvMAE at demo scale: a ConvViT whose stage 3 is the demo ViT's width and head count.
+DEMO_CONVVIT = dict(embed_dims=(32, 48, 96), depths=(2, 2, 3), num_heads=3)
 POOL_SIZE = 20000
 
 

@@ -3,12 +3,11 @@
 # 64 stage-3 tokens, on the demo pre-training images at 128 px, on the CPU. Same steps, batch and
 # lr as the ConvMAE demo, so the two compare at equal iterations (each FastConvMAE step encodes 4
 # visible sets per image and reconstructs every patch 3 times).
-from ...ConvMAE.configs.convmae_convvit_tiny_demo import DEMO_CONVVIT
-from ...common.demo import DEMO_VIT, demo_data
+from ...common.demo import DEMO_CONVVIT as _DEMO_CONVVIT, DEMO_VIT as _DEMO_VIT, demo_data
 from .fastconvmae_convvit_b_50ep import dataloader, lr_multiplier, model, optimizer, train
 
-_image_size = DEMO_VIT["img_size"]
-model.encoder.update(DEMO_CONVVIT, img_size=_image_size)
+_image_size = _DEMO_VIT["img_size"]
+model.encoder.update(_DEMO_CONVVIT, img_size=_image_size)
 model.decoder_dim = 64
 model.decoder_depth = 1
 model.decoder_num_heads = 4
