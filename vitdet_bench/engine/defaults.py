@@ -25,7 +25,7 @@ from ..utils import comm
 from ..utils.cli import CommandLineParser
 from ..utils.logger import close_log_files, log_fatal_errors, setup_logger
 from . import hooks
-from .events import CommonMetricPrinter, JSONWriter, TensorboardWriter
+from ..utils.events import CommonMetricPrinter, JSONWriter, TensorboardWriter
 from .launch import launch
 from .run_dir import (RunDirError, check_output_dir, clear_run, remove_stale_tmp_files, truncate_events,
                       truncate_metrics)

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 
 from ..checkpoint.io import CheckpointError, atomic_torch_save, safe_torch_load
 from ..data.constants import IMAGENET_PIXEL_MEAN, IMAGENET_PIXEL_STD
-from ..engine.events import try_put_scalar
+from ..utils.events import try_put_scalar
 
 __all__ = ["VQTokenizer", "DalleTokenizer", "build_tokenizer", "save_tokenizer", "TOKENIZER_TAG"]
 
