@@ -24,3 +24,18 @@ def demo_data(dataloader, train, name, labels=False):
     train.checkpointer.period = 0
     train.checkpointer.max_to_keep = 1
     train.log_period = 20
+
+
+def demo_convmae(model, dataloader, optimizer, lr_multiplier, train, name):
+    """ConvMAE / FastConvMAE at demo scale: the tiny ConvViT and a 64-wide, 1-block decoder at the
+    demo resolution, on the demo pool, 200 steps at lr 1.5e-3 (the same for both, so they compare
+    at equal iterations)."""
+    model.encoder.update(DEMO_CONVVIT, img_size=DEMO_VIT["img_size"])
+    model.decoder_dim = 64
+    model.decoder_depth = 1
+    model.decoder_num_heads = 4
+    dataloader.train.mapper.transform.image_size = DEMO_VIT["img_size"]
+    demo_data(dataloader, train, name)
+    optimizer.lr = 1.5e-3
+    train.max_iter = 200
+    lr_multiplier.warmup_iters = 20
