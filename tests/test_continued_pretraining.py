@@ -25,6 +25,7 @@ from timm.layers import PatchEmbed
 from timm.models.vision_transformer import Block, VisionTransformer
 
 from conftest import REPO
+from pretrain_helpers import pretrain_args
 from test_beit_official import StubTokenizer, beit_encoder, fixed_mask, official_logits, official_state
 from vitdet_bench.checkpoint import (
     CheckpointError,
@@ -385,9 +386,7 @@ def test_convert_tool_writes_the_official_layout_and_refuses_what_is_not_a_whole
 # --- through tools/pretrain_net.py: the run, its exports and their lineage --------------------------------
 
 def _args(opts: list[str], resume: bool = False) -> argparse.Namespace:
-    return argparse.Namespace(config_file=os.path.join(REPO, "projects/MAE/configs/mae_vit_tiny_demo.py"), opts=opts,
-                              resume=resume, eval_only=False, num_gpus=1, num_machines=1, machine_rank=0,
-                              dist_url="auto")
+    return pretrain_args("projects/MAE/configs/mae_vit_tiny_demo.py", opts, resume)
 
 
 def test_continued_run_exports_its_lineage_and_continues_the_chain(tmp_path, demo_root):
