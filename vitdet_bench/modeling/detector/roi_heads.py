@@ -100,7 +100,7 @@ class StandardRoIHeads(RoIHeads):
     It owns ``forward`` deliberately: the box predictor's outputs are decoded in fp32 under autocast
     and the box loss's beta is configurable (Detectron2's ViTDet uses L1), which torchvision's
     ``fastrcnn_loss`` / ``forward`` do not allow. Everything else is torchvision's (sampling,
-    matching, post-processing, mask targets and loss); ``tests/test_detectors.py`` pins the flow:
+    matching, post-processing, mask targets and loss); ``tests/modeling/test_detectors.py`` pins the flow:
     with torchvision's loss the losses and detections equal ``RoIHeads.forward``'s.
 
     Args:

@@ -380,7 +380,7 @@ def test_benchmark_files_add_the_seed_methods_with_teachers_from_earlier_steps()
     five = ["random", "supervised", "mocov3", "beit", "mae"]
     assert [i.name for i in load_benchmark(os.path.join(REPO, "configs/benchmark/demo.py")).inits] == five
     spec = load_benchmark(os.path.join(REPO, "configs/benchmark/demo_seeds.py"))
-    # Issue 14's two inits, then issue 15's ConvViT three (tests/test_convmae.py checks those).
+    # Issue 14's two inits, then issue 15's ConvViT three (tests/pretrain/test_convmae.py checks those).
     assert [i.name for i in spec.inits] == five + ["featrecon", "maelite", "random_convvit", "convmae", "fastconvmae"]
     runner = Runner(spec, progress=False)
     for init, teacher_config in (("featrecon", "mocov3_vit_tiny_demo.py"), ("maelite", "mae_vit_tiny_demo.py")):

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from timm.layers import PatchEmbed
 from timm.models.vision_transformer import Block, VisionTransformer
 
-from conftest import REPO
+from conftest import FIXTURES, REPO
 from pretrain_helpers import pretrain_args
 from test_beit_official import StubTokenizer, beit_encoder, fixed_mask, official_logits, official_state
 from vitdet_bench.checkpoint import (
@@ -41,7 +41,7 @@ from vitdet_bench.pretrain.engine import pretrain_main
 DIM, DEPTH, HEADS, IMG, P = 32, 2, 2, 64, 16
 L = (IMG // P) ** 2
 DEC_DIM, DEC_HEADS = 16, 2
-with open(os.path.join(os.path.dirname(__file__), "data", "official_key_lists.json")) as _f:
+with open(os.path.join(FIXTURES, "official_key_lists.json")) as _f:
     OFFICIAL_KEYS = json.load(_f)  # from shared/reference/checkpoint_formats.json
 
 
