@@ -122,11 +122,11 @@ def env(tmp_path_factory, demo_root):
             "predictions/": [str(root / "predictions")],
             "tide_out": [str(root / "tide_out")],
             "N": ["1"],
-            "MAE_CHECKPOINT.pth": [str(root / "mae_official.pth")],
             "PRETRAIN_RUN/model_final.pth": [str(root / "pretrain_run" / "model_final.pth")],
             "OFFICIAL.pth": [str(root / "official_layout.pth")],
         },
-        "substrings": {  # the custom-dataset example's paths
+        "substrings": {  # the custom-dataset example's paths, and continued pre-training's released file
+            "MAE_CHECKPOINT.pth": str(root / "mae_official.pth"),
             "/data/train.json": os.path.join(demo_root, "train.json"),
             "/data/val.json": os.path.join(demo_root, "val.json"),
             "/data/train": os.path.join(demo_root, "train"),
