@@ -14,7 +14,7 @@ concrete and cheap, then run as a subprocess from the repository root:
   naming the missing file under ``$VITDET_BENCH_DATASETS`` (set to an empty temporary folder);
 * a full benchmark (all initializations, no ``--only``) is run to its command list
   (``--print-commands``): the same code path runs for real in the ``--only`` command and in
-  tests/test_benchmark.py; ``make test`` is checked to run pytest on tests/, not run again.
+  tests/benchmark/test_benchmark.py; ``make test`` is checked to run pytest on tests/, not run again.
 
 A README command with a tool this file has no recipe for fails, naming the command.
 """
@@ -122,11 +122,11 @@ def env(tmp_path_factory, demo_root):
             "predictions/": [str(root / "predictions")],
             "tide_out": [str(root / "tide_out")],
             "N": ["1"],
-            "MAE_CHECKPOINT.pth": [str(root / "mae_official.pth")],
             "PRETRAIN_RUN/model_final.pth": [str(root / "pretrain_run" / "model_final.pth")],
             "OFFICIAL.pth": [str(root / "official_layout.pth")],
         },
-        "substrings": {  # the custom-dataset example's paths
+        "substrings": {  # the custom-dataset example's paths, and continued pre-training's released file
+            "MAE_CHECKPOINT.pth": str(root / "mae_official.pth"),
             "/data/train.json": os.path.join(demo_root, "train.json"),
             "/data/val.json": os.path.join(demo_root, "val.json"),
             "/data/train": os.path.join(demo_root, "train"),
@@ -317,7 +317,7 @@ def run_tool(words: list[str], env: dict, out_name: str) -> None:
         return
     if tool == "benchmark_detector.py":
         # The README's config is loaded as written; the timing runs on the demo detector (a ViT-B step at
-        # 1024 px takes minutes on a CPU; tests/test_speed.py covers the tool's measurements).
+        # 1024 px takes minutes on a CPU; tests/engine/test_speed.py covers the tool's measurements).
         from vitdet_bench.config import LazyConfig
 
         config = words[words.index("--config-file") + 1]

@@ -7,9 +7,9 @@
 Each variant runs in its own subprocess (so CPU peak memory, read from the process's max RSS, is
 that variant's alone; on CUDA it is ``max_memory_allocated``) and is compared with the all-global
 ViT measured in the same invocation. FLOPs are fvcore's count of one forward pass (one
-multiply-add = one flop, as the ViTDet paper reports them), traced through the explicit attention
-path because fvcore has no counter for the fused SDPA kernel. Default size: 1024 on a GPU, 512 on a
-CPU.
+multiply-add = one flop, as the ViTDet paper reports them), the same counter as the benchmark
+report's (``vitdet_bench.benchmark.flops.count_flops``, fused attention included). Default size:
+1024 on a GPU, 512 on a CPU.
 """
 
 from __future__ import annotations
@@ -64,22 +64,6 @@ def build(arch: str, size: int, overrides: dict, neck: str | None):
     return model
 
 
-def count_flops(model, x) -> float:
-    from fvcore.nn import FlopCountAnalysis
-
-    for m in model.modules():
-        if hasattr(m, "use_sdpa"):
-            m.use_sdpa = False
-    flops = FlopCountAnalysis(model.eval(), x)
-    flops.unsupported_ops_warnings(False)
-    flops.uncalled_modules_warnings(False)
-    total = flops.total()
-    for m in model.modules():
-        if hasattr(m, "use_sdpa"):
-            m.use_sdpa = True
-    return float(total)
-
-
 def worker(args: argparse.Namespace) -> dict:
     """Measure one variant in this process; prints one JSON line."""
     import torch
@@ -102,6 +86,7 @@ def worker(args: argparse.Namespace) -> dict:
         sum(v.float().square().mean() for v in out.values()).backward()
         model.zero_grad(set_to_none=True)
 
+    from vitdet_bench.benchmark.flops import count_flops
     from vitdet_bench.utils.timing import time_steps
 
     times = time_steps(step, args.warmup, args.iters, device)
@@ -110,7 +95,7 @@ def worker(args: argparse.Namespace) -> dict:
     else:
         peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - rss_before
     # Counted after the timed passes so that tracing does not inflate the memory peak.
-    flops = count_flops(model, x[:1]) if not args.no_flops else float("nan")
+    flops = count_flops(model.eval(), x[:1]) if not args.no_flops else float("nan")
     return {"name": args.worker, "s_per_iter": statistics.median(times), "peak_mem_mb": peak_mb,
             "gflops": flops / 1e9, "params_m": params / 1e6}
 

@@ -12,9 +12,9 @@ from ..common.optim import AdamW as optimizer
 from ..common.schedule import cosine_lr_multiplier as lr_multiplier
 from ..common.train import train
 
-vit = model.backbone.bottom_up.net
-vit.rel_pos_bias = "shared"
-vit.drop_path_rate = 0.1
+_vit = model.backbone.bottom_up.net
+_vit.rel_pos_bias = "shared"
+_vit.drop_path_rate = 0.1
 model.backbone.norm = "SyncBN"
 model.roi_heads.box_head.norm = "SyncBN"
 model.roi_heads.mask_head.norm = "SyncBN"

@@ -2,7 +2,8 @@
 # Same backbone, neck, data and optimizer as mask_rcnn_vit_l_mae_100ep.py; three class-agnostic
 # box stages at IoU 0.5 / 0.6 / 0.7 (configs/common/models/cascade_mask_rcnn_vit.py).
 from ..common.models.cascade_mask_rcnn_vit import cascade_roi_heads
-from .mask_rcnn_vit_l_mae_100ep import dataloader, epochs_to_iters, lr_multiplier, model, optimizer, train
+from ..common.coco_schedule import epochs_to_iters
+from .mask_rcnn_vit_l_mae_100ep import dataloader, lr_multiplier, model, optimizer, train
 
 model.roi_heads = cascade_roi_heads(model.roi_heads)
 train.max_iter = epochs_to_iters(50)

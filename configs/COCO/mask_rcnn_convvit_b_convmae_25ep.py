@@ -12,22 +12,22 @@ from ..common.optim import AdamW as optimizer
 from ..common.schedule import cosine_lr_multiplier as lr_multiplier
 from ..common.train import train
 
-batch = 32
+_batch = 32
 
 model.backbone.bottom_up.drop_path_rate = 0.1
 model.backbone.norm = "SyncBN"
 model.roi_heads.box_head.norm = "SyncBN"
 model.roi_heads.mask_head.norm = "SyncBN"
 
-dataloader.train.total_batch_size = batch
+dataloader.train.total_batch_size = _batch
 optimizer.lr = 8e-5
 optimizer.weight_decay = 0.1
 optimizer.params.weight_decay_bias = None  # the optimizer's weight decay, as Detectron2's default
 train.amp.enabled = True
-train.max_iter = epochs_to_iters(25, batch)
-train.eval_period = epochs_to_iters(1, batch)
-train.checkpointer.period = epochs_to_iters(1, batch)
-lr_multiplier.warmup_iters = warmup_iters(0.125, batch)
+train.max_iter = epochs_to_iters(25, _batch)
+train.eval_period = epochs_to_iters(1, _batch)
+train.checkpointer.period = epochs_to_iters(1, _batch)
+lr_multiplier.warmup_iters = warmup_iters(0.125, _batch)
 train.output_dir = "./output/COCO/mask_rcnn_convvit_b_convmae_25ep"
 # The released ConvMAE-B file (convmae_base.pth, read as is) or an export of
 # projects/ConvMAE/configs/convmae_convvit_b_1600ep.py.

@@ -1,13 +1,9 @@
-# Benchmarking paper, Table 1: ViT-B Mask R-CNN from the mae initialization
-# (MAE, 1600 ep on IN1k, normalized-pixel target). Expected on COCO val2017: 50.3 AP box / 44.9 AP mask.
-# Tuned as the paper (Sec. 4.1): lr 8e-05, weight decay 0.1, drop path 0.1, 100 epochs at batch 64.
-from .bench_base_vit_b import dataloader, epochs_to_iters, lr_multiplier, model, optimizer, train
+# Benchmarking paper, Table 1: ViT-B Mask R-CNN from MAE (1600 epochs on IN-1k, normalized-pixel target).
+# Expected on COCO val2017: 50.3 AP box / 44.9 AP mask.
+# The row's settings on the shared recipe (bench_base_vit_b.py: lr 8e-5, weight decay 0.1, drop path
+# 0.1, 100 epochs at batch 64): only what differs, and the checkpoint.
+from .bench_base_vit_b import dataloader, lr_multiplier, model, optimizer, train
 
-vit = model.backbone.bottom_up.net
-vit.drop_path_rate = 0.1
-optimizer.lr = 8e-05
-optimizer.weight_decay = 0.1
-train.max_iter = epochs_to_iters(100)
-train.output_dir = "./output/COCO/mask_rcnn_vit_b_mae_100ep"
-# Any format load_backbone_checkpoint reads (converted or as released).
+# Any format the backbone loader reads (as released or converted).
 train.init_checkpoint = "checkpoints/mae_pretrain_vit_base.pth"
+train.output_dir = "./output/COCO/mask_rcnn_vit_b_mae_100ep"

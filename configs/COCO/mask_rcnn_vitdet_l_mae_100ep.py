@@ -5,12 +5,12 @@ from vitdet_bench.modeling.backbone import vit_preset
 from .mask_rcnn_vitdet_b_mae_100ep import dataloader, epochs_to_iters, lr_multiplier, model, optimizer, train
 
 _l = vit_preset("vit_l")
-vit = model.backbone.net
-vit.embed_dim = _l["embed_dim"]
-vit.depth = _l["depth"]
-vit.num_heads = _l["num_heads"]
-vit.window_block_indexes = _l["window_block_indexes"]
-vit.drop_path_rate = 0.4
+_vit = model.backbone.net
+_vit.embed_dim = _l["embed_dim"]
+_vit.depth = _l["depth"]
+_vit.num_heads = _l["num_heads"]
+_vit.window_block_indexes = _l["window_block_indexes"]
+_vit.drop_path_rate = 0.4
 optimizer.params.layer_decay_rate = 0.8
 train.init_checkpoint = "checkpoints/mae_pretrain_vit_large.pth"
 train.output_dir = "./output/COCO/mask_rcnn_vitdet_l_mae_100ep"

@@ -15,25 +15,25 @@ from ..common.optim import AdamW as optimizer
 from ..common.schedule import step_lr_multiplier as lr_multiplier
 from ..common.train import train
 
-image_size = 640
-batch = 64
+_image_size = 640
+_batch = 64
 
-vit = model.backbone.net
-vit.embed_dim = 192
-vit.num_heads = 12
-vit.drop_path_rate = 0.0
-vit.img_size = image_size
-vit.use_act_checkpoint = True
-model.backbone.square_pad = image_size
-dataloader.train.mapper.image_size = image_size
-dataloader.test.mapper.image_size = image_size
-dataloader.train.total_batch_size = batch
-optimizer.lr = 1e-4 * batch / 64
+_vit = model.backbone.net
+_vit.embed_dim = 192
+_vit.num_heads = 12
+_vit.drop_path_rate = 0.0
+_vit.img_size = _image_size
+_vit.use_act_checkpoint = True
+model.backbone.square_pad = _image_size
+dataloader.train.mapper.image_size = _image_size
+dataloader.test.mapper.image_size = _image_size
+dataloader.train.total_batch_size = _batch
+optimizer.lr = 1e-4 * _batch / 64
 optimizer.weight_decay = 0.05
 optimizer.params.layer_decay_rate = None
 train.amp.enabled = True
-train.max_iter = epochs_to_iters(100, batch)
-train.eval_period = epochs_to_iters(10, batch)
-train.checkpointer.period = epochs_to_iters(10, batch)
+train.max_iter = epochs_to_iters(100, _batch)
+train.eval_period = epochs_to_iters(10, _batch)
+train.checkpointer.period = epochs_to_iters(10, _batch)
 train.init_checkpoint = "./output/pretrain/maelite_distill_vit_tiny_400ep/backbone_final.pth"
 train.output_dir = "./output/COCO/mask_rcnn_vitdet_t_100ep"

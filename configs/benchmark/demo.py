@@ -10,17 +10,17 @@
 # stage and the results). Fine-tuning is one epoch of the 2,000 training images at batch 4, in the
 # detector config's bf16 autocast; its five evaluations of 250 images cost as much again.
 # Pre-training schedules live in the projects/*/configs/*_demo.py files; fine-tuning's here.
-det_iters = 500
-det_batch = 4
+_det_iters = 500
+_det_batch = 4
 
 benchmark = dict(
     name="demo",
     profile="CPU demo",
     device="cpu",
     output_dir="./output/benchmark/demo",
-    detection_overrides=[f"train.max_iter={det_iters}", f"train.eval_period={det_iters // 5}",
-                         f"dataloader.train.total_batch_size={det_batch}", f"train.checkpointer.period={det_iters // 5}",
-                         "train.checkpointer.max_to_keep=1", f"lr_multiplier.warmup_iters={det_iters // 20}"],
+    detection_overrides=[f"train.max_iter={_det_iters}", f"train.eval_period={_det_iters // 5}",
+                         f"dataloader.train.total_batch_size={_det_batch}", f"train.checkpointer.period={_det_iters // 5}",
+                         "train.checkpointer.max_to_keep=1", f"lr_multiplier.warmup_iters={_det_iters // 20}"],
     pretrain_overrides=[],
     seeds=1,
     bootstrap=dict(resamples=500, level=0.95, seed=0),

@@ -8,23 +8,23 @@
 # the device and the measured wall time.
 import copy
 
-from .demo import benchmark as cpu_benchmark
+from .demo import benchmark as _cpu_benchmark
 
-det_iters = 2000
-det_batch = 8
-pretrain_iters = dict(tokenizer=1000, mae=3000, mocov3=2000, beit=2500, supervised=2500)  # batch 64
+_det_iters = 2000
+_det_batch = 8
+_pretrain_iters = dict(tokenizer=1000, mae=3000, mocov3=2000, beit=2500, supervised=2500)  # batch 64
 
-benchmark = copy.deepcopy(cpu_benchmark)
+benchmark = copy.deepcopy(_cpu_benchmark)
 benchmark["name"] = "demo_gpu"
 benchmark["profile"] = "GPU demo"
 benchmark["device"] = "cuda"
 benchmark["output_dir"] = "./output/benchmark/demo_gpu"
 benchmark["detection_overrides"] = [
-    f"train.max_iter={det_iters}", f"train.eval_period={det_iters // 5}", f"dataloader.train.total_batch_size={det_batch}",
-    f"train.checkpointer.period={det_iters // 5}", "train.checkpointer.max_to_keep=1",
-    f"lr_multiplier.warmup_iters={det_iters // 20}", "dataloader.train.num_workers=6", "dataloader.test.num_workers=4",
+    f"train.max_iter={_det_iters}", f"train.eval_period={_det_iters // 5}", f"dataloader.train.total_batch_size={_det_batch}",
+    f"train.checkpointer.period={_det_iters // 5}", "train.checkpointer.max_to_keep=1",
+    f"lr_multiplier.warmup_iters={_det_iters // 20}", "dataloader.train.num_workers=6", "dataloader.test.num_workers=4",
 ]  # the recipes state their lr for batch 4 (train.reference_batch_size): scaled x2 at batch 8
 benchmark["pretrain_overrides"] = ["dataloader.train.num_workers=8"]
-for init in benchmark["inits"].values():
-    for step in init.get("pretrain", []):
-        step["overrides"] = list(step.get("overrides", [])) + [f"train.max_iter={pretrain_iters[step['name']]}"]
+for _init in benchmark["inits"].values():
+    for _step in _init.get("pretrain", []):
+        _step["overrides"] = list(_step.get("overrides", [])) + [f"train.max_iter={_pretrain_iters[_step['name']]}"]

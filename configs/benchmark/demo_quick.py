@@ -3,12 +3,12 @@
 # cores. Its APs are not meaningful.
 from .demo import benchmark
 
-det_iters = 40
+_det_iters = 40
 benchmark["name"] = "demo_quick"
 benchmark["profile"] = "quick smoke run"
 benchmark["device"] = "auto"
 benchmark["output_dir"] = "./output/benchmark/demo_quick"
-benchmark["detection_overrides"] = [f"train.max_iter={det_iters}", f"train.eval_period={det_iters // 2}",
+benchmark["detection_overrides"] = [f"train.max_iter={_det_iters}", f"train.eval_period={_det_iters // 2}",
                                     "dataloader.train.total_batch_size=2", "train.checkpointer.period=0",
                                     "lr_multiplier.warmup_iters=5", "dataloader.test.dataset.names=demo_minival"]
 benchmark["pretrain_overrides"] = ["train.max_iter=30", "lr_multiplier.warmup_iters=5",

@@ -9,9 +9,9 @@
 # paper's.
 from .mask_rcnn_vit_tiny import dataloader, lr_multiplier, model, optimizer, train
 
-vit = model.backbone.bottom_up.net
-vit.pretrain_img_size = 128  # the demo pre-training resolution (projects/common/demo.py)
-vit.rel_pos_bias = "shared"
+_vit = model.backbone.bottom_up.net
+_vit.pretrain_img_size = 128  # the demo pre-training resolution (projects/common/demo.py)
+_vit.rel_pos_bias = "shared"
 optimizer.lr = 4e-4  # the paper's 8e-5
 optimizer.weight_decay = 0.1
 train.reference_batch_size = 4  # the lr above is for batch 4; other batches scale it linearly

@@ -9,21 +9,21 @@
 from vitdet_bench.config import LazyCall as L
 from vitdet_bench.modeling import ConvViT
 
-from .mask_rcnn_vit_tiny import dataloader, image_size, lr_multiplier, model, optimizer, train, width_scale
+from .mask_rcnn_vit_tiny import dataloader, _image_size, lr_multiplier, model, optimizer, train, _width_scale
 
-depths = (2, 2, 3)
-global_blocks = [0, 2]
+_depths = (2, 2, 3)
+_global_blocks = [0, 2]
 
 model.backbone.bottom_up = L(ConvViT)(
-    img_size=image_size,
-    embed_dims=(256 // width_scale, 384 // width_scale, 768 // width_scale),
-    depths=depths,
+    img_size=_image_size,
+    embed_dims=(256 // _width_scale, 384 // _width_scale, 768 // _width_scale),
+    depths=_depths,
     num_heads=3,
     drop_path_rate=0.0,
     use_abs_pos=True,
     pretrain_img_size=128,
     rel_pos_bias="shared",
     window_size=8,
-    window_block_indexes=[i for i in range(depths[2]) if i not in global_blocks],
+    window_block_indexes=[i for i in range(_depths[2]) if i not in _global_blocks],
 )
 train.output_dir = "./output/demo_mask_rcnn_convvit_tiny"

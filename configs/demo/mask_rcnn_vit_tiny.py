@@ -14,41 +14,40 @@ from ..common.optim import AdamW as optimizer
 from ..common.schedule import cosine_lr_multiplier as lr_multiplier
 from ..common.train import train
 
-image_size = 256
-width_scale = 8  # the paper's channel widths / this
-area_scale = (1024 // image_size) ** 2  # the paper's per-image counts / this (16)
+_image_size = 256
+_width_scale = 8  # the paper's channel widths / this
+_area_scale = (1024 // _image_size) ** 2  # the paper's per-image counts / this (16)
 
-vit = model.backbone.bottom_up.net
-vit.img_size = image_size
-vit.embed_dim = 768 // width_scale
-vit.depth = 4
-vit.num_heads = 3
-vit.drop_path_rate = 0.0
-vit.window_size = 8
-vit.window_block_indexes = [0, 2]  # blocks 1 and 3 are global
-vit.out_block_indexes = [0, 1, 2, 3]
+_vit = model.backbone.bottom_up.net
+_vit.img_size = _image_size
+_vit.embed_dim = 768 // _width_scale
+_vit.depth = 4
+_vit.num_heads = 3
+_vit.drop_path_rate = 0.0
+_vit.window_size = 8
+_vit.window_block_indexes = [0, 2]  # blocks 1 and 3 are global
+_vit.out_block_indexes = [0, 1, 2, 3]
 model.backbone.bottom_up.in_features = ["block0", "block1", "block2", "block3"]
 
 model.num_classes = None  # taken from the training dataset's categories
-channels = 256 // width_scale
-model.backbone.out_channels = channels
-model.backbone.square_pad = image_size
-model.rpn.pre_nms_top_n = dict(training=2000 * image_size // 1024, testing=1000 * image_size // 1024)
-model.rpn.post_nms_top_n = dict(training=1000 * image_size // 1024, testing=1000 * image_size // 1024)
-model.roi_heads.batch_size_per_image = 512 // area_scale
-model.roi_heads.box_head.conv_dims = [channels] * 4
-model.roi_heads.box_head.fc_dims = [1024 // width_scale]
-model.roi_heads.box_predictor.in_channels = 1024 // width_scale
-model.roi_heads.mask_head.conv_dims = [channels] * 4
-model.roi_heads.mask_predictor.in_channels = channels
-model.roi_heads.mask_predictor.dim_reduced = channels
+_channels = 256 // _width_scale
+model.backbone.out_channels = _channels
+model.backbone.square_pad = _image_size
+model.rpn.pre_nms_top_n = dict(training=2000 * _image_size // 1024, testing=1000 * _image_size // 1024)
+model.rpn.post_nms_top_n = dict(training=1000 * _image_size // 1024, testing=1000 * _image_size // 1024)
+model.roi_heads.batch_size_per_image = 512 // _area_scale
+model.roi_heads.box_head.conv_dims = [_channels] * 4
+model.roi_heads.box_head.fc_dims = [1024 // _width_scale]
+model.roi_heads.mask_head.conv_dims = [_channels] * 4
+model.roi_heads.mask_predictor.in_channels = _channels
+model.roi_heads.mask_predictor.dim_reduced = _channels
 
 dataloader.train.dataset.names = "demo_train"
-dataloader.train.mapper.image_size = image_size
+dataloader.train.mapper.image_size = _image_size
 dataloader.train.total_batch_size = 4
 dataloader.train.num_workers = 0
 dataloader.test.dataset.names = "demo_val"
-dataloader.test.mapper.image_size = image_size
+dataloader.test.mapper.image_size = _image_size
 dataloader.test.num_workers = 0
 dataloader.test.batch_size = 8  # amortises per-call overhead on a 1M-parameter model
 

@@ -7,6 +7,8 @@ from vitdet_bench.config import LazyCall as L
 from vitdet_bench.pretrain import demo_pool_dataset
 
 DEMO_VIT = dict(arch="vit_t", img_size=128, embed_dim=96, depth=4, num_heads=3)
+# ConvMAE / FastConvMAE at demo scale: a ConvViT whose stage 3 is the demo ViT's width and head count.
+DEMO_CONVVIT = dict(embed_dims=(32, 48, 96), depths=(2, 2, 3), num_heads=3)
 POOL_SIZE = 20000
 
 
@@ -22,3 +24,18 @@ def demo_data(dataloader, train, name, labels=False):
     train.checkpointer.period = 0
     train.checkpointer.max_to_keep = 1
     train.log_period = 20
+
+
+def demo_convmae(model, dataloader, optimizer, lr_multiplier, train, name):
+    """ConvMAE / FastConvMAE at demo scale: the tiny ConvViT and a 64-wide, 1-block decoder at the
+    demo resolution, on the demo pool, 200 steps at lr 1.5e-3 (the same for both, so they compare
+    at equal iterations)."""
+    model.encoder.update(DEMO_CONVVIT, img_size=DEMO_VIT["img_size"])
+    model.decoder_dim = 64
+    model.decoder_depth = 1
+    model.decoder_num_heads = 4
+    dataloader.train.mapper.transform.image_size = DEMO_VIT["img_size"]
+    demo_data(dataloader, train, name)
+    optimizer.lr = 1.5e-3
+    train.max_iter = 200
+    lr_multiplier.warmup_iters = 20

@@ -8,24 +8,22 @@ import torch
 
 from vitdet_bench.config import LazyCall as L
 from vitdet_bench.pretrain import PretrainMapper, build_pretrain_train_loader, image_folder_dataset
+from vitdet_bench.data.constants import IMAGENET_TRAIN_IMAGES
 from vitdet_bench.solver import WarmupParamScheduler, cosine_schedule, get_optimizer_params
+from vitdet_bench.solver import epochs_to_iters as _epochs_to_iters
 
 from ...configs.common.train import train
 
-IMAGENET_TRAIN_IMAGES = 1281167
 
-
-def epochs_to_iters(epochs: float, total_batch_size: int, num_images: int = IMAGENET_TRAIN_IMAGES) -> int:
-    """Iterations for ``epochs`` passes over ``num_images`` at ``total_batch_size`` (ImageNet-1k by default)."""
-    return int(round(epochs * num_images / total_batch_size))
+def epochs_to_iters(epochs: float, total_batch_size: int) -> int:
+    """Iterations for ``epochs`` of ImageNet-1k at ``total_batch_size`` (the recipes' unit)."""
+    return _epochs_to_iters(epochs, total_batch_size, IMAGENET_TRAIN_IMAGES)
 
 
 def scaled_lr(base_lr: float, total_batch_size: int) -> float:
     """The linear scaling rule of MAE / MoCo v3 / BEiT: lr = base_lr x batch / 256."""
     return base_lr * total_batch_size / 256
 
-
-image_size = 224
 
 dataloader = OmegaConf.create()
 dataloader.train = L(build_pretrain_train_loader)(

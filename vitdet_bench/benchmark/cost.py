@@ -1,8 +1,9 @@
 """The cost of a trained detector: parameters, FLOPs, inference time and where training time goes
 (the report's complexity section).
 
-FLOPs are fvcore's count (one multiply-add = one flop, as Detectron2 and the ViTDet paper report)
-for the backbone and neck on one padded test image; the RoI heads' cost depends on the number of
+FLOPs are :func:`.flops.count_flops` (fvcore's count, one multiply-add = one flop, as Detectron2 and
+the ViTDet paper report, with the fused attention kernel counted) for the backbone and neck on one
+padded test image; the RoI heads' cost depends on the number of
 proposals and is left out (it is the same for every initialization of one architecture).
 Inference time is the median over test images of the whole model (pre-processing to masks), in the
 config's inference dtype and CUDA-synchronised (``tools/benchmark_detector.py`` times one config
@@ -22,6 +23,7 @@ import torch
 
 from ..engine.speed import inference_amp_dtype, inference_context
 from ..utils.timing import time_steps
+from .flops import count_flops
 
 __all__ = ["measure_cost", "profile_training"]
 
@@ -92,8 +94,6 @@ def profile_training(cfg, model: torch.nn.Module, steps: int = 5, warmup: int = 
 def measure_cost(run_dir: str, num_images: int = 8, device: str = "cpu", profile_steps: int = 0) -> dict:
     """Measure and write ``run_dir/cost.json`` from the run's ``config.yaml`` and ``model_final.pth``
     (``profile_steps`` > 0 adds the training profile, :func:`profile_training`)."""
-    from fvcore.nn import FlopCountAnalysis
-
     from ..checkpoint import Checkpointer
     from ..config import LazyConfig, instantiate
     from ..engine.defaults import build_model
@@ -121,9 +121,7 @@ def measure_cost(run_dir: str, num_images: int = 8, device: str = "cpu", profile
         images = model.preprocess(inputs[:1]).tensors if hasattr(model, "preprocess") else None
         gflops = None
         if images is not None:
-            flops = FlopCountAnalysis(model.backbone, images)
-            flops.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
-            gflops = flops.total() / 1e9
+            gflops = count_flops(model.backbone, images) / 1e9
     # As evaluation runs: inference mode, the config's inference autocast, one image per pass,
     # each timed call synchronised on CUDA (one warm-up image first).
     dev = torch.device(device)

@@ -30,6 +30,7 @@ import torch.nn as nn
 from timm.layers import resample_abs_pos_embed
 
 from ..modeling.backbone.convvit import ConvViT
+from ..utils.comm import unwrap_model
 from .backbone import EXPORT_TAG, CanonicalCheckpoint, CheckpointFormatError, LoadReport, detect_format
 from .checkpointer import CheckpointError, safe_torch_load
 
@@ -49,7 +50,7 @@ _DROP_RULES: list[tuple[re.Pattern, str]] = [
 
 def find_convvit(model: nn.Module) -> tuple[ConvViT, str] | None:
     """The :class:`ConvViT` inside ``model`` (or ``model`` itself) and its dotted prefix; ``None`` if none."""
-    model = model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+    model = unwrap_model(model)
     for name, module in model.named_modules():
         if isinstance(module, ConvViT):
             return module, (name + "." if name else "")

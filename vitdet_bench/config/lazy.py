@@ -38,6 +38,13 @@ logger = logging.getLogger(__name__)
 # loaded that way get a package name with this prefix so our import hook recognises them.
 _CFG_PACKAGE_NAME = "vitdet_bench._cfg_loader"
 
+# ``${last:${..box_head.fc_dims}}``: a list's last item, so a value that follows another node's
+# list (the box predictor's input width is the box head's last fc width) is derived, not restated.
+# OmegaConf's own interpolation has no negative index. Registered on import, so config.yaml files
+# written by LazyConfig.save (interpolations kept) resolve the same way when read back.
+if not OmegaConf.has_resolver("last"):
+    OmegaConf.register_new_resolver("last", lambda items: items[-1])
+
 
 class ConfigKeyError(KeyError):
     """A dotted config key that does not exist (the message names the closest existing keys)."""

@@ -15,6 +15,7 @@ any image can be produced on its own, in any order, in any process:
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import logging
@@ -23,6 +24,7 @@ import os
 import shutil
 import tempfile
 from dataclasses import dataclass
+from typing import Iterator
 
 import cv2
 import numpy as np
@@ -285,6 +287,26 @@ def _write_subset(src: str, dst: str, num_images: int) -> None:
         json.dump(subset, f)
 
 
+@contextlib.contextmanager
+def _built_atomically(root: str, out: str, prefix: str) -> Iterator[str]:
+    """Build a cache directory in a temporary folder under ``root`` (yielded), then publish it as
+    ``out`` with a ``DONE`` marker in one rename, so a reader never sees half a dataset and an
+    interrupted build leaves nothing behind. If another process published ``out`` first, its copy
+    is identical (same seed) and this one is dropped."""
+    tmp = tempfile.mkdtemp(prefix=prefix, dir=root)
+    try:
+        yield tmp
+        open(os.path.join(tmp, "DONE"), "w").close()
+        try:
+            os.rename(tmp, out)
+        except OSError:
+            if not os.path.isfile(os.path.join(out, "DONE")):
+                raise
+    finally:
+        if os.path.isdir(tmp):
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
 def ensure_demo_dataset(root: str | None = None, seed: int = 0, splits: dict[str, int] | None = None) -> str:
     """Create the demo detection splits once (atomically) and return their directory.
 
@@ -299,23 +321,12 @@ def ensure_demo_dataset(root: str | None = None, seed: int = 0, splits: dict[str
         return out
     os.makedirs(root, exist_ok=True)
     logger.info("Generating the demo dataset (%s) in %s ...", sizes, out)
-    tmp = tempfile.mkdtemp(prefix=".demo_tmp_", dir=root)
-    try:
+    with _built_atomically(root, out, ".demo_tmp_") as tmp:
         for split, n in splits.items():
             generate_split(tmp, split, n, seed)
         for name, (split, n) in SUBSETS.items():
             if split in splits:
                 _write_subset(os.path.join(tmp, f"{split}.json"), os.path.join(tmp, f"{name}.json"), n)
-        open(os.path.join(tmp, "DONE"), "w").close()
-        try:
-            os.rename(tmp, out)
-        except OSError:
-            # Another process finished first; its copy is identical (same seed).
-            if not os.path.isfile(os.path.join(out, "DONE")):
-                raise
-    finally:
-        if os.path.isdir(tmp):
-            shutil.rmtree(tmp, ignore_errors=True)
     logger.info("Generated the demo dataset in %s", out)
     return out
 
@@ -359,8 +370,7 @@ def ensure_demo_pool(size: int = POOL_SIZE, seed: int = 0, root: str | None = No
         return out
     os.makedirs(root, exist_ok=True)
     logger.info("Drawing the demo pre-training pool (%d images) into %s ...", size, out)
-    tmp = tempfile.mkdtemp(prefix=".pool_tmp_", dir=root)
-    try:
+    with _built_atomically(root, out, ".pool_tmp_") as tmp:
         for folder in range(-(-size // 1000)):
             os.makedirs(os.path.join(tmp, f"{folder:03d}"))
         chunks = [(tmp, seed, a, min(a + 500, size)) for a in range(0, size, 500)]
@@ -374,14 +384,5 @@ def ensure_demo_pool(size: int = POOL_SIZE, seed: int = 0, root: str | None = No
             parts = [_write_pool_chunk(c) for c in chunks]
         with open(os.path.join(tmp, "labels.json"), "w", encoding="utf-8") as f:
             json.dump({"classes": list(DEMO_CLASSES), "labels": [x for part in parts for x in part]}, f)
-        open(os.path.join(tmp, "DONE"), "w").close()
-        try:
-            os.rename(tmp, out)
-        except OSError:
-            if not os.path.isfile(os.path.join(out, "DONE")):
-                raise
-    finally:
-        if os.path.isdir(tmp):
-            shutil.rmtree(tmp, ignore_errors=True)
     logger.info("Drew the demo pool in %s", out)
     return out

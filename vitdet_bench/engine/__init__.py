@@ -16,7 +16,7 @@ from .defaults import (
     run,
     save_run_config,
 )
-from .events import EventStorage, get_event_storage
+from ..utils.events import EventStorage, get_event_storage
 from .hooks import EvalHook, IterationTimer, LRScheduler, PeriodicCheckpointer, PeriodicWriter
 from .launch import launch
 from .predict_images import predict_images

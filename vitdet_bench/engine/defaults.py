@@ -25,7 +25,7 @@ from ..utils import comm
 from ..utils.cli import CommandLineParser
 from ..utils.logger import close_log_files, log_fatal_errors, setup_logger
 from . import hooks
-from .events import CommonMetricPrinter, JSONWriter, TensorboardWriter
+from ..utils.events import CommonMetricPrinter, JSONWriter, TensorboardWriter
 from .launch import launch
 from .run_dir import (RunDirError, check_output_dir, clear_run, remove_stale_tmp_files, truncate_events,
                       truncate_metrics)
@@ -40,6 +40,7 @@ __all__ = [
     "prepare_output_dir",
     "save_run_config",
     "resolve_device",
+    "fill_num_classes",
     "resolve_num_classes",
     "scale_lr_to_batch",
     "build_model",
@@ -171,14 +172,18 @@ def resolve_num_classes(cfg: DictConfig) -> None:
 
         register_coco_instances(name, dataset_cfg.json_file, dataset_cfg.image_root)
     metadata = get_metadata(name)
+    fill_num_classes(cfg, metadata.num_classes, f"dataset '{name}' ({metadata.json_file})")
+
+
+def fill_num_classes(cfg: DictConfig, num_classes: int, source: str) -> None:
+    """``model.num_classes=None`` takes ``num_classes`` of the training data ``source`` (detection:
+    its categories; supervised pre-training: its image classes); a set value must agree with it."""
     if cfg.model.num_classes is None:
-        cfg.model.num_classes = metadata.num_classes
-        logger.info("model.num_classes = %d, from the categories of %s", metadata.num_classes, name)
-    elif cfg.model.num_classes != metadata.num_classes:
-        raise ValueError(
-            f"model.num_classes={cfg.model.num_classes} but dataset '{name}' ({metadata.json_file}) has "
-            f"{metadata.num_classes} categories; set model.num_classes=None to take it from the dataset"
-        )
+        cfg.model.num_classes = num_classes
+        logger.info("model.num_classes = %d, from %s", num_classes, source)
+    elif cfg.model.num_classes != num_classes:
+        raise ValueError(f"model.num_classes={cfg.model.num_classes} but {source} has {num_classes} classes; "
+                         "set model.num_classes=None to take it from the data")
 
 
 class _BatchNorm(nn.modules.batchnorm._BatchNorm):

@@ -22,7 +22,7 @@ import torch
 import torch.nn as nn
 
 from ..utils import comm
-from .events import EventStorage
+from ..utils.events import EventStorage
 
 __all__ = ["HookBase", "TrainerBase", "SimpleTrainer", "AMP_DTYPES"]
 

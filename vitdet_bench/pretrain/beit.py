@@ -20,7 +20,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from timm.layers import trunc_normal_
 
-from ..engine.events import try_put_scalar
+from ..utils.events import try_put_scalar
 from .common import PretrainModel, stack_images
 from .encoder import PretrainEncoder
 

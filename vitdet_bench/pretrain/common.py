@@ -7,6 +7,7 @@ from typing import Sequence
 import torch
 import torch.nn as nn
 
+from ..data.constants import IMAGENET_PIXEL_MEAN, IMAGENET_PIXEL_STD
 from .encoder import PretrainEncoder
 
 __all__ = ["PretrainModel", "stack_images"]
@@ -38,8 +39,8 @@ class PretrainModel(nn.Module):
     def __init__(
         self,
         encoder: PretrainEncoder,
-        pixel_mean: Sequence[float] = (123.675, 116.28, 103.53),
-        pixel_std: Sequence[float] = (58.395, 57.12, 57.375),
+        pixel_mean: Sequence[float] = IMAGENET_PIXEL_MEAN,
+        pixel_std: Sequence[float] = IMAGENET_PIXEL_STD,
     ) -> None:
         super().__init__()
         self.encoder = encoder

@@ -21,17 +21,14 @@ norm and the decoder are pre-training parts), in the names ConvMAE's detector us
 
 from __future__ import annotations
 
-from functools import partial
 
 import torch
 import torch.nn as nn
-from timm.layers import trunc_normal_
-from timm.models.vision_transformer import Block as TimmBlock
 
 from ..modeling.backbone.convvit import CONVVIT_PRESETS, ConvViT, convvit_preset
 from .common import PretrainModel, stack_images
 from .encoder import sincos_pos_embed
-from .mae import mae_loss, patchify
+from .mae import add_mae_decoder, init_mae_weights, mae_loss, patchify
 
 __all__ = ["ConvMAE", "ConvMAEEncoder", "build_convmae_encoder", "upsample_visible", "visible_map"]
 
@@ -179,34 +176,14 @@ class ConvMAE(PretrainModel):
             )
         self.mask_ratio = mask_ratio
         self.norm_pix_loss = norm_pix_loss
-        p = encoder.patch_size
-        self.decoder_embed = nn.Linear(encoder.embed_dim, decoder_dim)
-        self.mask_token = nn.Parameter(torch.zeros(1, 1, decoder_dim))
-        self.register_buffer("decoder_pos_embed", sincos_pos_embed(encoder.grid[0], decoder_dim, cls_token=False))
-        # Thrown away after pre-training, so timm's Block serves (as in MAE and ConvMAE).
-        self.decoder_blocks = nn.ModuleList(
-            TimmBlock(decoder_dim, decoder_num_heads, mlp_ratio=4.0, qkv_bias=True,
-                      norm_layer=partial(nn.LayerNorm, eps=1e-6))
-            for _ in range(decoder_depth)
-        )
-        self.decoder_norm = nn.LayerNorm(decoder_dim, eps=1e-6)
-        self.decoder_pred = nn.Linear(decoder_dim, p * p * 3)
+        add_mae_decoder(self, encoder.embed_dim, decoder_dim, decoder_depth, decoder_num_heads, encoder.patch_size,
+                        encoder.grid[0], cls_token=False)
         self._init_weights()
 
     def _init_weights(self) -> None:
-        # ConvMAE: xavier-uniform Linear layers and stage-3 patch kernel (as a Linear), normal(0.02)
-        # mask token, unit LayerNorms; the other convs keep PyTorch's default.
-        w = self.encoder.convvit.patch_embed3.proj.weight
-        nn.init.xavier_uniform_(w.data.view(w.shape[0], -1))
-        for m in self.modules():
-            if isinstance(m, nn.Linear):
-                nn.init.xavier_uniform_(m.weight)
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.LayerNorm):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-        trunc_normal_(self.mask_token, std=0.02)
+        # ConvMAE: MAE's, with the stage-3 patch kernel as the one treated as a Linear; the other
+        # convs keep PyTorch's default.
+        init_mae_weights(self, self.encoder.convvit.patch_embed3.proj.weight)
 
     def shuffle(self, batch: int, noise: torch.Tensor | None = None) -> torch.Tensor:
         """Per-sample token order ``(B, L)``: argsort of uniform noise (``noise`` fixes it)."""

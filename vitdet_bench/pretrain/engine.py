@@ -29,7 +29,14 @@ from ..checkpoint.method import INIT_SOURCE_FILE, lineage_text
 from ..checkpoint.io import atomic_write_text
 from ..utils.comm import unwrap_model
 from ..config import instantiate
-from ..engine.defaults import default_argument_parser, default_setup, do_train, load_config, prepare_output_dir
+from ..engine.defaults import (
+    default_argument_parser,
+    default_setup,
+    do_train,
+    fill_num_classes,
+    load_config,
+    prepare_output_dir,
+)
 from ..engine.launch import launch
 from ..engine.submit import SubmitError, launcher_requested, submit_tool
 from ..engine.train_loop import HookBase
@@ -149,8 +156,7 @@ def _fill_num_classes(cfg: DictConfig) -> None:
     """``model.num_classes=None`` (supervised): take it from the training data's classes."""
     if "num_classes" in cfg.model and cfg.model.num_classes is None:
         _, meta = instantiate(cfg.dataloader.train.dataset)
-        cfg.model.num_classes = meta.num_classes
-        logger.info("model.num_classes = %d, from %s", meta.num_classes, meta.name)
+        fill_num_classes(cfg, meta.num_classes, meta.name)
 
 
 def pretrain_main(args: argparse.Namespace, product: str = "backbone",

@@ -19,7 +19,39 @@ from .common import PretrainModel, stack_images
 from .encoder import PretrainEncoder, sincos_pos_embed
 from .masking import random_masking
 
-__all__ = ["MAE", "patchify", "mae_loss"]
+__all__ = ["MAE", "add_mae_decoder", "init_mae_weights", "patchify", "mae_loss"]
+
+
+def add_mae_decoder(model: nn.Module, embed_dim: int, decoder_dim: int, decoder_depth: int, decoder_num_heads: int,
+                    patch_size: int, grid: int, cls_token: bool) -> None:
+    """MAE's decoder as attributes of ``model``, under MAE's checkpoint names: ``decoder_embed``,
+    ``mask_token``, the fixed sin-cos ``decoder_pos_embed`` (``grid`` x ``grid``, a cls slot with
+    ``cls_token``), ``decoder_blocks`` (timm's Block, as MAE: the decoder is thrown away after
+    pre-training), ``decoder_norm`` and ``decoder_pred`` (pixels of one patch). MAE and ConvMAE share it."""
+    model.decoder_embed = nn.Linear(embed_dim, decoder_dim)
+    model.mask_token = nn.Parameter(torch.zeros(1, 1, decoder_dim))
+    model.register_buffer("decoder_pos_embed", sincos_pos_embed(grid, decoder_dim, cls_token))
+    model.decoder_blocks = nn.ModuleList(
+        TimmBlock(decoder_dim, decoder_num_heads, mlp_ratio=4.0, qkv_bias=True, norm_layer=partial(nn.LayerNorm, eps=1e-6))
+        for _ in range(decoder_depth)
+    )
+    model.decoder_norm = nn.LayerNorm(decoder_dim, eps=1e-6)
+    model.decoder_pred = nn.Linear(decoder_dim, patch_size * patch_size * 3)
+
+
+def init_mae_weights(model: nn.Module, patch_kernel: torch.Tensor) -> None:
+    """MAE's initialisation (ConvMAE's too): xavier-uniform Linear layers and patch kernel (as a
+    Linear), unit LayerNorms, normal(0.02) mask token; other layers keep PyTorch's defaults."""
+    nn.init.xavier_uniform_(patch_kernel.data.view(patch_kernel.shape[0], -1))
+    for m in model.modules():
+        if isinstance(m, nn.Linear):
+            nn.init.xavier_uniform_(m.weight)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.LayerNorm):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+    trunc_normal_(model.mask_token, std=0.02)
 
 
 def patchify(images: torch.Tensor, patch_size: int) -> torch.Tensor:
@@ -83,31 +115,13 @@ class MAE(PretrainModel):
         p, dim = encoder.patch_size, encoder.embed_dim
         num_patches = encoder.vit.pos_embed.shape[1] - encoder.num_prefix_tokens
         self.grid = int(num_patches**0.5)
-        self.decoder_embed = nn.Linear(dim, decoder_dim)
-        self.mask_token = nn.Parameter(torch.zeros(1, 1, decoder_dim))
-        self.register_buffer("decoder_pos_embed", sincos_pos_embed(self.grid, decoder_dim, encoder.num_prefix_tokens > 0))
-        # The decoder is thrown away after pre-training, so timm's Block serves (MAE uses it too).
-        self.decoder_blocks = nn.ModuleList(
-            TimmBlock(decoder_dim, decoder_num_heads, mlp_ratio=4.0, qkv_bias=True, norm_layer=partial(nn.LayerNorm, eps=1e-6))
-            for _ in range(decoder_depth)
-        )
-        self.decoder_norm = nn.LayerNorm(decoder_dim, eps=1e-6)
-        self.decoder_pred = nn.Linear(decoder_dim, p * p * 3)
+        add_mae_decoder(self, dim, decoder_dim, decoder_depth, decoder_num_heads, p, self.grid,
+                        encoder.num_prefix_tokens > 0)
         self._init_weights()
 
     def _init_weights(self) -> None:
         # MAE: xavier-uniform Linear layers and patch kernel (as a Linear), normal(0.02) tokens.
-        w = self.encoder.vit.patch_embed.proj.weight
-        nn.init.xavier_uniform_(w.data.view(w.shape[0], -1))
-        for m in self.modules():
-            if isinstance(m, nn.Linear):
-                nn.init.xavier_uniform_(m.weight)
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.LayerNorm):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-        trunc_normal_(self.mask_token, std=0.02)
+        init_mae_weights(self, self.encoder.vit.patch_embed.proj.weight)
         if self.encoder.cls_token is not None:
             trunc_normal_(self.encoder.cls_token, std=0.02)
 

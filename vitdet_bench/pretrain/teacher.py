@@ -29,6 +29,7 @@ from timm.layers import QuickGELU
 
 from ..checkpoint.backbone import CheckpointFormatError, load_backbone_checkpoint, to_canonical
 from ..checkpoint.checkpointer import CheckpointError, safe_torch_load
+from ..data.constants import CLIP_PIXEL_MEAN, CLIP_PIXEL_STD, IMAGENET_PIXEL_MEAN, IMAGENET_PIXEL_STD
 from ..modeling.backbone.vit import ViT
 
 __all__ = [
@@ -42,11 +43,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-# OpenAI CLIP's input statistics, on the 0-255 scale.
-CLIP_PIXEL_MEAN = (122.770938, 116.7460125, 104.09373615)
-CLIP_PIXEL_STD = (68.5005327, 66.6321579, 70.32316305)
-IMAGENET_PIXEL_MEAN = (123.675, 116.28, 103.53)
-IMAGENET_PIXEL_STD = (58.395, 57.12, 57.375)
 # Heads of the published ViT widths (DeiT-Ti/S, ViT-B/L/H, EVA-g); a file that does not say
 # (anything but this project's exports) is assumed to follow them unless num_heads is given.
 STANDARD_HEADS = {192: 3, 384: 6, 768: 12, 1024: 16, 1280: 16, 1408: 16, 1664: 16}

@@ -24,7 +24,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..checkpoint.io import CheckpointError, atomic_torch_save, safe_torch_load
-from ..engine.events import try_put_scalar
+from ..data.constants import IMAGENET_PIXEL_MEAN, IMAGENET_PIXEL_STD
+from ..utils.events import try_put_scalar
 
 __all__ = ["VQTokenizer", "DalleTokenizer", "build_tokenizer", "save_tokenizer", "TOKENIZER_TAG"]
 
@@ -72,8 +73,8 @@ class VQTokenizer(nn.Module):
         hidden_dim: int = 128,
         commitment: float = 0.25,
         dead_code_threshold: float = 0.03,
-        pixel_mean: tuple = (123.675, 116.28, 103.53),
-        pixel_std: tuple = (58.395, 57.12, 57.375),
+        pixel_mean: tuple = IMAGENET_PIXEL_MEAN,
+        pixel_std: tuple = IMAGENET_PIXEL_STD,
     ) -> None:
         super().__init__()
         levels = int(round(math.log2(patch_size)))

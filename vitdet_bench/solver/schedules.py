@@ -7,6 +7,8 @@ and the step milestones consistent instead of rescaling frozen literals.
 
 from __future__ import annotations
 
+import logging
+
 from typing import Sequence
 
 import torch
@@ -19,7 +21,15 @@ from fvcore.common.param_scheduler import (
     ParamScheduler,
 )
 
-__all__ = ["WarmupParamScheduler", "LRMultiplier", "cosine_schedule", "step_schedule"]
+__all__ = ["WarmupParamScheduler", "LRMultiplier", "cosine_schedule", "epochs_to_iters", "step_schedule"]
+
+logger = logging.getLogger(__name__)
+
+
+def epochs_to_iters(epochs: float, total_batch_size: int, num_images: int) -> int:
+    """Iterations for ``epochs`` passes over ``num_images`` at ``total_batch_size`` (the papers state
+    schedules in epochs; the engine counts iterations). Dataset sizes: :mod:`vitdet_bench.data.constants`."""
+    return int(round(epochs * num_images / total_batch_size))
 
 
 def cosine_schedule(
@@ -87,9 +97,6 @@ class WarmupParamScheduler(CompositeParamScheduler):
     ) -> None:
         if max_iter <= 0:
             raise ValueError(f"max_iter must be positive, got {max_iter}")
-        if warmup_iters >= max_iter:  # fvcore would divide by the empty rest of the run
-            raise ValueError(f"warmup_iters ({warmup_iters}) must be smaller than max_iter ({max_iter}): the warm-up "
-                             "would take the whole run; lower lr_multiplier.warmup_iters with train.max_iter")
         length = min(max(warmup_iters, 0) / max_iter, 1.0)
         end_value = scheduler(0.0 if rescale_interval else length)
         start_value = warmup_factor * scheduler(0.0)
@@ -101,6 +108,12 @@ class WarmupParamScheduler(CompositeParamScheduler):
             raise ValueError(f"Unknown warmup_method '{warmup_method}'")
         if length <= 0:
             super().__init__([scheduler], interval_scaling=["fixed"], lengths=[1.0])
+        elif length >= 1:
+            # The warm-up takes the whole run (a short run keeping a recipe's warm-up): the main
+            # schedule has no interval left, and fvcore would divide by its empty length at the end.
+            logger.warning("lr warm-up of %d iterations covers the whole run of %d: the schedule never leaves it",
+                           warmup_iters, max_iter)
+            super().__init__([warmup], interval_scaling=["rescaled"], lengths=[1.0])
         else:
             super().__init__(
                 [warmup, scheduler],

@@ -11,12 +11,12 @@ from vitdet_bench.data import (
 )
 from vitdet_bench.evaluation import COCOEvaluator
 
-image_size = 1024
+_image_size = 1024
 
 dataloader = OmegaConf.create()
 dataloader.train = L(build_detection_train_loader)(
     dataset=L(get_detection_dataset)(names="coco_2017_train", filter_empty=True, on_bad_annotation="error"),
-    mapper=L(DetectionDatasetMapper)(is_train=True, image_size=image_size, min_scale=0.1, max_scale=2.0, flip_prob=0.5),
+    mapper=L(DetectionDatasetMapper)(is_train=True, image_size=_image_size, min_scale=0.1, max_scale=2.0, flip_prob=0.5),
     total_batch_size=64,
     num_workers=4,
     seed="${train.seed}",
@@ -24,7 +24,7 @@ dataloader.train = L(build_detection_train_loader)(
 )
 dataloader.test = L(build_detection_test_loader)(
     dataset=L(get_detection_dataset)(names="coco_2017_val", filter_empty=False),
-    mapper=L(DetectionDatasetMapper)(is_train=False, image_size=image_size),
+    mapper=L(DetectionDatasetMapper)(is_train=False, image_size=_image_size),
     num_workers=4,
     batch_size=1,  # the paper times inference at one image per forward
 )

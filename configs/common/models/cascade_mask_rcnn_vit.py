@@ -20,10 +20,13 @@ def cascade_roi_heads(heads, num_stages=3):
     predictor = copy.deepcopy(heads.box_predictor)
     predictor.num_classes = "${....num_classes}"
     predictor.class_agnostic = True
+    predictors = [copy.deepcopy(predictor) for _ in range(num_stages)]
+    for i, p in enumerate(predictors):  # each stage's predictor reads its own box head's last fc layer
+        p.in_channels = f"${{last:${{...box_heads.{i}.fc_dims}}}}"
     return L(CascadeRoIHeads)(
         box_roi_pool=heads.box_roi_pool,
         box_heads=[copy.deepcopy(box_head) for _ in range(num_stages)],
-        box_predictors=[copy.deepcopy(predictor) for _ in range(num_stages)],
+        box_predictors=predictors,
         stage_iou_thresholds=[0.5, 0.6, 0.7],
         stage_bbox_reg_weights=[[10.0, 10.0, 5.0, 5.0], [20.0, 20.0, 10.0, 10.0], [30.0, 30.0, 15.0, 15.0]],
         batch_size_per_image=heads.batch_size_per_image,

@@ -7,7 +7,7 @@
 # threshold 0.05, 100 detections, square padding to 1024 at train and test.
 from vitdet_bench.config import LazyCall as L
 from vitdet_bench.modeling import FPN, MaskRCNN, MultiScaleAdapter, ViT
-from vitdet_bench.modeling.backbone import global_block_indexes, window_block_indexes
+from vitdet_bench.modeling.backbone import vit_preset
 from vitdet_bench.modeling.detector import (
     AnchorGenerator,
     build_box_head,
@@ -19,32 +19,25 @@ from vitdet_bench.modeling.detector import (
 from vitdet_bench.modeling.detector.poolers import LevelRoIAlign
 from vitdet_bench.modeling.detector.roi_heads import RPN, StandardRoIHeads
 
-_depth = 12
-_global = global_block_indexes(_depth, 4)  # [2, 5, 8, 11]
+# ViT-B/16 pre-trained at 224 px: window 14 = the pre-training grid, global blocks 2, 5, 8, 11.
+_vit_b = vit_preset("vit_b", num_global=4, pretrain_img_size=224)
 
 model = L(MaskRCNN)(
     num_classes=80,
     backbone=L(FPN)(
         bottom_up=L(MultiScaleAdapter)(
             net=L(ViT)(
+                **_vit_b,
                 img_size=1024,
-                patch_size=16,
-                embed_dim=768,
-                depth=_depth,
-                num_heads=12,
                 mlp_ratio=4.0,
                 qkv_bias=True,
                 drop_path_rate=0.1,
-                window_size=14,
-                window_block_indexes=window_block_indexes(_depth, 4),
-                out_block_indexes=_global,
                 use_abs_pos=True,
                 use_rel_pos=False,
-                pretrain_img_size=224,
                 pretrain_use_cls_token=True,
             ),
             # The adapter taps the global blocks: the earliest feeds the 4x path.
-            in_features=[f"block{i}" for i in _global],
+            in_features=[f"block{i}" for i in _vit_b["out_block_indexes"]],
             scale_factors=(4.0, 2.0, 1.0, 0.5),
             norm="GN",
         ),
@@ -79,7 +72,8 @@ model = L(MaskRCNN)(
             fc_dims=[1024],
             norm="BN",
         ),
-        box_predictor=L(build_box_predictor)(in_channels=1024, num_classes="${...num_classes}"),
+        # The predictor reads the box head's last fc layer.
+        box_predictor=L(build_box_predictor)(in_channels="${last:${..box_head.fc_dims}}", num_classes="${...num_classes}"),
         fg_iou_thresh=0.5,
         bg_iou_thresh=0.5,
         batch_size_per_image=512,

@@ -3,7 +3,7 @@
 # configs), and its bias tables load into the shared tables; its absolute positions start random.
 from ..bench_vit_tiny import dataloader, lr_multiplier, model, optimizer, train
 
-vit = model.backbone.bottom_up.net
-vit.init_values = 0.1
-vit.qv_bias = True
+_vit = model.backbone.bottom_up.net
+_vit.init_values = 0.1
+_vit.qv_bias = True
 train.output_dir = "./output/demo_bench/beit"

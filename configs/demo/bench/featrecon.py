@@ -3,5 +3,5 @@
 # train.init_checkpoint). Its q / v biases load as one qkv bias with a zero key bias (exact).
 from ..bench_vit_tiny import dataloader, lr_multiplier, model, optimizer, train
 
-vit = model.backbone.bottom_up.net
+_vit = model.backbone.bottom_up.net
 train.output_dir = "./output/demo_bench/featrecon"

@@ -3,6 +3,6 @@
 # head width 16 at width 96; the other demo inits have 3), as MAE-Lite's detector keeps its 12.
 from ..bench_vit_tiny import dataloader, lr_multiplier, model, optimizer, train
 
-vit = model.backbone.bottom_up.net
-vit.num_heads = 6
+_vit = model.backbone.bottom_up.net
+_vit.num_heads = 6
 train.output_dir = "./output/demo_bench/maelite"

@@ -23,25 +23,25 @@ from vitdet_bench.solver import cosine_schedule, get_optimizer_params
 
 from ...common.pretrain_base import dataloader, epochs_to_iters, lr_multiplier, optimizer, train
 
-arch = "vit_b"
-image_size = 224
-batch = 2048
-grid = image_size // 16
+_arch = "vit_b"
+_image_size = 224
+_batch = 2048
+_grid = _image_size // 16
 
 tokenizer = L(build_tokenizer)(kind="dalle", path="checkpoints/dall_e/encoder.pkl")
 model = L(BEiT)(
     encoder=L(build_pretrain_encoder)(
-        arch=arch, img_size=image_size, pos_embed="none", rel_pos_bias="shared", init_values=0.1, qv_bias=True,
+        arch=_arch, img_size=_image_size, pos_embed="none", rel_pos_bias="shared", init_values=0.1, qv_bias=True,
         drop_path_rate=0.1,
     ),
     tokenizer="${tokenizer}",
 )
-dataloader.train.mapper.transform = L(beit_transform)(image_size=image_size, min_scale=0.08)
+dataloader.train.mapper.transform = L(beit_transform)(image_size=_image_size, min_scale=0.08)
 dataloader.train.mapper.mask_generator = L(BlockMaskGenerator)(
-    input_size=grid, num_masking_patches=75, min_num_patches=16, max_num_patches=None, min_aspect=0.3
+    input_size=_grid, num_masking_patches=75, min_num_patches=16, max_num_patches=None, min_aspect=0.3
 )
 dataloader.train.dataset.labels = False
-dataloader.train.total_batch_size = batch
+dataloader.train.total_batch_size = _batch
 optimizer.lr = 1.5e-3
 optimizer.betas = (0.9, 0.999)
 optimizer.weight_decay = 0.05
@@ -57,10 +57,10 @@ optimizer.params = L(get_optimizer_params)(
 )
 train.clip_grad.enabled = True
 train.clip_grad.max_norm = 3.0
-train.max_iter = epochs_to_iters(800, batch)
+train.max_iter = epochs_to_iters(800, _batch)
 # utils.cosine_scheduler: linear warm-up from 0 (its start_warmup_value; --warmup_lr is never
 # passed to it), then a half cosine over the remaining steps down to --min_lr 1e-5.
-lr_multiplier.warmup_iters = epochs_to_iters(10, batch)
+lr_multiplier.warmup_iters = epochs_to_iters(10, _batch)
 lr_multiplier.warmup_factor = 0.0
 lr_multiplier.rescale_interval = True
 lr_multiplier.scheduler = L(cosine_schedule)(min_lr=1e-5, base_lr="${optimizer.lr}")

@@ -2,17 +2,17 @@
 # block masks of 26 / 64 patches (40%) with blocks of >= 4 (16 / 196 of the paper, scaled to the
 # 8 x 8 grid), on the demo pre-training pool at 128 px, batch 64, on the CPU. Named honestly: this is BEiT's
 # pre-training with a VQ-VAE tokenizer trained here, not DALL-E's dVAE.
-from ...common.demo import DEMO_VIT, demo_data
+from ...common.demo import DEMO_VIT as _DEMO_VIT, demo_data
 from .beit_vit_b_800ep import dataloader, lr_multiplier, model, optimizer, tokenizer, train
 
-image_size = DEMO_VIT["img_size"]
-grid = image_size // 16
-model.encoder.update(DEMO_VIT)
+_image_size = _DEMO_VIT["img_size"]
+_grid = _image_size // 16
+model.encoder.update(_DEMO_VIT)
 model.encoder.drop_path_rate = 0.0
 tokenizer.kind = "vq"
 tokenizer.path = "./output/pretrain/tokenizer_vq_demo/tokenizer_final.pth"
-dataloader.train.mapper.transform.image_size = image_size
-dataloader.train.mapper.mask_generator.input_size = grid
+dataloader.train.mapper.transform.image_size = _image_size
+dataloader.train.mapper.mask_generator.input_size = _grid
 dataloader.train.mapper.mask_generator.num_masking_patches = 26
 dataloader.train.mapper.mask_generator.min_num_patches = 4
 demo_data(dataloader, train, "beit_vit_tiny_demo")

@@ -2,18 +2,7 @@
 # of 3 heads: the demo ViT's width, configs/demo/mask_rcnn_convvit_tiny.py's backbone) pre-trained
 # with the ConvViT-B recipe and a 64-wide, 1-block decoder at 128 px (an 8 x 8 stage-3 grid) on the
 # demo pre-training images (projects/common/demo.py), on the CPU.
-from ...common.demo import DEMO_VIT, demo_data
+from ...common.demo import demo_convmae
 from .convmae_convvit_b_1600ep import dataloader, lr_multiplier, model, optimizer, train
 
-DEMO_CONVVIT = dict(embed_dims=(32, 48, 96), depths=(2, 2, 3), num_heads=3)
-
-image_size = DEMO_VIT["img_size"]
-model.encoder.update(DEMO_CONVVIT, img_size=image_size)
-model.decoder_dim = 64
-model.decoder_depth = 1
-model.decoder_num_heads = 4
-dataloader.train.mapper.transform.image_size = image_size
-demo_data(dataloader, train, "convmae_convvit_tiny_demo")
-optimizer.lr = 1.5e-3
-train.max_iter = 200
-lr_multiplier.warmup_iters = 20
+demo_convmae(model, dataloader, optimizer, lr_multiplier, train, "convmae_convvit_tiny_demo")

@@ -26,11 +26,11 @@ from vitdet_bench.pretrain import (
 
 from ...common.pretrain_base import dataloader, epochs_to_iters, lr_multiplier, optimizer, train
 
-arch = "vit_b"
-image_size = 224
-batch = 4096
-epochs = 800
-grid = image_size // 16
+_arch = "vit_b"
+_image_size = 224
+_batch = 4096
+_epochs = 800
+_grid = _image_size // 16
 
 teacher = L(build_teacher)(
     path="checkpoints/open_clip_vit_l14_openai.bin",
@@ -48,26 +48,26 @@ teacher = L(build_teacher)(
     pixel_std=CLIP_PIXEL_STD,
 )
 model = L(FeatureMIM)(
-    encoder=L(build_pretrain_encoder)(arch=arch, img_size=image_size, pos_embed="learned", qv_bias=True,
+    encoder=L(build_pretrain_encoder)(arch=_arch, img_size=_image_size, pos_embed="learned", qv_bias=True,
                                       drop_path_rate=0.1),
     teacher="${teacher}",
     init_std=0.02,
 )
-dataloader.train.mapper.transform = L(mae_transform)(image_size=image_size, min_scale=0.2)
+dataloader.train.mapper.transform = L(mae_transform)(image_size=_image_size, min_scale=0.2)
 dataloader.train.mapper.mask_generator = L(BlockMaskGenerator)(
-    input_size=grid, num_masking_patches=round(105 / 256 * grid * grid), min_num_patches=16, max_num_patches=None,
+    input_size=_grid, num_masking_patches=round(105 / 256 * _grid * _grid), min_num_patches=16, max_num_patches=None,
     min_aspect=0.3,
 )
 dataloader.train.dataset.labels = False
-dataloader.train.total_batch_size = batch
+dataloader.train.total_batch_size = _batch
 optimizer.lr = 1e-3
 optimizer.betas = (0.9, 0.98)
 optimizer.eps = 1e-6
 optimizer.weight_decay = 0.05
 train.clip_grad.enabled = True
 train.clip_grad.max_norm = 3.0
-train.max_iter = epochs_to_iters(epochs, batch)
-lr_multiplier.warmup_iters = epochs_to_iters(10, batch)
+train.max_iter = epochs_to_iters(_epochs, _batch)
+lr_multiplier.warmup_iters = epochs_to_iters(10, _batch)
 lr_multiplier.warmup_factor = 1e-6 / 1e-3  # EVA's warmup_lr
 lr_multiplier.scheduler.end_value = 1e-5 / 1e-3  # EVA's min_lr
 train.output_dir = "./output/pretrain/eva_vit_b_clip_l14_800ep"

@@ -2,6 +2,5 @@
 # recipe (eva_vit_b_clip_l14_800ep.py) with the larger student (24 blocks of width 1024, 16 heads).
 from .eva_vit_b_clip_l14_800ep import dataloader, lr_multiplier, model, optimizer, teacher, train
 
-arch = "vit_l"
-model.encoder.arch = arch
+model.encoder.arch = "vit_l"
 train.output_dir = "./output/pretrain/eva_vit_l_clip_l14_800ep"

@@ -8,22 +8,22 @@ from vitdet_bench.solver import get_optimizer_params
 
 from ...common.pretrain_base import dataloader, epochs_to_iters, lr_multiplier, optimizer, scaled_lr, train
 
-arch = "vit_b"
-image_size = 224
-batch = 4096
+_arch = "vit_b"
+_image_size = 224
+_batch = 4096
 
 model = L(MAE)(
-    encoder=L(build_pretrain_encoder)(arch=arch, img_size=image_size, pos_embed="sincos"),
+    encoder=L(build_pretrain_encoder)(arch=_arch, img_size=_image_size, pos_embed="sincos"),
     decoder_dim=512,
     decoder_depth=8,
     decoder_num_heads=16,
     mask_ratio=0.75,
     norm_pix_loss=True,
 )
-dataloader.train.mapper.transform = L(mae_transform)(image_size=image_size, min_scale=0.2)
+dataloader.train.mapper.transform = L(mae_transform)(image_size=_image_size, min_scale=0.2)
 dataloader.train.dataset.labels = False
-dataloader.train.total_batch_size = batch
-optimizer.lr = scaled_lr(1.5e-4, batch)
+dataloader.train.total_batch_size = _batch
+optimizer.lr = scaled_lr(1.5e-4, _batch)
 optimizer.betas = (0.9, 0.95)
 optimizer.weight_decay = 0.05
 # main_pretrain.py: timm's add_weight_decay with no skip list: no weight decay for 1-D parameters
@@ -31,8 +31,8 @@ optimizer.weight_decay = 0.05
 optimizer.params = L(get_optimizer_params)(
     weight_decay_norm=None, weight_decay_bias=0.0, weight_decay_embed=None, weight_decay_1d=0.0
 )
-train.max_iter = epochs_to_iters(800, batch)
-lr_multiplier.warmup_iters = epochs_to_iters(40, batch)
+train.max_iter = epochs_to_iters(800, _batch)
+lr_multiplier.warmup_iters = epochs_to_iters(40, _batch)
 # util/lr_sched.py: linear warm-up, then a half cosine over the epochs after it.
 lr_multiplier.rescale_interval = True
 train.output_dir = "./output/pretrain/mae_vit_b_800ep"

@@ -9,13 +9,13 @@ from vitdet_bench.pretrain import MAELite, build_pretrain_encoder, mae_transform
 
 from ...common.pretrain_base import dataloader, epochs_to_iters, lr_multiplier, optimizer, scaled_lr, train
 
-arch = "vit_t"
-image_size = 224
-batch = 4096
-epochs = 400
+_arch = "vit_t"
+_image_size = 224
+_batch = 4096
+_epochs = 400
 
 model = L(MAELite)(
-    encoder=L(build_pretrain_encoder)(arch=arch, img_size=image_size, pos_embed="sincos", num_heads=12),
+    encoder=L(build_pretrain_encoder)(arch=_arch, img_size=_image_size, pos_embed="sincos", num_heads=12),
     teacher=None,
     decoder_dim=96,
     decoder_depth=1,
@@ -23,12 +23,12 @@ model = L(MAELite)(
     mask_ratio=0.75,
     norm_pix_loss=True,
 )
-dataloader.train.mapper.transform = L(mae_transform)(image_size=image_size, min_scale=0.08)
+dataloader.train.mapper.transform = L(mae_transform)(image_size=_image_size, min_scale=0.08)
 dataloader.train.dataset.labels = False
-dataloader.train.total_batch_size = batch
-optimizer.lr = scaled_lr(1.5e-4, batch)
+dataloader.train.total_batch_size = _batch
+optimizer.lr = scaled_lr(1.5e-4, _batch)
 optimizer.betas = (0.9, 0.95)
 optimizer.weight_decay = 0.05
-train.max_iter = epochs_to_iters(epochs, batch)
-lr_multiplier.warmup_iters = epochs_to_iters(40, batch)
+train.max_iter = epochs_to_iters(_epochs, _batch)
+lr_multiplier.warmup_iters = epochs_to_iters(40, _batch)
 train.output_dir = "./output/pretrain/maelite_vit_tiny_400ep"

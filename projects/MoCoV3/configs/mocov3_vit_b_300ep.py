@@ -9,12 +9,12 @@ from vitdet_bench.solver import get_optimizer_params
 
 from ...common.pretrain_base import dataloader, epochs_to_iters, lr_multiplier, optimizer, scaled_lr, train
 
-arch = "vit_b"
-image_size = 224
-batch = 4096
+_arch = "vit_b"
+_image_size = 224
+_batch = 4096
 
 model = L(MoCoV3)(
-    encoder=L(build_pretrain_encoder)(arch=arch, img_size=image_size, pos_embed="sincos", freeze_patch_embed=True),
+    encoder=L(build_pretrain_encoder)(arch=_arch, img_size=_image_size, pos_embed="sincos", freeze_patch_embed=True),
     dim=256,
     mlp_dim=4096,
     temperature=0.2,
@@ -22,11 +22,11 @@ model = L(MoCoV3)(
     cosine_momentum=True,
     sync_bn=True,  # MoCo v3 converts its BN to SyncBN; reverted to BN on one process / the CPU
 )
-views = L(moco_transforms)(image_size=image_size, min_scale=0.08)
+views = L(moco_transforms)(image_size=_image_size, min_scale=0.08)
 dataloader.train.mapper.transform = views
 dataloader.train.dataset.labels = False
-dataloader.train.total_batch_size = batch
-optimizer.lr = scaled_lr(1.5e-4, batch)
+dataloader.train.total_batch_size = _batch
+optimizer.lr = scaled_lr(1.5e-4, _batch)
 optimizer.betas = (0.9, 0.999)
 optimizer.weight_decay = 0.1
 # main_moco.py: AdamW(model.parameters(), weight_decay=0.1): every parameter decays (norms, biases,
@@ -34,8 +34,8 @@ optimizer.weight_decay = 0.1
 optimizer.params = L(get_optimizer_params)(
     weight_decay_norm=None, weight_decay_bias=None, weight_decay_embed=None, weight_decay_1d=None
 )
-train.max_iter = epochs_to_iters(300, batch)
-lr_multiplier.warmup_iters = epochs_to_iters(40, batch)
+train.max_iter = epochs_to_iters(300, _batch)
+lr_multiplier.warmup_iters = epochs_to_iters(40, _batch)
 # main_moco.py adjust_learning_rate: linear warm-up, then a half cosine over the epochs after it.
 lr_multiplier.rescale_interval = True
 train.output_dir = "./output/pretrain/mocov3_vit_b_300ep"

@@ -8,20 +8,20 @@ from vitdet_bench.solver import get_optimizer_params
 
 from ...common.pretrain_base import dataloader, epochs_to_iters, lr_multiplier, optimizer, train
 
-arch = "vit_b"
-image_size = 224
-batch = 1024
+_arch = "vit_b"
+_image_size = 224
+_batch = 1024
 
 model = L(SupervisedViT)(
-    encoder=L(build_pretrain_encoder)(arch=arch, img_size=image_size, pos_embed="learned", drop_path_rate=0.1),
+    encoder=L(build_pretrain_encoder)(arch=_arch, img_size=_image_size, pos_embed="learned", drop_path_rate=0.1),
     num_classes=1000,
     label_smoothing=0.1,
     mixup_alpha=0.8,
     cutmix_alpha=1.0,
 )
-dataloader.train.mapper.transform = L(deit_transform)(image_size=image_size, rand_augment="rand-m9-mstd0.5-inc1")
-dataloader.train.total_batch_size = batch
-optimizer.lr = 5e-4 * batch / 512
+dataloader.train.mapper.transform = L(deit_transform)(image_size=_image_size, rand_augment="rand-m9-mstd0.5-inc1")
+dataloader.train.total_batch_size = _batch
+optimizer.lr = 5e-4 * _batch / 512
 optimizer.betas = (0.9, 0.999)
 optimizer.weight_decay = 0.05
 # DeiT's main.py: timm's create_optimizer: no weight decay for 1-D parameters, biases and the
@@ -33,7 +33,7 @@ optimizer.params = L(get_optimizer_params)(
     weight_decay_1d=0.0,
     overrides={"cls_token": {"weight_decay": 0.0}, "pos_embed": {"weight_decay": 0.0}},
 )
-train.max_iter = epochs_to_iters(300, batch)
-lr_multiplier.warmup_iters = epochs_to_iters(5, batch)
+train.max_iter = epochs_to_iters(300, _batch)
+lr_multiplier.warmup_iters = epochs_to_iters(5, _batch)
 lr_multiplier.warmup_factor = 1e-3
 train.output_dir = "./output/pretrain/deit_vit_b_300ep"

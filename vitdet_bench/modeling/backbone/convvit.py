@@ -34,7 +34,7 @@ from timm.layers import DropPath, LayerNorm2d, Mlp, PatchEmbed, trunc_normal_
 
 from .rel_pos import RelativePositionBias
 from .utils import get_abs_pos
-from .vit import REL_POS_BIAS, Block
+from .vit import REL_POS_BIAS, Block, TransformerTrainingFacts
 
 __all__ = ["CBlock", "CONVVIT_PRESETS", "ConvPatchEmbed", "ConvViT", "build_convvit", "convvit_preset"]
 
@@ -110,7 +110,7 @@ class CBlock(nn.Module):
         return x + self.drop_path(self.mlp(self.norm2(x)))
 
 
-class ConvViT(nn.Module):
+class ConvViT(TransformerTrainingFacts, nn.Module):
     """ConvMAE's hybrid backbone for detection and pre-training.
 
     Args:
@@ -231,31 +231,7 @@ class ConvViT(nn.Module):
                 self.rel_pos_bias_global = RelativePositionBias(grid, num_heads)
         self.apply(self._init_weights)
 
-    @staticmethod
-    def _init_weights(m: nn.Module) -> None:
-        # ConvMAE's ConvViT: trunc-normal(0.02) Linear layers, unit LayerNorms; convs keep PyTorch's init.
-        if isinstance(m, nn.Linear):
-            trunc_normal_(m.weight, std=0.02)
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.LayerNorm):
-            nn.init.ones_(m.weight)
-            nn.init.zeros_(m.bias)
-
-    # --- training facts --------------------------------------------------------------------------
-
-    @property
-    def num_layers(self) -> int:
-        """Depth as layer-wise lr decay counts it: the stage-3 blocks (ConvMAE's ``lr_decay.py``)."""
-        return self.depth
-
-    def no_weight_decay(self) -> set[str]:
-        """Parameter names (relative to this module) that take no weight decay."""
-        names = {"pos_embed"} if self.pos_embed is not None else set()
-        for n, _ in self.named_parameters():
-            if n.endswith(("rel_pos_h", "rel_pos_w", "relative_position_bias_table")):
-                names.add(n)
-        return names
+    # --- training facts (init, num_layers, no_weight_decay: TransformerTrainingFacts, as the ViT) ---
 
     def layer_id(self, name: str) -> int:
         """Layer index for layer-wise lr decay as ConvMAE fine-tunes: the embeddings, the position

@@ -31,10 +31,13 @@ from .utils import (
 __all__ = [
     "Attention",
     "Block",
+    "TransformerTrainingFacts",
     "VIT_PRESETS",
     "ViT",
     "build_vit",
     "global_block_indexes",
+    "init_vit_weights",
+    "position_no_weight_decay",
     "vit_preset",
     "window_block_indexes",
 ]
@@ -258,7 +261,48 @@ class Block(nn.Module):
 REL_POS_BIAS = (None, "shared", "per_block")
 
 
-class ViT(nn.Module):
+def init_vit_weights(m: nn.Module) -> None:
+    """timm's ViT initialisation of one module (``model.apply``): trunc-normal(0.02) Linear weights,
+    zero biases, unit LayerNorms; other layers keep PyTorch's defaults. ViT and ConvViT use it."""
+    if isinstance(m, nn.Linear):
+        trunc_normal_(m.weight, std=0.02)
+        if m.bias is not None:
+            nn.init.zeros_(m.bias)
+    elif isinstance(m, nn.LayerNorm):
+        nn.init.ones_(m.weight)
+        nn.init.zeros_(m.bias)
+
+
+def position_no_weight_decay(module: nn.Module) -> set[str]:
+    """Names (relative to ``module``) of its position parameters, which take no weight decay: the
+    absolute table and every relative-position table (ViT and ConvViT)."""
+    names = {"pos_embed"} if getattr(module, "pos_embed", None) is not None else set()
+    for n, _ in module.named_parameters():
+        if n.endswith(("rel_pos_h", "rel_pos_w", "relative_position_bias_table")):
+            names.add(n)
+    return names
+
+
+class TransformerTrainingFacts:
+    """What initialisation and the optimizer's parameter groups ask of a ViT-style backbone (ViT
+    and ConvViT): timm's init for its modules, its depth for layer-wise lr decay (``num_layers``;
+    each class says how its parameters map to layers in ``layer_id``), and the position parameters
+    that take no weight decay."""
+
+    depth: int
+    _init_weights = staticmethod(init_vit_weights)
+
+    @property
+    def num_layers(self) -> int:
+        """Depth as layer-wise lr decay counts it (ConvViT: its stage-3 blocks, as ConvMAE's ``lr_decay.py``)."""
+        return self.depth
+
+    def no_weight_decay(self) -> set[str]:
+        """Parameter names (relative to this module) that take no weight decay."""
+        return position_no_weight_decay(self)
+
+
+class ViT(TransformerTrainingFacts, nn.Module):
     """Plain ViT backbone for detection (Detectron2's ``ViT`` arguments, plus BEiT's options).
 
     Args:
@@ -423,28 +467,6 @@ class ViT(nn.Module):
         (``(B, heads, N, N)``; see :meth:`Attention.pop_logits`)."""
         return self.blocks[self._block_index(i)].attn.pop_logits()
 
-    @staticmethod
-    def _init_weights(m: nn.Module) -> None:
-        if isinstance(m, nn.Linear):
-            trunc_normal_(m.weight, std=0.02)
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.LayerNorm):
-            nn.init.ones_(m.weight)
-            nn.init.zeros_(m.bias)
-
-    @property
-    def num_layers(self) -> int:
-        """Depth as layer-wise lr decay counts it."""
-        return self.depth
-
-    def no_weight_decay(self) -> set[str]:
-        """Parameter names (relative to this module) that take no weight decay."""
-        names = {"pos_embed"} if self.pos_embed is not None else set()
-        for n, _ in self.named_parameters():
-            if n.endswith(("rel_pos_h", "rel_pos_w", "relative_position_bias_table")):
-                names.add(n)
-        return names
 
     def layer_id(self, name: str) -> int:
         """Layer index of a parameter for layer-wise lr decay: embeddings 0, block i -> i + 1."""
@@ -528,14 +550,17 @@ def vit_preset(arch: str, num_global: int = 4, pretrain_img_size: int = 224, **o
 
     Window attention everywhere except ``num_global`` evenly spaced global blocks (B: 2, 5, 8, 11;
     L: 5, 11, 17, 23; H: 7, 15, 23, 31), window side = pre-training grid (14 for patch 16), and the
-    global blocks tapped for the multi-scale adapter. ``overrides`` replace any of them.
+    global blocks tapped for the multi-scale adapter. ``overrides`` replace any of them; the window
+    follows the patch size actually used (``patch_size=14`` at 224 px: window 16), unless
+    ``window_size`` is given.
     """
     if arch not in VIT_PRESETS:
         raise ValueError(f"unknown ViT preset {arch!r}; choose from {sorted(VIT_PRESETS)}")
     kwargs = dict(VIT_PRESETS[arch])
     depth = overrides.get("depth", kwargs["depth"])
+    patch_size = overrides.get("patch_size", kwargs["patch_size"])
     kwargs.update(
-        window_size=pretrain_img_size // kwargs["patch_size"],
+        window_size=pretrain_img_size // patch_size,
         window_block_indexes=window_block_indexes(depth, num_global),
         out_block_indexes=global_block_indexes(depth, num_global),
         pretrain_img_size=pretrain_img_size,

@@ -10,6 +10,7 @@ from torchvision.models.detection.image_list import ImageList
 from torchvision.models.detection.roi_heads import RoIHeads
 from torchvision.models.detection.rpn import RegionProposalNetwork
 
+from ...data.constants import IMAGENET_PIXEL_MEAN, IMAGENET_PIXEL_STD
 from .mask_paste import paste_masks
 
 __all__ = ["MaskRCNN", "LOSS_NAMES"]
@@ -59,8 +60,8 @@ class MaskRCNN(nn.Module):
         rpn: RegionProposalNetwork,
         roi_heads: RoIHeads,
         num_classes: int,
-        pixel_mean: Sequence[float] = (123.675, 116.28, 103.53),
-        pixel_std: Sequence[float] = (58.395, 57.12, 57.375),
+        pixel_mean: Sequence[float] = IMAGENET_PIXEL_MEAN,
+        pixel_std: Sequence[float] = IMAGENET_PIXEL_STD,
         mask_threshold: float = 0.5,
     ) -> None:
         super().__init__()

@@ -14,7 +14,6 @@ from typing import Sequence
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from torchvision.models.detection import _utils as det_utils
 from torchvision.models.detection.roi_heads import RoIHeads, maskrcnn_inference, maskrcnn_loss
 from torchvision.models.detection.image_list import ImageList
 from torchvision.models.detection.rpn import RegionProposalNetwork, concat_box_prediction_layers
@@ -97,6 +96,12 @@ class RPN(RegionProposalNetwork):
 
 class StandardRoIHeads(RoIHeads):
     """torchvision's ``RoIHeads`` (box + mask) with a configurable box loss.
+
+    It owns ``forward`` deliberately: the box predictor's outputs are decoded in fp32 under autocast
+    and the box loss's beta is configurable (Detectron2's ViTDet uses L1), which torchvision's
+    ``fastrcnn_loss`` / ``forward`` do not allow. Everything else is torchvision's (sampling,
+    matching, post-processing, mask targets and loss); ``tests/modeling/test_detectors.py`` pins the flow:
+    with torchvision's loss the losses and detections equal ``RoIHeads.forward``'s.
 
     Args:
         smooth_l1_beta: transition point of the box regression loss (0: L1).
@@ -242,8 +247,11 @@ class CascadeRoIHeads(StandardRoIHeads):
         del self.box_head, self.box_predictor
         self.box_heads = nn.ModuleList(box_heads)
         self.box_predictors = nn.ModuleList(box_predictors)
-        self.stage_matchers = [det_utils.Matcher(t, t, allow_low_quality_matches=False) for t in stage_iou_thresholds]
-        self.stage_coders = [det_utils.BoxCoder(tuple(w)) for w in stage_bbox_reg_weights]
+        # Per-stage matchers and box coders of the classes torchvision's RoIHeads built its own with
+        # (they live in its private ``_utils`` module, which this file does not import).
+        matcher, coder = type(self.proposal_matcher), type(self.box_coder)
+        self.stage_matchers = [matcher(t, t, allow_low_quality_matches=False) for t in stage_iou_thresholds]
+        self.stage_coders = [coder(tuple(w)) for w in stage_bbox_reg_weights]
 
     @property
     def num_stages(self) -> int:

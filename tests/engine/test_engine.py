@@ -215,3 +215,24 @@ def test_gradient_accumulation_equals_one_large_batch():
     torch.testing.assert_close(small, big, atol=1e-6, rtol=1e-6)
     with pytest.raises(ValueError, match="grad_accum_steps must be >= 1"):
         SimpleTrainer(Regressor(), [], torch.optim.SGD(Regressor().parameters(), lr=0.1), grad_accum_steps=0)
+
+
+def test_num_classes_comes_from_the_data_or_must_agree_with_it(demo_root):
+    from vitdet_bench.config import LazyConfig
+    from vitdet_bench.engine import resolve_num_classes
+
+    cfg = LazyConfig.load(DEMO_CONFIG)
+    assert cfg.model.num_classes is None
+    resolve_num_classes(cfg)
+    assert cfg.model.num_classes == 4  # the demo's circle / square / triangle / star
+    cfg.model.num_classes = 80
+    with pytest.raises(ValueError, match=r"model.num_classes=80 but dataset 'demo_train' \(.*train.json\) has 4 classes"):
+        resolve_num_classes(cfg)
+    # Supervised pre-training fills it from the images' classes through the same rule.
+    from vitdet_bench.pretrain.engine import _fill_num_classes
+
+    sup = LazyConfig.load(os.path.join(REPO, "projects/Supervised/configs/supervised_vit_tiny_demo.py"))
+    sup.dataloader.train.dataset.size = 8
+    sup.model.num_classes = None
+    _fill_num_classes(sup)
+    assert sup.model.num_classes == 4

@@ -21,6 +21,7 @@ from vitdet_bench.modeling import FPN, ConvViT, ViT, build_convvit
 from vitdet_bench.pretrain import ConvMAE, FastConvMAE, build_convmae_encoder, complementary_views, patchify
 from vitdet_bench.pretrain.convmae import upsample_visible, visible_map
 from vitdet_bench.pretrain.engine import pretrain_main
+from pretrain_helpers import pretrain_args, resumed_run_equals_one_run
 
 TINY = dict(embed_dims=(8, 12, 16), depths=(1, 1, 2), num_heads=2)
 DEMO_CONFIGS = {"convmae": "projects/ConvMAE/configs/convmae_convvit_tiny_demo.py",
@@ -355,18 +356,13 @@ def test_official_convmae_checkpoint_loads_with_its_pretraining_parts_dropped(tm
 
 # --- the demo configs through the engine ----------------------------------------------------------------
 
-def _args(config: str, opts: list[str], resume: bool = False) -> argparse.Namespace:
-    return argparse.Namespace(config_file=os.path.join(REPO, config), opts=opts, resume=resume, eval_only=False,
-                              num_gpus=1, num_machines=1, machine_rank=0, dist_url="auto")
-
-
 @pytest.fixture(scope="module")
 def convmae_runs(tmp_path_factory, demo_root):
     root = tmp_path_factory.mktemp("convmae")
     dirs = {}
     for name, config in DEMO_CONFIGS.items():
         out = str(root / name)
-        pretrain_main(_args(config, [f"train.output_dir={out}", f"train.max_iter={ITERS}", "train.log_period=4",
+        pretrain_main(pretrain_args(config, [f"train.output_dir={out}", f"train.max_iter={ITERS}", "train.log_period=4",
                                      "lr_multiplier.warmup_iters=4", "train.checkpointer.period=8", *POOL]))
         dirs[name] = out
     return dirs
@@ -416,18 +412,7 @@ def test_a_resumed_fastconvmae_run_equals_one_run(tmp_path, demo_root):
     config = DEMO_CONFIGS["fastconvmae"]  # the random views are drawn in the model: the RNG must resume too
     common = ["train.max_iter=4", "lr_multiplier.warmup_iters=1", "dataloader.train.dataset.size=16",
               "dataloader.train.total_batch_size=2", "train.log_period=2"]
-    pretrain_main(_args(config, common + [f"train.output_dir={tmp_path}/once"]))
-    pretrain_main(_args(config, common + [f"train.output_dir={tmp_path}/twice", "train.checkpointer.period=2"]))
-    twice = tmp_path / "twice"
-    for f in ("model_final.pth", "backbone_final.pth"):
-        os.remove(twice / f)
-    (twice / "last_checkpoint").write_text("model_0000001.pth")
-    pretrain_main(_args(config, common + [f"train.output_dir={twice}", "train.checkpointer.period=2"], resume=True))
-    a = safe_torch_load(str(tmp_path / "once" / "model_final.pth"))["model"]
-    b = safe_torch_load(str(twice / "model_final.pth"))["model"]
-    assert a.keys() == b.keys()
-    for k in a:
-        assert torch.equal(a[k], b[k]), k
+    resumed_run_equals_one_run(config, common, tmp_path, period=2)
 
 
 # --- configs at paper scale ---------------------------------------------------------------------------

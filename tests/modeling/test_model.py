@@ -96,9 +96,13 @@ def test_schedules_follow_max_iter():
     assert sched(0.5) == pytest.approx(0.5)
     step = WarmupParamScheduler(step_schedule(1000), warmup_iters=0, max_iter=1000)
     assert step(888 / 1000) == 1.0 and step(890 / 1000) == pytest.approx(0.1) and step(0.97) == pytest.approx(0.01)
-    # A warm-up as long as the run (a short continued run with the recipe's warm-up) says which keys to change.
-    with pytest.raises(ValueError, match=r"warmup_iters \(20\) must be smaller than max_iter \(2\).*lr_multiplier"):
-        WarmupParamScheduler(cosine_schedule(), warmup_iters=20, max_iter=2)
+    # A warm-up as long as the run (a short run keeping a recipe's warm-up) stays a warm-up to the end,
+    # also with the cosine after it (fvcore divided by its empty interval at the last step).
+    for rescale in (False, True):
+        short = WarmupParamScheduler(cosine_schedule(), warmup_iters=20, max_iter=2, warmup_factor=0.0,
+                                     rescale_interval=rescale)
+        assert short(0.5) == pytest.approx(0.5 * (1.0 if rescale else cosine_schedule()(1.0)))
+        assert short(1 - 1e-12) == pytest.approx(1.0 if rescale else 0.0, abs=1e-9)
 
 
 def test_paper_model_config_instantiates_with_the_paper_sizes():

@@ -8,8 +8,9 @@ from omegaconf import DictConfig, OmegaConf
 
 from vitdet_bench.config import ConfigKeyError, InstantiationError, L, LazyConfig, instantiate
 
-HERE = os.path.join(os.path.dirname(__file__), "configs")
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from conftest import FIXTURES, REPO
+
+HERE = os.path.join(FIXTURES, "configs")
 
 
 def test_lazycall_records_and_instantiate_builds_nested():

@@ -45,6 +45,10 @@ def test_presets_place_global_blocks_as_the_papers():
     b = vit_preset("vit_b")
     assert b["window_size"] == 14 and b["window_block_indexes"] == [0, 1, 3, 4, 6, 7, 9, 10]
     assert vit_preset("vit_h14")["window_size"] == 16  # window = pre-training grid (224 / 14)
+    # The window follows the patch size used, not the preset's (it was 14 here: 224 // 16).
+    assert vit_preset("vit_b", patch_size=14)["window_size"] == 16
+    assert vit_preset("vit_l", patch_size=8, pretrain_img_size=256)["window_size"] == 32
+    assert vit_preset("vit_b", patch_size=14, window_size=7)["window_size"] == 7  # an explicit window wins
     with pytest.raises(ValueError, match="unknown ViT preset 'vit_x'.*vit_b"):
         vit_preset("vit_x")
 

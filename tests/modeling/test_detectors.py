@@ -152,3 +152,97 @@ def test_batched_mask_paste_equals_per_pixel_sampling():
         assert (out.numpy() == expected).all() and (whole.numpy() == expected).all(), threshold
         assert out[:3].any(dim=(1, 2)).all()  # every mask lands somewhere
     assert paste_masks(masks[:0], boxes[:0], (h, w)).shape == (0, h, w)
+
+
+# --- the flow StandardRoIHeads / RPN own, pinned to torchvision's ----------------------------------
+
+def _demo_model_and_inputs(seed: int = 0):
+    """The demo detector (randomly initialised, its heads perturbed so predictions vary) and a
+    random batch of features, proposals and targets for its heads."""
+    from torchvision.models.detection.image_list import ImageList
+
+    cfg = LazyConfig.load(DEMO_CONFIG)
+    cfg.model.num_classes = 4
+    torch.manual_seed(seed)
+    model = instantiate(cfg.model)
+    with torch.no_grad():
+        for p in list(model.roi_heads.parameters()) + list(model.rpn.parameters()):
+            p.add_(torch.randn_like(p) * 0.05)
+    g = torch.Generator().manual_seed(seed)
+    channels = cfg.model.backbone.out_channels
+    features = {f"p{i}": torch.randn(2, channels, 256 // 2**i, 256 // 2**i, generator=g) for i in (2, 3, 4, 5)}
+    features["p6"] = torch.randn(2, channels, 4, 4, generator=g)
+    sizes = [(256, 256), (224, 256)]
+
+    def boxes(n):
+        xy = torch.rand(n, 2, generator=g) * 180
+        return torch.cat((xy, xy + 16 + torch.rand(n, 2, generator=g) * 60), dim=1)
+
+    proposals = [boxes(60), boxes(50)]
+    targets = []
+    for h, w in sizes:
+        b = boxes(3)
+        masks = torch.zeros(3, h, w, dtype=torch.uint8)
+        for m, (x0, y0, x1, y1) in zip(masks, b.round().long().tolist()):
+            m[y0:y1, x0:x1] = 1
+        targets.append({"boxes": b, "labels": torch.tensor([1, 2, 4]), "masks": masks})
+    return model, cfg, features, proposals, ImageList(torch.zeros(2, 3, 256, 256), sizes), targets
+
+
+def test_roi_heads_equal_torchvisions_flow_with_its_loss():
+    """StandardRoIHeads owns RoIHeads.forward (fp32 deltas under autocast, a configurable box loss).
+    With torchvision's box loss (smooth-L1, beta 1/9) its losses and detections are torchvision's
+    own ``RoIHeads.forward`` with the same modules, so an upgrade that changes that flow shows here."""
+    from torchvision.models.detection.roi_heads import RoIHeads
+
+    model, cfg, features, proposals, images, targets = _demo_model_and_inputs()
+    ours = model.roi_heads
+    ours.smooth_l1_beta = 1 / 9
+    h = cfg.model.roi_heads
+    ref = RoIHeads(ours.box_roi_pool, ours.box_head, ours.box_predictor, h.fg_iou_thresh, h.bg_iou_thresh,
+                   h.batch_size_per_image, h.positive_fraction, list(h.bbox_reg_weights), 0.0, h.nms_thresh,
+                   h.detections_per_img, ours.mask_roi_pool, ours.mask_head, ours.mask_predictor)
+    for module in (ours, ref):
+        module.train()
+    torch.manual_seed(1)
+    _, ours_losses = ours(features, [p.clone() for p in proposals], images.image_sizes, targets)
+    torch.manual_seed(1)
+    _, ref_losses = ref(features, [p.clone() for p in proposals], images.image_sizes, targets)
+    assert set(ours_losses) == set(ref_losses) == {"loss_classifier", "loss_box_reg", "loss_mask"}
+    for k in ref_losses:
+        torch.testing.assert_close(ours_losses[k], ref_losses[k], rtol=1e-6, atol=1e-7)
+    ours.score_thresh = 0.0
+    ours.eval(), ref.eval()
+    with torch.no_grad():
+        ours_out, _ = ours(features, proposals, images.image_sizes)
+        ref_out, _ = ref(features, proposals, images.image_sizes)
+    assert sum(len(o["boxes"]) for o in ours_out) > 20
+    for o, r in zip(ours_out, ref_out):
+        assert set(o) == set(r) == {"boxes", "labels", "scores", "masks"}
+        for k in r:
+            torch.testing.assert_close(o[k], r[k])
+
+
+def test_rpn_equals_torchvisions_flow_with_its_loss():
+    """The RPN owns RegionProposalNetwork.forward (fp32 anchors and deltas); in fp32 with torchvision's
+    loss its proposals and losses are torchvision's."""
+    from torchvision.models.detection.rpn import RegionProposalNetwork
+
+    model, cfg, features, _, images, targets = _demo_model_and_inputs(seed=2)
+    ours = model.rpn
+    ours.smooth_l1_beta = 1 / 9
+    r = cfg.model.rpn
+    ref = RegionProposalNetwork(ours.anchor_generator, ours.head, r.fg_iou_thresh, r.bg_iou_thresh,
+                                r.batch_size_per_image, r.positive_fraction, dict(r.pre_nms_top_n),
+                                dict(r.post_nms_top_n), r.nms_thresh)
+    for training in (True, False):
+        ours.train(training), ref.train(training)
+        torch.manual_seed(3)
+        ours_boxes, ours_losses = ours(images, features, targets if training else None)
+        torch.manual_seed(3)
+        ref_boxes, ref_losses = ref(images, features, targets if training else None)
+        for a, b in zip(ours_boxes, ref_boxes):
+            torch.testing.assert_close(a, b)
+        assert set(ours_losses) == set(ref_losses)
+        for k in ref_losses:
+            torch.testing.assert_close(ours_losses[k], ref_losses[k], rtol=1e-6, atol=1e-7)

@@ -4,7 +4,6 @@ losses against direct formulas, teachers against timm's VisionTransformer (CLIP 
 open_clip conversion), the teacher seeing exactly the student's visible tokens, wrong teacher files
 failing with the file named, and exact resume."""
 
-import argparse
 import math
 import os
 
@@ -31,7 +30,7 @@ from vitdet_bench.pretrain import (
     build_teacher,
     negative_cosine_loss,
 )
-from vitdet_bench.pretrain.engine import pretrain_main
+from pretrain_helpers import resumed_run_equals_one_run
 
 
 def _randomize(module: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
@@ -362,32 +361,15 @@ def test_paper_configs_carry_the_recipes():
     assert det.train.max_iter == round(100 * 118000 / 64) and det.optimizer.weight_decay == 0.05
 
 
-def _args(config: str, opts: list[str], resume: bool = False) -> argparse.Namespace:
-    return argparse.Namespace(config_file=os.path.join(REPO, config), opts=opts, resume=resume, eval_only=False,
-                              num_gpus=1, num_machines=1, machine_rank=0, dist_url="auto")
-
-
 @pytest.mark.parametrize("config,teacher_kind", [("projects/EVA/configs/featrecon_vit_tiny_demo.py", MoCoV3),
                                                  ("projects/MAELite/configs/maelite_vit_tiny_demo.py", MAE)])
 def test_a_resumed_run_equals_one_run(tmp_path, demo_root, config, teacher_kind):
     teacher = _mae_export(tmp_path / "teacher.pth", width=96, depth=4, heads=3, img=128, method=teacher_kind)
     common = ["train.max_iter=4", "lr_multiplier.warmup_iters=2", "dataloader.train.total_batch_size=4",
               "train.log_period=2", f"teacher.path={teacher}"]
-    pretrain_main(_args(config, common + [f"train.output_dir={tmp_path}/once"]))
-    pretrain_main(_args(config, common + [f"train.output_dir={tmp_path}/twice", "train.checkpointer.period=2"]))
-    twice = tmp_path / "twice"
-    for f in ("model_final.pth", "backbone_final.pth"):
-        os.remove(twice / f)
-    (twice / "last_checkpoint").write_text("model_0000001.pth")
-    pretrain_main(_args(config, common + [f"train.output_dir={twice}", "train.checkpointer.period=2"], resume=True))
-    a = safe_torch_load(str(tmp_path / "once" / "model_final.pth"))["model"]
-    b = safe_torch_load(str(twice / "model_final.pth"))["model"]
-    assert a.keys() == b.keys() and not any(k.startswith("teacher") for k in a)
-    for k in a:
-        assert torch.equal(a[k], b[k]), k
-    ea = safe_torch_load(str(tmp_path / "once" / "backbone_final.pth"))
-    eb = safe_torch_load(str(twice / "backbone_final.pth"))
-    assert all(torch.equal(ea["model"][k], eb["model"][k]) for k in ea["model"])
+    ea, _ = resumed_run_equals_one_run(config, common, tmp_path, period=2)
+    twice_model = safe_torch_load(str(tmp_path / "twice" / "model_final.pth"))["model"]
+    assert not any(k.startswith("teacher") for k in twice_model)
     assert ea["meta"]["method_name"].endswith("(teacher = MoCo v3 demo export)" if teacher_kind is MoCoV3
                                               else "(teacher = MAE demo export)")
 
@@ -398,7 +380,7 @@ def test_benchmark_files_add_the_seed_methods_with_teachers_from_earlier_steps()
     five = ["random", "supervised", "mocov3", "beit", "mae"]
     assert [i.name for i in load_benchmark(os.path.join(REPO, "configs/benchmark/demo.py")).inits] == five
     spec = load_benchmark(os.path.join(REPO, "configs/benchmark/demo_seeds.py"))
-    # Issue 14's two inits, then issue 15's ConvViT three (tests/test_convmae.py checks those).
+    # Issue 14's two inits, then issue 15's ConvViT three (tests/pretrain/test_convmae.py checks those).
     assert [i.name for i in spec.inits] == five + ["featrecon", "maelite", "random_convvit", "convmae", "fastconvmae"]
     runner = Runner(spec, progress=False)
     for init, teacher_config in (("featrecon", "mocov3_vit_tiny_demo.py"), ("maelite", "mae_vit_tiny_demo.py")):

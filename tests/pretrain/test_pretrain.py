@@ -2,7 +2,6 @@
 against timm, every method's loss falling on the demo images, export -> detector load with
 nothing unexpected missing, and exact resume."""
 
-import argparse
 import json
 import math
 import os
@@ -10,7 +9,6 @@ import os
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 
 from conftest import REPO
 from vitdet_bench.checkpoint import load_backbone_checkpoint
@@ -31,6 +29,7 @@ from vitdet_bench.pretrain import (
     random_masking,
 )
 from vitdet_bench.pretrain.engine import pretrain_main
+from pretrain_helpers import pretrain_args, resumed_run_equals_one_run
 
 DEMO_CONFIGS = {
     "tokenizer": "projects/BEiT/configs/tokenizer_vq_demo.py",
@@ -46,11 +45,6 @@ TEACHERS = {"feature_mim": "mocov3", "maelite": "mae"}
 ITERS = 30
 # A 128-image prefix of the demo pool and 16-image batches keep the runs short.
 POOL = ["dataloader.train.dataset.size=128", "dataloader.train.total_batch_size=16"]
-
-
-def _args(config: str, opts: list[str], resume: bool = False) -> argparse.Namespace:
-    return argparse.Namespace(config_file=os.path.join(REPO, config), opts=opts, resume=resume, eval_only=False,
-                              num_gpus=1, num_machines=1, machine_rank=0, dist_url="auto")
 
 
 def _losses(output_dir: str, key: str) -> list[float]:
@@ -71,7 +65,7 @@ def pretrain_runs(tmp_path_factory, demo_root):
             opts.append(f"tokenizer.path={dirs['tokenizer']}/tokenizer_final.pth")
         if name in TEACHERS:
             opts.append(f"teacher.path={dirs[TEACHERS[name]]}/backbone_final.pth")
-        pretrain_main(_args(config, opts), product="tokenizer" if name == "tokenizer" else "backbone")
+        pretrain_main(pretrain_args(config, opts), product="tokenizer" if name == "tokenizer" else "backbone")
         dirs[name] = out
     return dirs
 
@@ -277,22 +271,7 @@ def test_a_resumed_pretraining_run_equals_one_run(tmp_path, demo_root):
     config = DEMO_CONFIGS["mocov3"]  # the most state: momentum encoder, BN statistics, two views
     common = ["train.max_iter=8", "lr_multiplier.warmup_iters=2", "dataloader.train.total_batch_size=4",
               "train.log_period=2", "dataloader.train.dataset.size=64"]
-    pretrain_main(_args(config, common + [f"train.output_dir={tmp_path}/once"]))
-    pretrain_main(_args(config, common + [f"train.output_dir={tmp_path}/twice", "train.checkpointer.period=4"]))
-    # Cut the second run at iteration 4 and continue it from its checkpoint.
-    twice = tmp_path / "twice"
-    for f in ("model_final.pth", "backbone_final.pth"):
-        os.remove(twice / f)
-    (twice / "last_checkpoint").write_text("model_0000003.pth")
-    pretrain_main(_args(config, common + [f"train.output_dir={twice}", "train.checkpointer.period=4"], resume=True))
-    a = safe_torch_load(str(tmp_path / "once" / "model_final.pth"))["model"]
-    b = safe_torch_load(str(twice / "model_final.pth"))["model"]
-    assert a.keys() == b.keys()
-    for k in a:
-        assert torch.equal(a[k], b[k]), k
-    ea = safe_torch_load(str(tmp_path / "once" / "backbone_final.pth"))["model"]
-    eb = safe_torch_load(str(twice / "backbone_final.pth"))["model"]
-    assert all(torch.equal(ea[k], eb[k]) for k in ea)
+    resumed_run_equals_one_run(config, common, tmp_path, period=4)
 
 
 def test_pretrain_configs_at_paper_scale_build(monkeypatch):

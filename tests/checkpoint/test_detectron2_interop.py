@@ -1,6 +1,6 @@
 """Detectron2 interoperability: names, class layout, outputs, model-zoo ``.pkl`` files, strict init.
 
-The reference is Detectron2 itself. ``tests/data/detectron2_golden.json`` was produced outside
+The reference is Detectron2 itself. ``tests/fixtures/detectron2_golden.json`` was produced outside
 this repository by running Detectron2's own modules from source (facebookresearch/detectron2 at
 02b5c4e2: ``ViT``, ``SimpleFeaturePyramid``, ``FPN``, ``StandardRPNHead``, ``FastRCNNConvFCHead``,
 ``FastRCNNOutputLayers``, ``MaskRCNNConvUpsampleHead``, ``StandardROIHeads``, ``CascadeROIHeads``,
@@ -27,7 +27,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import DEMO_CONFIG, REPO
+from conftest import DEMO_CONFIG, FIXTURES, REPO
 from vitdet_bench.checkpoint import (
     CheckpointError,
     Checkpointer,
@@ -41,7 +41,7 @@ from vitdet_bench.checkpoint import (
 from vitdet_bench.checkpoint.detectron2 import detectron2_names
 from vitdet_bench.config import InstantiationError, LazyConfig, instantiate
 
-GOLDEN = json.load(open(os.path.join(REPO, "tests", "data", "detectron2_golden.json"), encoding="utf-8"))
+GOLDEN = json.load(open(os.path.join(FIXTURES, "detectron2_golden.json"), encoding="utf-8"))
 MODELS = ("mask_rcnn_vitdet", "cascade_mask_rcnn_vitdet", "bench_mask_rcnn_vit_beit")
 CONFIGS = {
     "mask_rcnn_vitdet": "mask_rcnn_vitdet.py",

@@ -24,7 +24,8 @@ import torch.nn.functional as F
 from timm.layers import PatchEmbed
 from timm.models.vision_transformer import Block, VisionTransformer
 
-from conftest import REPO
+from conftest import FIXTURES, REPO
+from pretrain_helpers import pretrain_args
 from test_beit_official import StubTokenizer, beit_encoder, fixed_mask, official_logits, official_state
 from vitdet_bench.checkpoint import (
     CheckpointError,
@@ -40,7 +41,7 @@ from vitdet_bench.pretrain.engine import pretrain_main
 DIM, DEPTH, HEADS, IMG, P = 32, 2, 2, 64, 16
 L = (IMG // P) ** 2
 DEC_DIM, DEC_HEADS = 16, 2
-with open(os.path.join(os.path.dirname(__file__), "data", "official_key_lists.json")) as _f:
+with open(os.path.join(FIXTURES, "official_key_lists.json")) as _f:
     OFFICIAL_KEYS = json.load(_f)  # from shared/reference/checkpoint_formats.json
 
 
@@ -385,9 +386,7 @@ def test_convert_tool_writes_the_official_layout_and_refuses_what_is_not_a_whole
 # --- through tools/pretrain_net.py: the run, its exports and their lineage --------------------------------
 
 def _args(opts: list[str], resume: bool = False) -> argparse.Namespace:
-    return argparse.Namespace(config_file=os.path.join(REPO, "projects/MAE/configs/mae_vit_tiny_demo.py"), opts=opts,
-                              resume=resume, eval_only=False, num_gpus=1, num_machines=1, machine_rank=0,
-                              dist_url="auto")
+    return pretrain_args("projects/MAE/configs/mae_vit_tiny_demo.py", opts, resume)
 
 
 def test_continued_run_exports_its_lineage_and_continues_the_chain(tmp_path, demo_root):
