@@ -438,3 +438,30 @@ def test_beit_schedule_starts_at_zero_and_ends_at_min_lr(lr):
     np.testing.assert_allclose(ours[40:], ref[40:], rtol=1e-5)  # the cosine over the steps after the warm-up
     np.testing.assert_allclose(ours[:40], ref[:40], atol=lr / 40)  # the ramp: i / 40 here, i / 39 in linspace
     assert min(ours[40:]) > 1e-5 and ours[-1] == pytest.approx(ref[-1], rel=1e-5)  # the floor is absolute
+
+
+def test_maelite_parameter_groups_and_schedule_are_mae_lites():
+    """mae-lite's ``create_optimizer`` (timm's, with ``filter_bias_and_bn``) on a model without a
+    ``no_weight_decay`` list: timm's ``param_groups_weight_decay``; its "warmcos" schedule: linear
+    warm-up from 0, then a cosine to 0 over the steps after the warm-up."""
+    from timm.optim import param_groups_weight_decay
+
+    from vitdet_bench.pretrain import MAELite
+
+    model = MAELite(build_pretrain_encoder("vit_t", img_size=IMG, embed_dim=DIM, depth=1, num_heads=HEADS,
+                                           pos_embed="sincos"), decoder_dim=16, decoder_depth=1, decoder_num_heads=2)
+    groups = _groups("projects/MAELite/configs/maelite_vit_tiny_400ep.py", model)
+    names = {id(p): n for n, p in model.named_parameters()}
+    timm_groups = param_groups_weight_decay(model, weight_decay=0.05)
+    expected_no_decay = {names[id(p)] for g in timm_groups if g["weight_decay"] == 0.0 for p in g["params"]}
+    assert groups["no_decay"] == expected_no_decay and "mask_token" in groups["decay 0.05"]
+
+    cfg = LazyConfig.load(os.path.join(REPO, "projects/MAELite/configs/maelite_vit_tiny_400ep.py"))
+    sched = instantiate(cfg.lr_multiplier)
+    total, warm = cfg.train.max_iter, cfg.lr_multiplier.warmup_iters
+    for count in (0, warm // 2, warm, (warm + total) // 2, total - 1):
+        if count < warm:
+            official = count / warm
+        else:
+            official = 0.5 * (1.0 + math.cos(math.pi * (count - warm) / (total - warm)))
+        assert sched(count / total) == pytest.approx(official, abs=1e-6), count
