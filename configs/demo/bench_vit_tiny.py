@@ -7,10 +7,11 @@
 # lr 8e-5 for supervised / BEiT / MAE, 1.6e-4 for random and MoCo v3; weight decay 0.1, 0.2 for
 # random). At demo scale the base lr is 4e-4 (batch 4, a 1M-parameter model); the ratios are the
 # paper's.
+from ...projects.common.demo import DEMO_VIT as _DEMO_VIT
 from .mask_rcnn_vit_tiny import dataloader, lr_multiplier, model, optimizer, train
 
 _vit = model.backbone.bottom_up.net
-_vit.pretrain_img_size = 128  # the demo pre-training resolution (projects/common/demo.py)
+_vit.pretrain_img_size = _DEMO_VIT["img_size"]  # the demo pre-training resolution
 _vit.rel_pos_bias = "shared"
 optimizer.lr = 4e-4  # the paper's 8e-5
 optimizer.weight_decay = 0.1

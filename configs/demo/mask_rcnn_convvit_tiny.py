@@ -9,6 +9,7 @@
 from vitdet_bench.config import LazyCall as L
 from vitdet_bench.modeling import ConvViT
 
+from ...projects.common.demo import DEMO_VIT as _DEMO_VIT
 from .mask_rcnn_vit_tiny import dataloader, _image_size, lr_multiplier, model, optimizer, train, _width_scale
 
 _depths = (2, 2, 3)
@@ -21,9 +22,9 @@ model.backbone.bottom_up = L(ConvViT)(
     num_heads=3,
     drop_path_rate=0.0,
     use_abs_pos=True,
-    pretrain_img_size=128,
+    pretrain_img_size=_DEMO_VIT["img_size"],
     rel_pos_bias="shared",
-    window_size=8,
+    window_size=_DEMO_VIT["img_size"] // 16,  # the demo pre-training grid
     window_block_indexes=[i for i in range(_depths[2]) if i not in _global_blocks],
 )
 train.output_dir = "./output/demo_mask_rcnn_convvit_tiny"

@@ -13,6 +13,7 @@ from ..common.models.mask_rcnn_vit import model
 from ..common.optim import AdamW as optimizer
 from ..common.schedule import cosine_lr_multiplier as lr_multiplier
 from ..common.train import train
+from ...projects.common.demo import DEMO_VIT as _DEMO_VIT
 
 _image_size = 256
 _width_scale = 8  # the paper's channel widths / this
@@ -24,7 +25,7 @@ _vit.embed_dim = 768 // _width_scale
 _vit.depth = 4
 _vit.num_heads = 3
 _vit.drop_path_rate = 0.0
-_vit.window_size = 8
+_vit.window_size = _DEMO_VIT["img_size"] // 16  # the demo pre-training grid (8 x 8), as the paper's 14
 _vit.window_block_indexes = [0, 2]  # blocks 1 and 3 are global
 _vit.out_block_indexes = [0, 1, 2, 3]
 model.backbone.bottom_up.in_features = ["block0", "block1", "block2", "block3"]
