@@ -236,3 +236,23 @@ def test_num_classes_comes_from_the_data_or_must_agree_with_it(demo_root):
     sup.model.num_classes = None
     _fill_num_classes(sup)
     assert sup.model.num_classes == 4
+
+
+def test_eval_only_refuses_a_backbone_and_writes_nothing(trained_run, tmp_path):
+    """A pre-trained backbone loads into a detector with the neck and heads at random values
+    (missing as expected), so --eval-only would report the AP of noise: it stops, naming the file."""
+    from vitdet_bench.checkpoint import safe_torch_load, save_backbone_export
+
+    state = safe_torch_load(f"{trained_run}/model_final.pth")["model"]
+    prefix = "backbone.bottom_up.net."
+    backbone = str(tmp_path / "backbone.pth")
+    save_backbone_export({k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}, backbone,
+                         {"method": "supervised", "patch_size": 16, "image_size": 224})
+    out = tmp_path / "eval"
+    with pytest.raises(CheckpointError, match=r"--eval-only evaluates a trained detector, but .*backbone.pth is a "
+                                              r"pre-trained backbone \('vitdet_bench' format\)"):
+        run_main("--eval-only", f"train.init_checkpoint={backbone}", f"train.output_dir={out}",
+                 "dataloader.test.dataset.names=demo_minival")
+    assert not (out / "config.yaml").exists() and not (out / "inference").exists()
+    with pytest.raises(ValueError, match="--eval-only needs train.init_checkpoint"):
+        run_main("--eval-only", f"train.output_dir={tmp_path / 'none'}")

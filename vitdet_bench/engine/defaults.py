@@ -16,7 +16,7 @@ import torch
 import torch.nn as nn
 from omegaconf import DictConfig, OmegaConf
 
-from ..checkpoint import Checkpointer
+from ..checkpoint import DETECTOR_FORMATS, CheckpointError, Checkpointer, detect_init_format, read_checkpoint
 from ..config import LazyConfig, instantiate, validate_config
 from ..data.catalog import get_metadata
 from ..evaluation import format_results_table, inference_on_dataset
@@ -259,6 +259,22 @@ def scale_lr_to_batch(cfg: DictConfig) -> float:
     return factor
 
 
+def check_evaluable(path: str, model: nn.Module) -> None:
+    """``--eval-only`` evaluates a trained detector: refuse a file that holds no detector (a
+    pre-trained backbone would load with the neck and heads at random values, reported as
+    expected, and the run would print an AP of noise)."""
+    if not path:
+        raise ValueError("--eval-only needs train.init_checkpoint=FILE: a trained detector (a run's model_final.pth "
+                         "or a Detectron2 checkpoint)")
+    format = detect_init_format(read_checkpoint(path), model)
+    if format not in DETECTOR_FORMATS:
+        raise CheckpointError(
+            f"--eval-only evaluates a trained detector, but {path} is a pre-trained backbone ('{format}' format): "
+            "its neck and heads would be random. Fine-tune it first (tools/lazyconfig_train_net.py with "
+            "train.init_checkpoint=FILE), then evaluate the run's model_final.pth."
+        )
+
+
 def init_load_options(cfg: DictConfig) -> dict:
     """How ``train.init_checkpoint`` is read: ``train.init_checkpoint_options`` (format,
     patch-embed and bias-table resizing) plus ``strict=train.init_strict`` (default True)."""
@@ -377,10 +393,11 @@ def main(args: argparse.Namespace, extra_hooks: Callable[[nn.Module, SimpleTrain
     try:
         with log_fatal_errors(logger, "Evaluation" if args.eval_only else "Training"):
             if args.eval_only:
-                save_run_config(cfg, "config_eval.yaml" if mode == "beside" else "config.yaml")
                 model = build_model(cfg)
+                check_evaluable(cfg.train.init_checkpoint, model)
                 Checkpointer(model, cfg.train.output_dir, init_options=init_load_options(cfg)).load(
                     cfg.train.init_checkpoint, full=False)
+                save_run_config(cfg, "config_eval.yaml" if mode == "beside" else "config.yaml")
                 return do_test(cfg, model)
             return do_train(args, cfg, extra_hooks=extra_hooks)
     finally:
