@@ -151,7 +151,7 @@ class MAE(PretrainModel):
         return loss, pred, mask
 
     def forward(self, batch: list[dict]) -> dict[str, torch.Tensor]:
-        loss, _, _ = self.forward_loss_terms(self.normalize(stack_images(batch)))
+        loss, _, _ = self.forward_loss_terms(self.normalize(stack_images(batch, device=self.device)))
         return {"loss_mae": loss}
 
     def export_meta(self) -> dict:
