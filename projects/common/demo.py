@@ -1,8 +1,11 @@
 # The demo scale shared by every method's *_demo.py: the ViT of configs/demo/bench_vit_tiny.py
 # (width 96, 4 blocks, 3 heads, patch 16) pre-trained at 128 px (an 8 x 8 grid, the detector's
-# window) on the demo generator's pre-training pool: 20,000 unlabelled images of the same family as
-# the detection data but never the detection images themselves (as ImageNet is to COCO), drawn
-# into the cache on first use. Supervised pre-training reads the same images with their labels.
+# window) on the demo generator's pre-training pool: object-centric images of the detection data's
+# shapes and backgrounds (one dominant labelled shape each, as ImageNet is to COCO), never the
+# detection images themselves, drawn into the cache on first use at the pre-training resolution.
+# Supervised pre-training reads the same images with their labels. Every method reads the pool as
+# rows of a memory-mapped array and renders each batch's views at once (PretrainMapper(batched=
+# True)), in bfloat16 autocast as the official recipes train in mixed precision.
 from vitdet_bench.config import LazyCall as L
 from vitdet_bench.pretrain import demo_pool_dataset
 
@@ -14,12 +17,15 @@ POOL_SIZE = 20000
 
 def demo_data(dataloader, train, name, labels=False):
     """Point a pre-training config at the demo pool, at CPU scale."""
-    dataloader.train.dataset = L(demo_pool_dataset)(size=POOL_SIZE, seed=0, labels=labels)
+    dataloader.train.dataset = L(demo_pool_dataset)(size=POOL_SIZE, seed=0, labels=labels,
+                                                    image_size=DEMO_VIT["img_size"])
+    dataloader.train.mapper.batched = True
     dataloader.train.total_batch_size = 64
     dataloader.train.num_workers = 0
     dataloader.train.on_bad_image = "error"
     train.device = "cpu"
-    train.amp.enabled = False
+    train.amp.enabled = True
+    train.amp.dtype = "bfloat16"
     train.output_dir = f"./output/pretrain/{name}"
     train.checkpointer.period = 0
     train.checkpointer.max_to_keep = 1
