@@ -81,7 +81,9 @@ class WarmupParamScheduler(CompositeParamScheduler):
         warmup_iters: warm-up length in iterations.
         max_iter: total iterations.
         warmup_factor: multiplier at iteration 0 (BEiT, MAE, MoCo v3: 0).
-        warmup_method: "linear" or "constant".
+        warmup_method: "linear" (reaches the main schedule's value at iteration ``warmup_iters``),
+            "linspace" (reaches it at iteration ``warmup_iters - 1``: ``np.linspace(start, peak,
+            warmup_iters)``, the ramp of BEiT's / EVA's ``utils.cosine_scheduler``) or "constant".
         rescale_interval: run ``scheduler`` over the iterations after the warm-up (its value at
             the start of that interval is where the warm-up ramps to).
     """
@@ -102,10 +104,15 @@ class WarmupParamScheduler(CompositeParamScheduler):
         start_value = warmup_factor * scheduler(0.0)
         if warmup_method == "linear":
             warmup: ParamScheduler = LinearParamScheduler(start_value, end_value)
+        elif warmup_method == "linspace":
+            # Iteration i of the warm-up sits at i / warmup_iters of its segment: a line through
+            # start and end at (warmup_iters - 1) / warmup_iters is np.linspace's i / (warmup_iters - 1).
+            slope = warmup_iters / (warmup_iters - 1) if warmup_iters > 1 else 0.0
+            warmup = LinearParamScheduler(start_value, start_value + (end_value - start_value) * slope)
         elif warmup_method == "constant":
             warmup = ConstantParamScheduler(start_value)
         else:
-            raise ValueError(f"Unknown warmup_method '{warmup_method}'")
+            raise ValueError(f"Unknown warmup_method '{warmup_method}': choose 'linear', 'linspace' or 'constant'")
         if length <= 0:
             super().__init__([scheduler], interval_scaling=["fixed"], lengths=[1.0])
         elif length >= 1:
