@@ -86,6 +86,11 @@ class WarmupParamScheduler(CompositeParamScheduler):
             warmup_iters)``, the ramp of BEiT's / EVA's ``utils.cosine_scheduler``) or "constant".
         rescale_interval: run ``scheduler`` over the iterations after the warm-up (its value at
             the start of that interval is where the warm-up ramps to).
+        cooldown_iters: hold the main schedule's end value over the last ``cooldown_iters``
+            iterations; warm-up and main schedule run over the ones before, as in a run of
+            ``max_iter - cooldown_iters`` iterations (timm's ``--cooldown-epochs``: its
+            ``CosineLRScheduler`` stays at ``lr_min`` past the cycle, and timm's ``train.py`` trains
+            ``epochs + cooldown_epochs``).
     """
 
     def __init__(
@@ -96,9 +101,16 @@ class WarmupParamScheduler(CompositeParamScheduler):
         warmup_factor: float = 0.001,
         warmup_method: str = "linear",
         rescale_interval: bool = False,
+        cooldown_iters: int = 0,
     ) -> None:
         if max_iter <= 0:
             raise ValueError(f"max_iter must be positive, got {max_iter}")
+        if not 0 <= cooldown_iters < max_iter:
+            raise ValueError(f"cooldown_iters must be in [0, max_iter={max_iter}) so that the schedule runs before it, "
+                             f"got {cooldown_iters}")
+        self.cooldown_iters, self._floor = cooldown_iters, scheduler(1.0)
+        self._main_fraction = (max_iter - cooldown_iters) / max_iter
+        max_iter -= cooldown_iters  # warm-up and main schedule: a run without the cool-down
         length = min(max(warmup_iters, 0) / max_iter, 1.0)
         end_value = scheduler(0.0 if rescale_interval else length)
         start_value = warmup_factor * scheduler(0.0)
@@ -127,7 +139,12 @@ class WarmupParamScheduler(CompositeParamScheduler):
                 interval_scaling=["rescaled", "rescaled" if rescale_interval else "fixed"],
                 lengths=[length, 1 - length],
             )
-        self.warmup_iters, self.max_iter = warmup_iters, max_iter
+        self.warmup_iters, self.max_iter = warmup_iters, max_iter + cooldown_iters
+
+    def __call__(self, where: float) -> float:
+        if where >= self._main_fraction:
+            return self._floor if self.cooldown_iters else super().__call__(where)
+        return super().__call__(where / self._main_fraction)
 
 
 class LRMultiplier(torch.optim.lr_scheduler.LRScheduler):
