@@ -343,6 +343,11 @@ def test_convmae_bad_files_fail_with_their_reason(tmp_path):
     with pytest.raises(CheckpointFormatError, match=r"convmae\.pth: a ConvMAE checkpoint .* the MAE model's encoder "
                                                     r"is a plain ViT: continue it with a ConvMAE / FastConvMAE config"):
         load_init_checkpoint(mae, convmae_path)
+    # A ConvMAE file into a plain ViT detector.
+    vit = ViT(img_size=IMG, patch_size=16, embed_dim=DIM, depth=DEPTH, num_heads=HEADS, pretrain_img_size=IMG)
+    with pytest.raises(CheckpointFormatError, match=r"convmae\.pth: a ConvMAE checkpoint .* but ViT's backbone is a "
+                                                    r"plain ViT: use a ConvViT detector"):
+        load_init_checkpoint(vit, convmae_path)
     # Asked to read an official file as an export.
     with pytest.raises(CheckpointFormatError, match=r"convmae\.pth: asked to read it as 'vitdet_bench', but it is a "
                                                     r"'convmae' file \(the"):

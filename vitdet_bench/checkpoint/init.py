@@ -41,7 +41,7 @@ from .backbone import (
     find_vit,
     to_canonical,
 )
-from .convmae import detect_convvit_format, has_convvit_names
+from .convmae import detect_convvit_format, find_convvit, has_convvit_names
 from .detectron2 import detectron2_names, from_detectron2, is_detectron2_checkpoint
 from .io import CheckpointError, read_checkpoint
 from .method import describe_init_source, is_method_model, load_method_checkpoint
@@ -180,6 +180,10 @@ def load_init_checkpoint(
     if is_method_model(model) and format not in DETECTOR_FORMATS:
         # A pre-training model continues from the whole method: encoder(s), tokens and heads.
         return load_method_checkpoint(model, obj, format, source, strict, resize_patch_embed, rel_pos_resize)
+    if format == "convmae" and find_convvit(model) is None:
+        raise CheckpointFormatError(f"{source}: a ConvMAE checkpoint (a ConvViT: patch_embed1-4, blocks1-3), but "
+                                    f"{type(unwrap_model(model)).__name__}'s backbone is a plain ViT: use a ConvViT "
+                                    "detector (configs/COCO/mask_rcnn_convvit_b_convmae_25ep.py)")
     try:
         if format in DETECTOR_FORMATS:
             state, _ = find_state_dict(obj)
