@@ -52,7 +52,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--to", default=None, choices=OUTPUT_LAYOUTS + WRITABLE_LAYOUTS,
                         help="write a whole detector in this layout (vitdet_bench, detectron2; needs --config-file), "
                              "or a pre-training run's model_*.pth in an official method layout (mae, beit, mocov3, "
-                             "deit, convmae); default: a backbone export for backbone inputs, 'vitdet_bench' for detectors")
+                             "deit, convmae); default: a backbone export for backbone inputs, 'vitdet_bench' for "
+                             "detectors")
     parser.add_argument("--config-file", default=None, metavar="FILE",
                         help="the detector's LazyConfig (needed for detector conversions)")
     parser.add_argument("--patch-size", type=int, default=None,

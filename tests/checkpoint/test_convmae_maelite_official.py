@@ -179,7 +179,8 @@ def convmae_training_file(state: dict) -> dict:
 
 
 def _convert_tool():
-    spec = importlib.util.spec_from_file_location("convert_checkpoint", os.path.join(REPO, "tools", "convert_checkpoint.py"))
+    path = os.path.join(REPO, "tools", "convert_checkpoint.py")
+    spec = importlib.util.spec_from_file_location("convert_checkpoint", path)
     tool = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(tool)
     return tool.main
@@ -241,7 +242,8 @@ def test_convmae_continues_with_the_official_loss_decoder_fusion_and_norm_includ
     assert not report.missing_expected and not report.unused and not report.dropped
     assert len(report.loaded) == len(official.state_dict())  # decoder, fusion convs, final norm: all of it
     for ours, theirs in (("encoder.stage1_output_decode.weight", "stage1_output_decode.weight"),
-                         ("encoder.norm.bias", "norm.bias"), ("encoder.convvit.blocks1.0.attn.weight", "blocks1.0.attn.weight"),
+                         ("encoder.norm.bias", "norm.bias"),
+                         ("encoder.convvit.blocks1.0.attn.weight", "blocks1.0.attn.weight"),
                          ("decoder_pred.weight", "decoder_pred.weight"), ("mask_token", "mask_token")):
         assert torch.equal(model.state_dict()[ours], official.state_dict()[theirs]), ours
     assert model.init_source["epoch"] == 1599 and model.init_source["method"] == "convmae"
@@ -330,7 +332,8 @@ def test_pretrain_net_continues_the_convmae_demo_from_an_official_file(tmp_path,
 
 def test_convmae_bad_files_fail_with_their_reason(tmp_path):
     mae_path = save(tmp_path, "mae_full.pth", mae_training_file(randomize(OfficialMAE(), seed=4).state_dict()))
-    convmae_path = save(tmp_path, "convmae.pth", convmae_training_file(randomize(OfficialConvMAE(), seed=4).state_dict()))
+    convmae_state = randomize(OfficialConvMAE(), seed=4).state_dict()
+    convmae_path = save(tmp_path, "convmae.pth", convmae_training_file(convmae_state))
     model = our_convmae()
     before = {k: v.clone() for k, v in model.state_dict().items()}
     # A ViT file into ConvMAE.
@@ -395,7 +398,8 @@ def test_maelite_release_loads_into_a_detector_vit_and_converts(tmp_path, ddp):
     report = load_backbone_checkpoint(vit, path)
     assert report.ok and report.format == "maelite", report.summary()
     assert report.missing_expected and all(k.endswith(("rel_pos_h", "rel_pos_w")) for k in report.missing_expected)
-    assert report.dropped == {"cls token (the detector has none)": 1, "final norm (the detector taps blocks before it)": 2,
+    assert report.dropped == {"cls token (the detector has none)": 1,
+                              "final norm (the detector taps blocks before it)": 2,
                               "mask token (pre-training only)": 1, "MAE decoder": 19}
     for k in ("patch_embed.proj.weight", "blocks.1.attn.qkv.weight", "blocks.0.mlp.fc2.bias"):
         assert torch.equal(vit.state_dict()[k], official.state_dict()[k]), k
@@ -465,5 +469,5 @@ def test_maelite_distillation_file_continues_with_its_adapter(tmp_path):
     other = save(tmp_path, "other_block.pth.tar", maelite_file(official, adapter=adapter, adapter_block=0))
     with pytest.raises(CheckpointError) as e:
         load_init_checkpoint(our_maelite(teacher), other)
-    assert other in str(e.value) and "MAE-Lite's adapter of block 1 (distill_attn_idx); the model distils block 2 of 2" \
-        in str(e.value)
+    assert other in str(e.value)
+    assert "MAE-Lite's adapter of block 1 (distill_attn_idx); the model distils block 2 of 2" in str(e.value)

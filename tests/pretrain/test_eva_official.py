@@ -100,7 +100,8 @@ def test_every_tensor_eva_draws_from_its_truncated_normal_is_cut_at_one_std(tmp_
     drawn = {"pos_embed": vit.pos_embed, "cls_token": model.encoder.cls_token, "mask_token": model.mask_token,
              "lm_head.weight": model.lm_head.weight, "patch_embed.proj.weight": vit.patch_embed.proj.weight}
     for i, blk in enumerate(vit.blocks):
-        drawn.update({f"blocks.{i}.attn.qkv.weight": blk.attn.qkv.weight, f"blocks.{i}.mlp.fc1.weight": blk.mlp.fc1.weight})
+        drawn[f"blocks.{i}.attn.qkv.weight"] = blk.attn.qkv.weight
+        drawn[f"blocks.{i}.mlp.fc1.weight"] = blk.mlp.fc1.weight
     for name, t in drawn.items():
         t = t.detach()
         assert float(t.abs().max()) <= std, name  # timm's own bounds (+-2, absolute) would leave values past 0.02
@@ -161,7 +162,8 @@ def test_weight_decay_groups_are_evas_get_parameter_groups(tmp_path):
 # --- 4. the schedule ---------------------------------------------------------------------------------
 
 def official_cosine_scheduler(base_value: float, final_value: float, epochs: int, niter_per_ep: int,
-                              warmup_epochs: int = 0, start_warmup_value: float = 0, warmup_steps: int = -1) -> np.ndarray:
+                              warmup_epochs: int = 0, start_warmup_value: float = 0,
+                              warmup_steps: int = -1) -> np.ndarray:
     """utils.cosine_scheduler (sched_type "cos"), transcribed; run_eva_pretraining.py calls it without
     start_warmup_value, so --warmup_lr never reaches it."""
     warmup_schedule = np.array([])
