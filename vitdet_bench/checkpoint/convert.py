@@ -1,13 +1,14 @@
 """File conversions behind ``tools/convert_checkpoint.py``.
 
-* :func:`convert_backbone_file`: a pre-trained ViT (MAE, MoCo v3, BEiT, DeiT, timm) -> the
+* :func:`convert_backbone_file`: a pre-trained ViT (MAE, MoCo v3, BEiT, DeiT, timm, MAE-Lite) -> the
   project's backbone export (detection names plus metadata; small, weights-only, explicit).
 * :func:`convert_detector_file`: a whole detector, either way between this project's layout and
   Detectron2's (``.pkl`` model-zoo file or ``.pth``). The detector is built from a config, the
   input is loaded into it strictly (so a file that does not fit the config fails with the load
   report), and the output is written from the loaded model, so it loads with nothing missing.
 * :func:`convert_method_file`: a pre-training run here (``model_final.pth``: the whole method) ->
-  the official repository's checkpoint (MAE, BEiT, MoCo v3, DeiT), to continue in the official code.
+  the official repository's checkpoint (MAE, BEiT, MoCo v3, DeiT, ConvMAE), to continue in the
+  official code.
 """
 
 from __future__ import annotations
@@ -78,7 +79,7 @@ def convert_backbone_file(src: str, dst: str, format: str = "auto", patch_size: 
     saved_args = obj.get("args") if isinstance(obj, dict) else None
     if isinstance(saved_args, argparse.Namespace):
         meta["source_args"] = {k: _plain(v) for k, v in vars(saved_args).items()}
-    for key in ("epoch", "arch"):
+    for key in ("epoch", "start_epoch", "arch"):  # start_epoch: MAE-Lite's
         if isinstance(obj, dict) and isinstance(obj.get(key), (int, str)):
             meta[f"source_{key}"] = obj[key]
     if patch_size and weight is not None and weight.shape[-1] != patch_size:
@@ -161,7 +162,7 @@ def convert_method_file(src: str, dst: str, to: str) -> dict[str, Any]:
     Args:
         src: a run's checkpoint (``model_final.pth`` / ``model_NNNNNNN.pth`` of ``tools/pretrain_net.py``).
         dst: the official file to write.
-        to: one of :data:`~.method.METHOD_LAYOUTS` (``mae``, ``beit``, ``mocov3``, ``deit``).
+        to: one of :data:`~.method.WRITABLE_LAYOUTS` (``mae``, ``beit``, ``mocov3``, ``deit``, ``convmae``).
 
     Returns:
         the object written (see :func:`~.method.to_official`).
@@ -175,10 +176,10 @@ def convert_method_file(src: str, dst: str, to: str) -> dict[str, Any]:
     if isinstance(obj, dict) and obj.get("format") == EXPORT_TAG:
         raise CheckpointError(f"{src} is a backbone export (the encoder only); convert the run's model_final.pth, "
                               "which holds the whole method")
-    if state is None or not any(k.startswith("encoder.vit.") for k in state):
+    if state is None or not any(k.startswith(("encoder.vit.", "encoder.convvit.")) for k in state):
         found = sorted(state or obj)[:8] if isinstance(state or obj, dict) else type(obj).__name__
         raise CheckpointError(f"{src}: not a pre-training run's checkpoint of this project (expected encoder.vit.* "
-                              f"names), found {found}")
+                              f"or encoder.convvit.* names), found {found}")
     official = to_official(state, to, src)
     atomic_torch_save(official, dst)
     layout = METHOD_LAYOUTS[to]

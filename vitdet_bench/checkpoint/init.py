@@ -9,7 +9,8 @@ Three kinds of file initialise a detector, each read by one converter:
   exports), read by :mod:`.backbone`; the neck and heads then start from their initial values.
 
 A pre-training model (``tools/pretrain_net.py``) takes a pre-training file whole instead (the
-method's encoders, tokens and heads; :mod:`.method`), and its own run checkpoints as a detector does.
+method's encoders, tokens and heads; :mod:`.method`; ConvMAE's ``convmae`` files too), and its own
+run checkpoints as a detector does.
 
 The converter is the one named by ``format`` or, with ``"auto"``, the one whose names the file
 uses. Whole-detector files pass their ViT part through :func:`.backbone.adapt_to_vit` too, so a
@@ -40,6 +41,7 @@ from .backbone import (
     find_vit,
     to_canonical,
 )
+from .convmae import detect_convvit_format, find_convvit, has_convvit_names
 from .detectron2 import detectron2_names, from_detectron2, is_detectron2_checkpoint
 from .io import CheckpointError, read_checkpoint
 from .method import describe_init_source, is_method_model, load_method_checkpoint
@@ -49,7 +51,7 @@ __all__ = ["INIT_FORMATS", "detect_init_format", "load_init_checkpoint"]
 
 logger = logging.getLogger(__name__)
 
-INIT_FORMATS = ("auto",) + DETECTOR_FORMATS + FORMATS
+INIT_FORMATS = ("auto",) + DETECTOR_FORMATS + FORMATS + ("convmae",)
 
 
 def _is_own_detector_state(model: nn.Module, state: dict[str, torch.Tensor]) -> bool:
@@ -67,6 +69,8 @@ def detect_init_format(obj: Any, model: nn.Module) -> str:
     state, _ = find_state_dict(obj)
     if state is not None and _is_own_detector_state(model, state):
         return "detector"
+    if has_convvit_names(obj):
+        return detect_convvit_format(obj)  # ConvMAE's ConvViT (or a plain ViT's refusal)
     try:
         return detect_format(obj)
     except CheckpointFormatError as e:
@@ -176,6 +180,10 @@ def load_init_checkpoint(
     if is_method_model(model) and format not in DETECTOR_FORMATS:
         # A pre-training model continues from the whole method: encoder(s), tokens and heads.
         return load_method_checkpoint(model, obj, format, source, strict, resize_patch_embed, rel_pos_resize)
+    if format == "convmae" and find_convvit(model) is None:
+        raise CheckpointFormatError(f"{source}: a ConvMAE checkpoint (a ConvViT: patch_embed1-4, blocks1-3), but "
+                                    f"{type(unwrap_model(model)).__name__}'s backbone is a plain ViT: use a ConvViT "
+                                    "detector (configs/COCO/mask_rcnn_convvit_b_convmae_25ep.py)")
     try:
         if format in DETECTOR_FORMATS:
             state, _ = find_state_dict(obj)
