@@ -33,7 +33,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dry-run", action="store_true", help="tiny sizes on whatever device is here (CI, the CPU)")
     parser.add_argument("--device", choices=["cuda", "cpu"], default=None,
                         help="the benchmarks' device (default: CUDA when available)")
-    parser.add_argument("--only", nargs="+", default=None, metavar="STEP", help="run only these steps (see --print-plan)")
+    parser.add_argument("--only", nargs="+", default=None, metavar="STEP",
+                        help="run only these steps (see --print-plan)")
     parser.add_argument("--print-plan", action="store_true", help="print the steps with their budgets and commands")
     args = parser.parse_args(argv)
 
@@ -55,7 +56,8 @@ def main(argv: list[str] | None = None) -> int:
     setup_logger()
     report = run_device_check(args.output, dry_run=args.dry_run, device=args.device, only=args.only)
     print(format_device_report(report))
-    print(f"\nwritten: {os.path.join(args.output, 'device_check.md')}, {os.path.join(args.output, 'device_check.json')}")
+    written = [os.path.join(args.output, name) for name in ("device_check.md", "device_check.json")]
+    print(f"\nwritten: {', '.join(written)}")
     return 0 if report["ok"] else 1
 
 

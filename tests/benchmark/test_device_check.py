@@ -69,7 +69,8 @@ def check_dry_run_report(proc: subprocess.CompletedProcess, out: str) -> None:
             assert 0 < c["seconds"] <= c["budget_s"], c
     assert re.fullmatch(rf"{len(tests) - len(cuda_only)} passed, 0 failed, {len(cuda_only)} skipped",
                         checks["cuda-tests"]["detail"]) or torch.cuda.is_available()
-    assert "gloo backend, 2 iterations, SyncBN in the config ran as BatchNorm2d (device cpu" in checks["torchrun"]["detail"]
+    assert checks["torchrun"]["detail"].startswith(
+        "gloo backend, 2 iterations, SyncBN in the config ran as BatchNorm2d (device cpu")
     assert "compilation (first call minus median)" in checks["demo-compiled"]["detail"]
     # Speed: both phases of both benchmark runs and the torchrun loop, with positive numbers.
     rows = {(r["compile"], r["phase"]): r for r in report["speed"]}
@@ -130,7 +131,8 @@ def test_error_line_finds_the_cause():
     log = "Traceback (most recent call last):\n  File x\nRuntimeError: CUDA error: out of memory\n" \
           "torch.distributed.elastic.multiprocessing.errors.ChildFailedError: \n====\nsome footer\n"
     assert error_line(log) == "RuntimeError: CUDA error: out of memory"
-    assert error_line("torch.OutOfMemoryError: CUDA out of memory. Tried") == "torch.OutOfMemoryError: CUDA out of memory. Tried"
+    oom = "torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB"
+    assert error_line(f"{oom}\n") == oom
     assert error_line("just\nthe last line\n") == "the last line" and error_line("") == "(no output)"
 
 
@@ -144,8 +146,9 @@ def test_a_failing_or_slow_step_is_recorded_and_the_next_runs(tmp_path, monkeypa
     monkeypatch.setattr(device_check, "plan", lambda *a, **k: steps)
     report = run_device_check(str(tmp_path), dry_run=True, device="cpu")
     checks = {c["name"]: c for c in report["checks"]}
-    assert checks["boom"]["status"] == "fail" and checks["boom"]["detail"] == "exit code 1: ValueError: bad input: x.json"
-    assert checks["slow"]["status"] == "fail" and checks["slow"]["detail"].startswith("stopped at its budget after")
+    assert checks["boom"] == {"name": "boom", "status": "fail", "seconds": checks["boom"]["seconds"], "budget_s": 30,
+                              "detail": "exit code 1: ValueError: bad input: x.json"}
+    assert checks["slow"]["status"] == "fail" and checks["slow"]["detail"].startswith("stopped at its 2-s budget after")
     assert checks["slow"]["seconds"] < 20
     assert checks["fine"] == {"name": "fine", "status": "pass", "seconds": checks["fine"]["seconds"], "budget_s": 30,
                               "detail": "done"}
@@ -158,20 +161,37 @@ def test_a_failing_or_slow_step_is_recorded_and_the_next_runs(tmp_path, monkeypa
     assert [c["name"] for c in only["checks"]] == ["fine"] and only["ok"]
 
 
+def test_the_total_budget_stops_a_step_and_fails_the_ones_it_leaves_out(tmp_path, monkeypatch):
+    py = sys.executable
+    steps = [Step("slow", "setup", [py, "-c", "import time; time.sleep(60)"], 30, "outlives the total"),
+             Step("late", "setup", [py, "-c", "print('never')"], 30, "no time left")]
+    monkeypatch.setattr(device_check, "plan", lambda *a, **k: steps)
+    monkeypatch.setattr(device_check, "DRY_RUN_BUDGET_S", 7)
+    report = run_device_check(str(tmp_path), dry_run=True, device="cpu")
+    slow, late = report["checks"]
+    assert slow["status"] == "fail" and re.match(r"stopped at the total budget's last [67] s after", slow["detail"])
+    assert late == {"name": "late", "status": "fail", "seconds": None, "budget_s": 30,
+                    "detail": "not started: the 7-s total budget was spent"}
+    assert not report["ok"]
+
+
 def test_report_states_the_peak_and_mfu_of_a_known_gpu():
     env = {"torch": "2.11.0", "torchvision": "0.26.0", "cuda": "13.0", "device": "cuda", "threads": 16,
            "gpu": "NVIDIA H100 80GB HBM3", "gpu_memory_gb": 79.2, "cudnn": 91000, "gpu_card": "H100 SXM",
            "bf16_peak_tflops": 989.0}
     row = {"model": "ViT-B", "compile": "off", "phase": "train", "batch": 4, "dtype": "bfloat16", "s_per_image": 0.1,
-           "images_per_s": 10.0, "gb_per_image": 7.8, "tflops": 98.9, "mfu": 0.1, "first_call_s": 2.0, "source": "vit-b"}
+           "images_per_s": 10.0, "gb_per_image": 7.8, "tflops": 98.9, "mfu": 0.1, "first_call_s": 2.0,
+           "source": "vit-b"}
     report = {"dry_run": False, "budget_s": 480, "wall_s": 400.0, "ok": False, "environment": env, "speed": [row],
               "checks": [{"name": "vit-l-compiled", "status": "fail", "seconds": 90.0, "budget_s": 90,
-                          "detail": "stopped at its budget after 90 s (90 s)"}], "kernels": {}, "top_ops": {}}
+                          "detail": "stopped at its 90-s budget after 90 s; last line: x"}], "kernels": {},
+              "top_ops": {}}
     text = format_device_report(report)
     assert "NVIDIA H100 80GB HBM3 (cuda, 79.2 GB)" in text and "dense bf16 peak 989 TFLOP/s (H100 SXM)" in text
     assert "| ViT-B   | off             | train   |       4 | bfloat16 |         0.1 |" in text
     assert "| 10.0%" in text and "98.9" in text and "CUDA max_memory_allocated" in text
-    assert "| vit-l-compiled | fail     |  90 |         90 | stopped at its budget" in text and "**FAILED**" in text
+    assert "| vit-l-compiled | fail     |  90 |         90 | stopped at its 90-s budget" in text
+    assert "**FAILED**" in text
 
 
 def test_tool_refuses_the_full_check_without_cuda(capsys):
