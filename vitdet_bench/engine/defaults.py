@@ -147,6 +147,8 @@ def default_setup(cfg: DictConfig, args: argparse.Namespace) -> None:
     logger.info("Rank %d of %d; torch %s, torchvision %s, CUDA available: %s", rank, comm.get_world_size(),
                 torch.__version__, __import__("torchvision").__version__, torch.cuda.is_available())
     logger.info("Command line: %s", " ".join(sys.argv))
+    if comm.is_dist():
+        logger.info("Process group: %s backend", torch.distributed.get_backend())
     if getattr(args, "overwrite", False):
         logger.warning("--overwrite: the files of any earlier run in %s were deleted first", output_dir)
     seed_all(int(cfg.train.seed) + rank)
