@@ -115,6 +115,17 @@ def atomic_pickle_dump(obj: Any, path: str) -> None:
     _atomic_write(path, lambda f: pickle.dump(obj, f, protocol=pickle.HIGHEST_PROTOCOL))
 
 
+def _require_file(path: str) -> None:
+    """Raise :class:`CheckpointError` for a checkpoint path that is missing or a folder."""
+    if os.path.isdir(path):
+        inside = sorted(f for f in os.listdir(path) if f.endswith((".pth", ".pkl", ".pt")))
+        hint = f" (it holds {', '.join(inside[:4])})" if inside else ""
+        raise CheckpointError(f"Checkpoint {path} is a folder, not a file{hint}: give the path of a checkpoint "
+                              "file in it, e.g. a run's model_final.pth or a pre-training run's backbone_final.pth")
+    if not os.path.isfile(path):
+        raise CheckpointError(f"Checkpoint {path} does not exist")
+
+
 def safe_torch_load(path: str) -> Any:
     """``torch.load(weights_only=True)``, with ``argparse.Namespace`` allow-listed.
 
@@ -122,8 +133,7 @@ def safe_torch_load(path: str) -> Any:
         CheckpointError: the file does not exist, holds objects that are not safe to unpickle,
             or is not a torch file; the message names the file.
     """
-    if not os.path.isfile(path):
-        raise CheckpointError(f"Checkpoint {path} does not exist")
+    _require_file(path)
     try:
         with torch.serialization.safe_globals([argparse.Namespace]):
             return torch.load(path, map_location="cpu", weights_only=True)
@@ -215,8 +225,7 @@ def load_detectron2_pickle(path: str) -> dict[str, Any]:
             (Caffe2 / Detectron v1 ``.pkl`` files hold ``"blobs"`` of ResNets this project does
             not build).
     """
-    if not os.path.isfile(path):
-        raise CheckpointError(f"Checkpoint {path} does not exist")
+    _require_file(path)
     with open(path, "rb") as f:
         raw = f.read()
     try:
@@ -237,8 +246,7 @@ def load_detectron2_pickle(path: str) -> dict[str, Any]:
 def read_checkpoint(path: str) -> Any:
     """Read any checkpoint this project accepts: a ``torch.save`` file (zip or legacy format) or a
     Detectron2 model-zoo ``.pkl``, both without executing code from the file."""
-    if not os.path.isfile(path):
-        raise CheckpointError(f"Checkpoint {path} does not exist")
+    _require_file(path)
     if path.endswith(".pkl") and not zipfile.is_zipfile(path):
         return load_detectron2_pickle(path)
     return safe_torch_load(path)

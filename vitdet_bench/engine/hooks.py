@@ -12,9 +12,22 @@ from ..checkpoint import Checkpointer
 from ..utils import comm
 from .train_loop import HookBase
 
-__all__ = ["IterationTimer", "LRScheduler", "PeriodicCheckpointer", "EvalHook", "PeriodicWriter"]
+__all__ = ["AfterFirstStep", "IterationTimer", "LRScheduler", "PeriodicCheckpointer", "EvalHook", "PeriodicWriter"]
 
 logger = logging.getLogger(__name__)
+
+
+class AfterFirstStep(HookBase):
+    """Call ``function()`` once, after the first step of this training (resumed or not) succeeded."""
+
+    def __init__(self, function: Callable[[], None]) -> None:
+        self.function = function
+        self._done = False
+
+    def after_step(self) -> None:
+        if not self._done:
+            self._done = True
+            self.function()
 
 
 class IterationTimer(HookBase):
