@@ -22,7 +22,7 @@ from tabulate import tabulate
 
 from ..utils.comm import unwrap_model
 from .init import load_init_checkpoint
-from .io import CheckpointError, atomic_torch_save, atomic_write_text, find_nonfinite, safe_torch_load
+from .io import CheckpointError, atomic_torch_save, atomic_write_text, find_nonfinite, refuse_nonfinite, safe_torch_load
 
 __all__ = [
     "Checkpointer",
@@ -187,6 +187,7 @@ class Checkpointer:
         state = data.pop("model", None) if "model" in data else data
         if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
             raise CheckpointError(f"Checkpoint {path} has no model state dict (keys: {sorted(data)[:10]})")
+        refuse_nonfinite(state, path)
         load_model_weights(self.model, state, path)
         if state is data:
             return {}

@@ -38,6 +38,7 @@ __all__ = [
     "find_nonfinite",
     "load_detectron2_pickle",
     "read_checkpoint",
+    "refuse_nonfinite",
     "safe_torch_load",
 ]
 
@@ -103,6 +104,28 @@ def find_nonfinite(obj: Any, prefix: str = "") -> list[str]:
     """Dotted names of the floating-point tensors in a (nested) state that hold NaN or inf."""
     return [name for name, t in _tensors(obj, prefix)
             if t.is_floating_point() and t.numel() and not bool(torch.isfinite(t).all())]
+
+
+def refuse_nonfinite(state: Any, source: str, what: str = "loaded") -> None:
+    """Raise when the tensors of ``state`` (a state dict, or any nesting of them) hold NaN or inf.
+
+    Args:
+        state: the weights about to be loaded or written.
+        source: the file they come from, for the message.
+        what: "loaded" or "converted": what would have happened to them.
+
+    Raises:
+        CheckpointError: naming ``source``, how many tensors and which (the first five): a model
+            with such weights computes NaN (no detections, a NaN AP, a NaN loss at the first step).
+    """
+    bad = find_nonfinite(state)
+    if bad:
+        more = f" and {len(bad) - 5} more" if len(bad) > 5 else ""
+        raise CheckpointError(
+            f"{source}: {len(bad)} tensors hold NaN or inf ({', '.join(bad[:5])}{more}), so it was not {what}: a "
+            "model with these weights computes NaN. Use an earlier checkpoint of that run (this project never "
+            "writes one with NaN; a training that diverged names its last clean checkpoint)."
+        )
 
 
 def atomic_write_text(path: str, text: str) -> None:
