@@ -198,7 +198,7 @@ class DirectoryLock:
                 pass
 
     def __enter__(self) -> "DirectoryLock":
-        return self.acquire()
+        return self if self.held else self.acquire()  # a lock acquired first (to catch its error) is kept
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
