@@ -37,7 +37,11 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from tabulate import tabulate  # noqa: E402
 
 from vitdet_bench.benchmark import Runner, load_benchmark, write_report  # noqa: E402
-from vitdet_bench.benchmark.runner import default_benchmark_file, default_num_gpus, resolve_benchmark_device  # noqa: E402
+from vitdet_bench.benchmark.runner import (  # noqa: E402
+    default_benchmark_file,
+    default_num_gpus,
+    resolve_benchmark_device,
+)
 from vitdet_bench.utils.cli import CommandLineParser  # noqa: E402
 from vitdet_bench.engine.submit import SubmitError, SubmitOptions, add_launcher_arguments, launcher_requested  # noqa: E402
 from vitdet_bench.utils.lock import LockError  # noqa: E402

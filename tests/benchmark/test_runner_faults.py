@@ -157,7 +157,8 @@ def test_a_second_benchmark_into_the_same_output_dir_is_refused(bench, tmp_path,
     os.remove(os.path.join(out, "report.md"))
     ready, release = tmp_path / "ready", tmp_path / "release"
     script = tmp_path / "hold.py"
-    script.write_text(_HOLD.format(repo=REPO, ready=str(ready), release=str(release), bench=bench[0], override=override))
+    script.write_text(_HOLD.format(repo=REPO, ready=str(ready), release=str(release), bench=bench[0],
+                                   override=override))
     proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, "OMP_NUM_THREADS": "1"})
     try:

@@ -56,7 +56,8 @@ def val_two(demo_root, tmp_path_factory):
     val["images"] = val["images"][:2]
     val["annotations"] = [a for a in val["annotations"] if a["image_id"] in {im["id"] for im in val["images"]}]
     (folder / "val2.json").write_text(json.dumps(val))
-    return ["dataloader.test.dataset.names=run_dir_val_two", f"+dataloader.test.dataset.json_file={folder / 'val2.json'}",
+    return ["dataloader.test.dataset.names=run_dir_val_two",
+            f"+dataloader.test.dataset.json_file={folder / 'val2.json'}",
             f"+dataloader.test.dataset.image_root={os.path.join(demo_root, 'val')}"]
 
 
@@ -182,7 +183,8 @@ def _truncated_dataset(demo_root, folder):
         raw = open(os.path.join(demo_root, "train", im["file_name"]), "rb").read()
         (folder / "images" / im["file_name"]).write_bytes(raw[: len(raw) // 2])
     (folder / "ann.json").write_text(json.dumps(data))
-    return ["dataloader.train.dataset.names=run_dir_truncated", f"+dataloader.train.dataset.json_file={folder / 'ann.json'}",
+    return ["dataloader.train.dataset.names=run_dir_truncated",
+            f"+dataloader.train.dataset.json_file={folder / 'ann.json'}",
             f"+dataloader.train.dataset.image_root={folder / 'images'}"]
 
 
@@ -247,7 +249,8 @@ def test_a_cut_last_checkpoint_names_the_intact_one_and_that_resume_works(run, f
     ("dataloader.train.total_batch_size=0", ValueError, ["dataloader.train.total_batch_size=0", "at least 1"]),
     ("train.init_checkpoint={folder}", CheckpointError, ["train.init_checkpoint={folder} is a folder",
                                                           "{folder}/model_0000001.pth"]),
-    ("train.init_checkpoint={folder}/model_0000009.pth", CheckpointError, ["{folder}/model_0000009.pth does not exist"]),
+    ("train.init_checkpoint={folder}/model_0000009.pth", CheckpointError,
+     ["{folder}/model_0000009.pth does not exist"]),
 ])
 def test_a_bad_value_is_named_before_anything_is_written(finished, tmp_path, override, error, words):
     """Vague ones: an empty train.output_dir (FileNotFoundError: ''), total_batch_size=0 (torch's sampler
@@ -282,3 +285,33 @@ def test_a_missing_pretraining_init_checkpoint_is_found_before_the_pool_is_drawn
     with pytest.raises(CheckpointError, match=f"train.init_checkpoint={missing} does not exist"):
         pretrain_main(args)
     assert not out.exists()
+
+
+def test_resume_of_a_finished_pretraining_only_restores_a_missing_export(tmp_path, demo_root):
+    """Issue 27 #2 for pre-training: --resume of a finished run trains nothing; when its backbone_final.pth
+    is missing (the export failed after model_final.pth was written) it is exported again, equal to the one
+    the run wrote, and nothing else changes."""
+    from conftest import REPO
+    from vitdet_bench.pretrain.engine import run_pretrain
+
+    out = tmp_path / "mae"
+    argv = ["--config-file", os.path.join(REPO, "projects/MAE/configs/mae_vit_tiny_demo.py"), "train.max_iter=2",
+            "lr_multiplier.warmup_iters=1", "dataloader.train.dataset.size=16", "dataloader.train.total_batch_size=2",
+            "train.log_period=1", f"train.output_dir={out}"]
+    run_pretrain(argv)
+    export = torch.load(out / "backbone_final.pth", weights_only=True)
+    os.remove(out / "backbone_final.pth")
+    before = _snapshot(out, skip=("log.txt",))
+    run_pretrain(["--resume", *argv])
+    again = torch.load(out / "backbone_final.pth", weights_only=True)
+    assert again["meta"] == export["meta"]
+    assert all(torch.equal(again["model"][k], v) for k, v in export["model"].items())
+    after = _snapshot(out, skip=("log.txt", "backbone_final.pth"))
+    assert {k: v for k, v in after.items() if not k.startswith("events.out")} == \
+        {k: v for k, v in before.items() if not k.startswith("events.out")}
+    log = open(out / "log.txt").read()
+    assert "Nothing to train" in log and "Exported" in log and "(it was missing)" in log
+    before = _snapshot(out, skip=("log.txt",))
+    run_pretrain(["--resume", *argv])  # everything there: nothing to do at all
+    assert _snapshot(out, skip=("log.txt",)) == before
+    assert "holds a finished run with its" in open(out / "log.txt").read()

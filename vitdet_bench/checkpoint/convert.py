@@ -46,6 +46,10 @@ _RUN_CHECKPOINT = re.compile(r"^(model|backbone|tokenizer)_(\d{7}|final)\.pth$")
 def check_output_file(src: str, dst: str) -> None:
     """Refuse an output that is the input, or a checkpoint of a training / pre-training run.
 
+    Args:
+        src: the file to convert.
+        dst: the file to write.
+
     Raises:
         CheckpointError: naming both files and what to do.
     """

@@ -37,9 +37,9 @@ from .submit import SubmitError, add_launcher_arguments, launcher_requested, sub
 from .train_loop import AMP_DTYPES, SimpleTrainer
 
 __all__ = [
+    "RUN_LOCK",
     "default_argument_parser",
     "default_setup",
-    "RUN_LOCK",
     "check_init_checkpoint",
     "check_run_keys",
     "finish_run",
@@ -116,7 +116,14 @@ def resolve_device(cfg: DictConfig) -> torch.device:
 
 def check_run_keys(cfg: DictConfig) -> None:
     """Refuse values of ``train.output_dir`` and ``dataloader.train.total_batch_size`` that would
-    fail later with a message naming neither (before anything is built or written)."""
+    fail later with a message naming neither (before anything is built or written).
+
+    Args:
+        cfg: the loaded config (overrides applied).
+
+    Raises:
+        ValueError: naming the key, the value and what to give.
+    """
     if not str(cfg.train.get("output_dir") or "").strip():
         raise ValueError("train.output_dir is empty: set train.output_dir=DIR, the folder for the run's "
                          "config.yaml, log.txt, metrics.json and checkpoints")
@@ -130,7 +137,15 @@ def check_run_keys(cfg: DictConfig) -> None:
 
 def check_init_checkpoint(cfg: DictConfig, mode: str) -> None:
     """Refuse a ``train.init_checkpoint`` that is missing or a folder before any data is read
-    (a pre-training pool is drawn first otherwise); not checked when a resume ignores it."""
+    (a pre-training pool is drawn first otherwise); not checked when a resume ignores it.
+
+    Args:
+        cfg: the loaded config.
+        mode: the output directory's mode (:func:`prepare_output_dir`).
+
+    Raises:
+        CheckpointError: naming the key, the path and what to give instead.
+    """
     path = str(cfg.train.get("init_checkpoint") or "")
     if not path:
         return
@@ -151,6 +166,10 @@ def check_init_checkpoint(cfg: DictConfig, mode: str) -> None:
 def lock_output_dir(output_dir: str, what: str) -> DirectoryLock | None:
     """Take ``output_dir/run.lock`` on the main process (see :mod:`vitdet_bench.utils.lock`), with
     one outcome for all ranks: every rank raises the main process's :class:`LockError`.
+
+    Args:
+        output_dir: the run's ``train.output_dir``.
+        what: what runs there, for the message of a refused run ("training run", ...).
 
     Returns:
         the held lock on the main process (release it when the run ends), ``None`` on the others.
@@ -503,6 +522,9 @@ def finish_run(cfg: DictConfig) -> dict:
     Its final evaluation is run only when ``metrics.json`` lacks it or the results file is missing
     (a run killed after ``model_final.pth`` was written, a file that lost its last row), and added
     to the last iteration's row; ``config.yaml`` is written only when missing. Nothing else changes.
+
+    Args:
+        cfg: the run's config (``train.output_dir`` holds the finished run).
 
     Returns:
         the final evaluation results (from ``metrics.json``, or the new evaluation).

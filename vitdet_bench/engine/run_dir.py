@@ -143,7 +143,11 @@ def config_differences(saved_yaml: str, cfg: DictConfig) -> list[tuple[str, Any,
 
 def resume_notes(cfg: DictConfig) -> list[str]:
     """What a resume of ``cfg.train.output_dir`` changes, in words for the run's log (the changed
-    config keys; that optimizer and schedule values come from the checkpoint); [] when nothing."""
+    config keys; that optimizer and schedule values come from the checkpoint); [] when nothing.
+
+    Args:
+        cfg: the resumed run's config.
+    """
     saved = os.path.join(cfg.train.output_dir, "config.yaml")
     if not os.path.isfile(saved):
         return []
@@ -162,7 +166,11 @@ def resume_notes(cfg: DictConfig) -> list[str]:
 def last_checkpoint_iteration(output_dir: str) -> tuple[str, int] | None:
     """The file ``last_checkpoint`` names and the iteration stored in it, read without loading the
     weights (memory-mapped); ``None`` when there is no marker or the file cannot be read (the resume
-    itself then reports why)."""
+    itself then reports why).
+
+    Args:
+        output_dir: the run's directory.
+    """
     marker = os.path.join(output_dir, "last_checkpoint")
     try:
         with open(marker, encoding="utf-8") as f:
@@ -269,7 +277,11 @@ def run_files(output_dir: str) -> list[str]:
     """The names in ``output_dir`` that a run writes (what ``--overwrite`` deletes; folders end in
     ``/``): config files, ``last_checkpoint``, ``metrics.json``, checkpoints and exports,
     TensorBoard events, ``log.txt`` (and ``log.txt.rankN``), ``*.tmp.PID`` files, ``inference/``.
-    Anything else (a user's notes, ``log.txt.bak``) is not the run's."""
+    Anything else (a user's notes, ``log.txt.bak``) is not the run's.
+
+    Args:
+        output_dir: the run's directory.
+    """
     names = []
     for name in sorted(os.listdir(output_dir)):
         path = os.path.join(output_dir, name)
@@ -350,7 +362,12 @@ def _metric_rows(path: str) -> list[dict]:
 def final_evaluation(path: str, max_iter: int) -> dict[str, dict[str, float]] | None:
     """The evaluation ``metrics.json`` holds for the last iteration (``max_iter - 1``), as
     ``{task: {metric: value}}``; ``None`` when it holds none (a run killed after its final
-    checkpoint, a file that lost its last row)."""
+    checkpoint, a file that lost its last row).
+
+    Args:
+        path: the run's ``metrics.json``.
+        max_iter: the run's ``train.max_iter``.
+    """
     for row in reversed(_metric_rows(path)):
         if row["iteration"] == max_iter - 1 and any("/" in k for k in row):
             results: dict[str, dict[str, float]] = {}
@@ -364,7 +381,13 @@ def final_evaluation(path: str, max_iter: int) -> dict[str, dict[str, float]] | 
 
 def record_final_evaluation(path: str, iteration: int, results: dict[str, dict[str, float]]) -> None:
     """Add an evaluation to ``metrics.json`` as ``task/metric`` keys of the row of ``iteration``
-    (appended as a row of its own when that row is missing); the other rows are kept as they are."""
+    (appended as a row of its own when that row is missing); the other rows are kept as they are.
+
+    Args:
+        path: the run's ``metrics.json`` (rewritten atomically).
+        iteration: the row's iteration (the last one, ``max_iter - 1``).
+        results: ``{task: {metric: value}}`` of the evaluation.
+    """
     flat = {f"{task}/{k}": v for task, metrics in results.items() for k, v in metrics.items()}
     lines = open(path, encoding="utf-8").read().splitlines() if os.path.isfile(path) else []
     for i in range(len(lines) - 1, -1, -1):

@@ -56,7 +56,11 @@ def _pid_alive(pid: int) -> bool:
 
 def read_lock_holder(path: str) -> dict | None:
     """The holder a lock file names (``pid``, ``host``, ``since``, ``command``), or ``None`` when the
-    file is missing, empty or not a lock record."""
+    file is missing, empty or not a lock record.
+
+    Args:
+        path: the lock file.
+    """
     try:
         with open(path, encoding="utf-8") as f:
             data = json.loads(f.read() or "null")
