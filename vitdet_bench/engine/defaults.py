@@ -493,7 +493,8 @@ def do_train(args: argparse.Namespace, cfg: DictConfig,
         hooks.PeriodicWriter(writers, period=cfg.train.log_period) if writers else None,
     ])
     if start_iter >= max_iter:
-        logger.info("Nothing to train: the checkpoint is at iteration %d of train.max_iter=%d", start_iter, max_iter)
+        logger.info("Nothing to train: the checkpoint has trained all %d iterations (train.max_iter=%d)", start_iter,
+                    max_iter)
     try:
         trainer.train(start_iter, max_iter)
     except FloatingPointError as e:
@@ -512,8 +513,9 @@ def _clean_for_start(output_dir: str, start_iter: int) -> None:
     dropped = truncate_metrics(os.path.join(output_dir, "metrics.json"), start_iter)
     dropped_events = truncate_events(output_dir, start_iter)
     if dropped or dropped_events:
-        logger.warning("Starting at iteration %d: dropped %d metrics.json rows and %d TensorBoard events logged "
-                       "at or after it by an earlier, interrupted attempt", start_iter, dropped, dropped_events)
+        why = "the checkpoint this run starts from does not cover them" if start_iter else "no checkpoint covers them"
+        logger.warning("Starting at iteration %d: dropped %d metrics.json rows and %d TensorBoard events that an "
+                       "earlier attempt logged at or after it (%s)", start_iter, dropped, dropped_events, why)
 
 
 def finish_run(cfg: DictConfig) -> dict:
@@ -533,8 +535,8 @@ def finish_run(cfg: DictConfig) -> dict:
     found = last_checkpoint_iteration(output_dir)
     name = found[0] if found else "last_checkpoint"
     checkpoint = os.path.join(output_dir, name)
-    logger.info("%s holds a finished run: %s is at iteration %d of train.max_iter=%d. Nothing to train (give a "
-                "larger train.max_iter to train on).", output_dir, checkpoint, max_iter, max_iter)
+    logger.info("%s holds a finished run: %s has trained all %d iterations (train.max_iter=%d). Nothing to train "
+                "(give a larger train.max_iter to train on).", output_dir, checkpoint, max_iter, max_iter)
     metrics = os.path.join(output_dir, "metrics.json")
     results = final_evaluation(metrics, max_iter)
     evaluator = cfg.dataloader.get("evaluator")
