@@ -2,9 +2,9 @@
 
 Modules, in import order (each imports only those before it): ``io`` (file reading and writing),
 ``report`` (the load report), ``backbone`` (pre-trained ViT formats), ``detectron2`` (Detectron2
-detector layout), ``method`` (whole pre-training methods <-> their official files), ``init``
-(``train.init_checkpoint``), ``checkpointer`` (save / resume), ``convert``
-(``tools/convert_checkpoint.py``).
+detector layout), ``method`` (whole pre-training methods <-> their official files), ``convmae``
+(ConvMAE / FastConvMAE files for the ConvViT), ``init`` (``train.init_checkpoint``),
+``checkpointer`` (save / resume), ``convert`` (``tools/convert_checkpoint.py``).
 """
 
 from .backbone import (

@@ -32,7 +32,7 @@ from timm.layers import resample_abs_pos_embed
 from ..modeling.backbone.convvit import ConvViT
 from ..utils.comm import unwrap_model
 from .backbone import EXPORT_TAG, CanonicalCheckpoint, CheckpointFormatError, LoadReport, detect_format
-from .io import CheckpointError, safe_torch_load
+from .io import CheckpointError, refuse_nonfinite, safe_torch_load
 
 __all__ = [
     "CONVVIT_FORMATS",
@@ -218,6 +218,7 @@ def load_convvit_checkpoint(model: nn.Module, path: str | dict, format: str = "a
         state, report = adapt_to_convvit(convvit_canonical(obj, format), convvit, source)
     except CheckpointFormatError as e:
         raise CheckpointFormatError(f"{source}: {e}") from None
+    refuse_nonfinite(state, source)
     convvit.load_state_dict(state, strict=False)
     (logger.info if report.ok else logger.warning)("%s", report.summary())
     if strict and not report.ok:

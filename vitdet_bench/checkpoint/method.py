@@ -70,7 +70,7 @@ from .backbone import (
     to_canonical,
 )
 from .convmae import adapt_to_convvit, detect_convvit_format, has_convvit_names
-from .io import CheckpointError, read_checkpoint
+from .io import CheckpointError, read_checkpoint, refuse_nonfinite
 from .report import LoadReport, compress_keys, group_keys
 
 __all__ = [
@@ -455,6 +455,7 @@ def load_method_checkpoint(model: nn.Module, obj: Any, format: str = "auto", sou
     if strict and not report.ok:  # before loading: the model keeps its initial values
         raise CheckpointError(_mismatch_message(unwrapped, source, info["format"], info["layout"], report,
                                                 info["file_arch"], info["file_method"]))
+    refuse_nonfinite(state, source)
     unwrapped.load_state_dict(state, strict=False)
     container = find_state_dict(obj)[1]
     ignored = [k for k in obj if k not in (container, "meta", "format", "version")] if container else []
