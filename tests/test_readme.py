@@ -326,6 +326,15 @@ def run_tool(words: list[str], env: dict, out_name: str) -> None:
         proc = _run([*words, "--batch", "1", "--iters", "1", "--warmup", "1", "--images", "1"], env)
         assert proc.returncode == 0 and "images / s" in proc.stdout, _out(proc)
         return
+    if tool == "device_check.py":
+        # The README's command is the full check on a GPU; here it runs as its dry run, checked as
+        # tests/benchmark/test_device_check.py checks it (the same run when both are collected).
+        from test_device_check import check_dry_run_report, run_dry_run
+
+        out = words.index("--output")
+        proc, folder = run_dry_run(words[2:out] + words[out + 2:], env["root"])
+        check_dry_run_report(proc, folder)
+        return
     pytest.fail(f"README command {' '.join(words)!r}: no recipe in tests/test_readme.py to run it; add one")
 
 
@@ -355,7 +364,9 @@ def run_make(words: list[str], env: dict, out_name: str) -> None:
 
 def _param(command: str):
     slow = command.startswith("python tools/benchmark.py") and "--only" in command and "--print-commands" not in command
-    marks = [pytest.mark.slow] if slow else []  # pre-trains MAE and trains two detectors (2 iterations each)
+    # pre-trains MAE and trains two detectors (2 iterations each); the device check's dry run, ~1.5 minutes
+    slow = slow or command.startswith("python tools/device_check.py")
+    marks = [pytest.mark.slow] if slow else []
     return pytest.param(command, id=command[:80], marks=marks)
 
 

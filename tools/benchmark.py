@@ -21,7 +21,11 @@ Trailing key=value pairs override the benchmark dict (e.g. output_dir=...).
 as its own multi-GPU job with submitit, a fine-tuning after the pre-training it needs (afterok), and
 records the job ids in OUTPUT_DIR/jobs.json; --collect-only then lists every job's state (failed
 and pending ones with their log files) before gathering the finished runs. --launcher local does the
-same with submitit's local executor (background processes on this machine).
+same with submitit's local executor (background processes on this machine), one process per job on
+a CPU benchmark and one per visible GPU on a CUDA one unless --gpus-per-node / --num-gpus say otherwise.
+
+One benchmark at a time writes into an output_dir (OUTPUT_DIR/benchmark.lock names the running one);
+an initialization that fails is reported with the reason and the others go on.
 """
 
 import os
@@ -33,9 +37,14 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from tabulate import tabulate  # noqa: E402
 
 from vitdet_bench.benchmark import Runner, load_benchmark, write_report  # noqa: E402
-from vitdet_bench.benchmark.runner import default_benchmark_file, resolve_benchmark_device  # noqa: E402
+from vitdet_bench.benchmark.runner import (  # noqa: E402
+    default_benchmark_file,
+    default_num_gpus,
+    resolve_benchmark_device,
+)
 from vitdet_bench.utils.cli import CommandLineParser  # noqa: E402
 from vitdet_bench.engine.submit import SubmitError, SubmitOptions, add_launcher_arguments, launcher_requested  # noqa: E402
+from vitdet_bench.utils.lock import LockError  # noqa: E402
 from vitdet_bench.utils.logger import setup_logger  # noqa: E402
 
 
@@ -48,11 +57,13 @@ def main(argv=None) -> int:
     parser.add_argument("--seeds", type=int, default=None, metavar="N",
                         help="fine-tune each initialization with N seeds (default: the benchmark file's, 1)")
     parser.add_argument("--quick", action="store_true", help="configs/benchmark/demo_quick.py: short schedules")
-    parser.add_argument("--only", nargs="+", metavar="INIT", help="run only these initializations (collect all)")
+    parser.add_argument("--only", nargs="+", metavar="INIT", help="run only these initializations (the report "
+                        "still collects all); with --collect-only, report only these")
     parser.add_argument("--collect-only", action="store_true", help="run nothing; collect finished runs and report")
     parser.add_argument("--print-commands", action="store_true", help="print one shell job per initialization and exit")
-    parser.add_argument("--num-gpus", type=int, default=8, help="GPUs per job in --print-commands (and --launcher's "
-                        "default --gpus-per-node)")
+    parser.add_argument("--num-gpus", type=int, default=None, help="GPUs (processes) per job in --print-commands "
+                        "and --launcher's default --gpus-per-node. Default: 8 for --print-commands and --launcher "
+                        "slurm; for --launcher local, 1 on a CPU benchmark and the visible GPU count on a CUDA one")
     parser.add_argument("--measure-cost", action="store_true", help="measure params / FLOPs / inference time of "
                         "finished runs that lack cost.json (also with --collect-only)")
     parser.add_argument("--no-progress", action="store_true", help="full console logs instead of progress bars")
@@ -79,13 +90,24 @@ def main(argv=None) -> int:
     if args.seeds is not None:
         spec.seeds = args.seeds
     runner = Runner(spec, progress=not args.no_progress)
+    num_gpus = args.num_gpus if args.num_gpus is not None else default_num_gpus(args.launcher, spec.device)
     if args.print_commands:
-        print("\n\n".join(runner.commands(args.num_gpus)))
+        print("\n\n".join(runner.commands(num_gpus)))
         return 0
     setup_logger()
+    try:
+        lock = runner.lock().acquire()
+    except LockError as e:  # another benchmark writes there: say so, no traceback
+        parser.exit(1, f"{parser.prog}: error: {e}\n")
+    with lock:
+        return _run(args, parser, spec, runner, submit, num_gpus)
+
+
+def _run(args, parser, spec, runner, submit: bool, num_gpus: int) -> int:
+    """Submit, run or collect, then report (with the benchmark's output_dir locked)."""
     if submit:
         try:
-            records = runner.submit(SubmitOptions.from_args(args, default_gpus=args.num_gpus), only=args.only)
+            records = runner.submit(SubmitOptions.from_args(args, default_gpus=num_gpus), only=args.only)
         except SubmitError as e:
             parser.exit(1, f"{parser.prog}: error: {e}\n")
         print(tabulate([[r.name, r.job_id, ", ".join(r.after) or "-", r.stdout] for r in records],
@@ -98,13 +120,14 @@ def main(argv=None) -> int:
     if not args.collect_only:
         runner.run(only=args.only)
     else:
-        statuses = runner.job_statuses()
+        only = set(args.only or [])
+        statuses = [s for s in runner.job_statuses() if not only or s.record.name.split("/")[0] in only]
         if statuses:
             print(tabulate([[s.record.name, s.record.job_id, s.state, s.detail or "-",
                              s.record.stderr if s.state in ("failed", "pending", "unknown") else ""] for s in statuses],
                            headers=["job", "id", "state", "detail", "log"], tablefmt="github"))
             jobs_unfinished = any(s.state != "completed" for s in statuses)
-    results = runner.collect()
+    results = runner.collect(only=args.only if args.collect_only else None)
     if args.measure_cost:
         from vitdet_bench.benchmark import measure_cost
 

@@ -145,8 +145,13 @@ def main(argv=None) -> None:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--amp", choices=["none", "bfloat16", "float16"], default="none")
-    parser.add_argument("--only", nargs="*", help="subset of the method names")
+    parser.add_argument("--only", nargs="*", metavar="METHOD", help="subset of the method names (quoted, as listed "
+                        "in the table: " + "; ".join(f"'{m}'" for m in METHODS) + ")")
     args = parser.parse_args(argv)
+    unknown = [name for name in args.only or [] if name not in METHODS]
+    if unknown:
+        parser.error(f"--only {', '.join(repr(n) for n in unknown)}: not a method name here; choose from "
+                     + "; ".join(f"'{m}'" for m in METHODS))
     device = torch.device(args.device)
     grid = args.size // 16
     rows, ref, step_s = [], None, {}

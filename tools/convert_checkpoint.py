@@ -2,21 +2,22 @@
 """Convert checkpoints: pre-trained ViTs to the project's backbone format, whole detectors
 between this project's layout and Detectron2's, and pre-training runs to the official layouts.
 
-    # a pre-trained backbone (MAE, MoCo v3, BEiT, DeiT, timm, a detector's ViT) -> backbone export
-    python tools/convert_checkpoint.py --from {mae,mocov3,beit,deit,timm,vitdet,auto} IN OUT [--patch-size 16]
+    # a pre-trained backbone (MAE, MoCo v3, BEiT, DeiT, timm, MAE-Lite, a detector's ViT) -> backbone export
+    python tools/convert_checkpoint.py --from {mae,mocov3,beit,deit,timm,maelite,vitdet,auto} IN OUT [--patch-size 16]
     # a Detectron2 detector (model-zoo .pkl or .pth) -> this project's detector checkpoint
     python tools/convert_checkpoint.py --from detectron2 --config-file CFG IN.pkl OUT.pth [key=value ...]
     # a detector trained here -> Detectron2 (.pkl: model-zoo pickle of numpy arrays; .pth: torch file)
     python tools/convert_checkpoint.py --to detectron2 --config-file RUN/config.yaml RUN/model_final.pth OUT.pkl
     # a pre-training run here (the whole method) -> the official repository's checkpoint, to continue there
-    python tools/convert_checkpoint.py --to {mae,beit,mocov3,deit} RUN/model_final.pth OUT.pth
+    python tools/convert_checkpoint.py --to {mae,beit,mocov3,deit,convmae} RUN/model_final.pth OUT.pth
 
 Detector conversions build the config's model, load the input into it strictly (a file that does
 not fit the config stops with the load report) and write the output from the loaded model.
 ``train.init_checkpoint`` also reads every input above directly; converting makes the file
 explicit, and ``--to detectron2`` lets Detectron2 evaluate a model trained here. ``--to mae`` (``beit``,
-``mocov3``, ``deit``) writes what the official code's ``--resume`` loads (MAE's ``main_pretrain.py``,
-BEiT's ``run_beit_pretraining.py``, MoCo v3's ``main_moco.py``, DeiT's ``main.py``).
+``mocov3``, ``deit``, ``convmae``) writes what the official code's ``--resume`` loads (MAE's
+``main_pretrain.py``, BEiT's ``run_beit_pretraining.py``, MoCo v3's ``main_moco.py``, DeiT's
+``main.py``, ConvMAE's ``main_pretrain.py``).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from vitdet_bench.checkpoint import (  # noqa: E402
     FORMATS,
-    METHOD_LAYOUTS,
+    WRITABLE_LAYOUTS,
     CheckpointError,
     convert_backbone_file,
     convert_detector_file,
@@ -48,10 +49,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--from", dest="format", default="auto",
                         choices=("auto", "detectron2", "detector") + BACKBONE_FORMATS,
                         help="the input's format ('auto' detects it from the container and key names)")
-    parser.add_argument("--to", default=None, choices=OUTPUT_LAYOUTS + tuple(METHOD_LAYOUTS),
+    parser.add_argument("--to", default=None, choices=OUTPUT_LAYOUTS + WRITABLE_LAYOUTS,
                         help="write a whole detector in this layout (vitdet_bench, detectron2; needs --config-file), "
                              "or a pre-training run's model_*.pth in an official method layout (mae, beit, mocov3, "
-                             "deit); default: a backbone export for backbone inputs, 'vitdet_bench' for detectors")
+                             "deit, convmae); default: a backbone export for backbone inputs, 'vitdet_bench' for "
+                             "detectors")
     parser.add_argument("--config-file", default=None, metavar="FILE",
                         help="the detector's LazyConfig (needed for detector conversions)")
     parser.add_argument("--patch-size", type=int, default=None,
@@ -62,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     setup_logger()
 
-    method = args.to in METHOD_LAYOUTS
+    method = args.to in WRITABLE_LAYOUTS
     detector = not method and (args.format in ("detectron2", "detector") or args.to is not None
                                or args.config_file is not None)
     try:

@@ -9,8 +9,9 @@ Inputs are image files or folders (searched recursively). Each image is drawn, w
 class names and scores, to DIR/<its path below the inputs' common folder> (``a/x.jpg`` and
 ``b/x.jpg`` stay apart); DIR/detections.json holds, per image, every detection above the
 threshold with its class, score, XYWH box (COCO convention) and RLE mask. DIR may not be an input
-folder. Nothing is written unless every image succeeds (or is skipped with --on-bad-image skip and
-listed under "skipped" in the JSON).
+folder, and no file already in DIR is replaced except the drawings of an earlier prediction into
+it. Nothing is written unless every image succeeds (or is skipped with --on-bad-image skip and
+listed under "skipped" in the JSON). Weights holding NaN or inf are refused.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="a missing, corrupt or truncated image stops the run (error) or is left out (skip)")
     args = parser.parse_args(argv)
 
+    from vitdet_bench.checkpoint import CheckpointError
     from vitdet_bench.config import LazyConfig
     from vitdet_bench.data.mapper import ImageReadError
     from vitdet_bench.engine import Predictor
@@ -52,7 +54,10 @@ def main(argv: list[str] | None = None) -> int:
     except (FileNotFoundError, ValueError) as e:
         parser.error(str(e))
     cfg = LazyConfig.apply_overrides(LazyConfig.load(args.config_file), args.opts)
-    predictor = Predictor(cfg, args.weights, device=args.device, score_threshold=args.score_threshold)
+    try:
+        predictor = Predictor(cfg, args.weights, device=args.device, score_threshold=args.score_threshold)
+    except CheckpointError as e:
+        parser.exit(1, f"{parser.prog}: error: --weights {args.weights}: {e}\n")
     info = {"config": os.path.abspath(args.config_file), "weights": os.path.abspath(args.weights),
             "score_threshold": args.score_threshold}
     try:

@@ -28,6 +28,9 @@ def main(argv=None) -> int:
     parser.add_argument("--tasks", nargs="+", default=["bbox", "segm"], choices=["bbox", "segm"])
     parser.add_argument("--output", default="tide_report")
     args = parser.parse_args(argv)
+    if os.path.exists(args.output) and not os.path.isdir(args.output):
+        parser.error(f"--output {args.output} is a file, not a folder: give a folder for the figures and tables "
+                     "(it is created when missing)")
     jobs = []
     for d in args.run_dirs:
         results = os.path.join(d, "inference", "coco_instances_results.json")

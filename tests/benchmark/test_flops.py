@@ -58,3 +58,42 @@ def test_fused_and_explicit_attention_count_the_same(extra):
     from fvcore.nn import FlopCountAnalysis
 
     assert FlopCountAnalysis(ViT(use_sdpa=True, **kw).eval(), x).unsupported_ops_warnings(False).total() < fused
+
+
+def test_bf16_peaks_by_gpu_name_and_achieved_tflops():
+    from vitdet_bench.benchmark.flops import achieved_tflops, bf16_peak_tflops, mfu
+
+    assert bf16_peak_tflops("NVIDIA H100 80GB HBM3") == ("H100 SXM", 989.0)
+    assert bf16_peak_tflops("NVIDIA H100 PCIe") == ("H100 PCIe", 756.0)
+    assert bf16_peak_tflops("NVIDIA H200") == ("H200", 989.0)
+    assert bf16_peak_tflops("NVIDIA A100-SXM4-80GB") == ("A100", 312.0)
+    assert bf16_peak_tflops("NVIDIA H100 NVL") == ("H100 NVL", None)  # another clock: not the SXM peak
+    assert bf16_peak_tflops("NVIDIA L4") == (None, None) and bf16_peak_tflops(None) == (None, None)
+    # 500 G multiply-adds per image = 1 TFLOP forward; training is 3 forwards' worth.
+    assert achieved_tflops(500.0, 0.01, training=False) == pytest.approx(100.0)
+    assert achieved_tflops(500.0, 0.01, training=True) == pytest.approx(300.0)
+    assert mfu(300.0, 989.0) == pytest.approx(300 / 989) and mfu(300.0, None) is None and mfu(None, 989.0) is None
+    with pytest.raises(ValueError, match="s_per_image must be > 0"):
+        achieved_tflops(1.0, 0.0, training=False)
+
+
+def test_backbone_flops_of_a_compiled_backbone_count_its_eager_code():
+    """tools/benchmark_detector.py --flops counts model.backbone even when train.compile compiled it
+    in place: the count is the eager module's, and nothing is compiled by counting."""
+    import torch.nn as nn
+
+    from vitdet_bench.benchmark.throughput import backbone_flops
+    from vitdet_bench.engine.speed import compile_module
+
+    vit = ViT(img_size=64, patch_size=P, embed_dim=32, depth=2, num_heads=2, window_size=2, window_block_indexes=[0],
+              pretrain_img_size=64)
+    holder = nn.Module()
+    holder.backbone = vit
+    holder.train()
+    eager = count_flops(vit.eval(), torch.zeros(1, 3, 64, 64))
+    vit.train()
+    compile_module(holder, {"enabled": True, "module": "backbone", "backend": "eager"})
+    counted = backbone_flops(holder, 64, torch.device("cpu"))
+    assert counted == {"gflops_per_image": eager / 1e9, "module": "model.backbone", "input": [1, 3, 64, 64]}
+    assert holder.training and vit.training  # the mode is restored
+    assert backbone_flops(holder, None, torch.device("cpu")) is None

@@ -572,3 +572,50 @@ def test_the_dataset_hint_works_for_pretraining(demo_root):
                                             image_root=os.path.join(demo_root, "val"))
     assert len(records) == len(json.load(open(json_file))["images"]) and meta.name == "my_unlabelled_pool"
     assert all(os.path.isfile(r["file_name"]) for r in records)
+
+
+# ------------------------------------------------------------------ 8. every evaluation reaches metrics.json (issue 27)
+
+
+class _Toy(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.ones(2))
+
+    def forward(self, batch):
+        return {"loss": ((self.w - 2) ** 2).sum()}
+
+
+def test_every_evaluation_reaches_metrics_json_whatever_the_log_period(tmp_path):
+    """Issue 27 #13: with train.eval_period=1 and train.log_period=3, three evaluations ran but
+    metrics.json kept only the last (the writers keep each scalar's latest value): the convergence
+    curve silently lost points. The evaluation returns known values (10 + iteration); each must be
+    in the row of its iteration, in metrics.json and in the TensorBoard events."""
+    from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
+
+    from vitdet_bench.engine import EvalHook, PeriodicWriter
+    from vitdet_bench.utils.events import JSONWriter, TensorboardWriter
+
+    model = _Toy()
+    trainer = SimpleTrainer(model, iter([None] * 100), torch.optim.SGD(model.parameters(), lr=0.1))
+    evaluated = []
+
+    def evaluate():
+        evaluated.append(trainer.iter)
+        return {"bbox": {"AP": 10.0 + trainer.iter}}
+
+    writers = [JSONWriter(str(tmp_path / "metrics.json")), TensorboardWriter(str(tmp_path))]
+    trainer.register_hooks([EvalHook(1, evaluate), PeriodicWriter(writers, period=3)])
+    trainer.train(0, 5)
+    assert evaluated == [0, 1, 2, 3, 4]
+    rows = [json.loads(line) for line in open(tmp_path / "metrics.json")]
+    assert {r["iteration"]: r["bbox/AP"] for r in rows if "bbox/AP" in r} == {i: 10.0 + i for i in range(5)}
+    assert {r["iteration"] for r in rows if "loss" in r} >= {2, 4}  # the periodic rows are still there
+    tb = {}
+    for name in os.listdir(tmp_path):
+        if name.startswith("events.out.tfevents"):
+            for ev in EventFileLoader(str(tmp_path / name)).Load():
+                for v in ev.summary.value:
+                    if v.tag == "bbox/AP":
+                        tb[ev.step] = v.simple_value if v.HasField("simple_value") else None
+    assert sorted(tb) == [0, 1, 2, 3, 4]

@@ -240,3 +240,66 @@ def test_predict_inputs_that_are_folders_or_missing(demo_root, tmp_path):
         collect_images([str(tmp_path / "empty")])
     found = collect_images([os.path.join(demo_root, "val")])
     assert len(found) == len(os.listdir(os.path.join(demo_root, "val"))) and all(f.endswith(".jpg") for f in found)
+
+
+def _predict_tool(*argv):
+    return subprocess.run([sys.executable, os.path.join(REPO, "tools", "predict.py"), "--config-file", DEMO_CONFIG,
+                           *argv], capture_output=True, text=True, cwd=REPO)
+
+
+def test_predict_never_replaces_a_file_that_is_not_an_earlier_drawing(demo_root, tmp_path):
+    """Issue 27 #14: --input parent/a/x.jpg --output parent replaced parent/x.jpg, a different file that
+    was not an input. Drawings of an earlier prediction into the folder are still replaced."""
+    import pytest
+
+    from vitdet_bench.engine import predict_images
+
+    cfg, _, path = _saved_model(tmp_path)
+    predictor = Predictor(cfg, path)
+    inputs = _two_folders_same_name(demo_root, tmp_path)
+    parent = tmp_path / "in"
+    (parent / "x.jpg").write_bytes(b"the user's own x.jpg")
+    with pytest.raises(ValueError) as e:
+        predict_images(predictor, [inputs[0]], str(parent))
+    assert f"would replace {parent / 'x.jpg'}, a file that is not a drawing of an earlier prediction" in str(e.value)
+    proc = _predict_tool("--weights", path, "--input", inputs[0], "--output", str(parent))
+    assert proc.returncode == 2 and "is not a drawing of an earlier prediction" in proc.stderr
+    assert (parent / "x.jpg").read_bytes() == b"the user's own x.jpg" and not (parent / "detections.json").exists()
+    # Predicting twice into the same folder replaces its own drawings.
+    out = tmp_path / "pred"
+    first = predict_images(predictor, [inputs[0]], str(out))
+    again = predict_images(predictor, [inputs[0]], str(out))
+    assert again["images"] == first["images"] and sorted(os.listdir(out)) == ["detections.json", "x.jpg"]
+    # A detections.json this tool did not write is not replaced either.
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "detections.json").write_text('{"mine": 1}')
+    with pytest.raises(ValueError, match="holds a detections.json that tools/predict.py did not write"):
+        predict_images(predictor, [inputs[0]], str(other))
+    assert (other / "detections.json").read_text() == '{"mine": 1}'
+
+
+def test_predict_to_an_existing_file_says_it_is_not_a_folder(demo_root, tmp_path):
+    """A vague one: an existing file as --output gave a raw FileExistsError."""
+    _, _, path = _saved_model(tmp_path)
+    image = os.path.join(demo_root, "val", sorted(os.listdir(os.path.join(demo_root, "val")))[0])
+    target = tmp_path / "out.jpg"
+    target.write_bytes(b"not a folder")
+    proc = _predict_tool("--weights", path, "--input", image, "--output", str(target))
+    assert proc.returncode == 2 and f"--output {target} is a file, not a folder" in proc.stderr
+    assert "Traceback" not in proc.stderr and target.read_bytes() == b"not a folder"
+
+
+def test_predict_refuses_weights_holding_nan(demo_root, tmp_path):
+    """Issue 27 #8: --weights a checkpoint with NaN weights wrote zero detections and said "Wrote 2
+    drawings (0 skipped)", without a warning."""
+    cfg, model, _ = _saved_model(tmp_path)
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    state["roi_heads.box_predictor.cls_score.weight"][0, 0] = float("nan")
+    bad = tmp_path / "nan.pth"
+    torch.save({"model": state}, bad)
+    image = os.path.join(demo_root, "val", sorted(os.listdir(os.path.join(demo_root, "val")))[0])
+    proc = _predict_tool("--weights", str(bad), "--input", image, "--output", str(tmp_path / "pred"))
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert f"{bad}: 1 tensors hold NaN or inf (roi_heads.box_predictor.cls_score.weight)" in proc.stderr
+    assert "Wrote" not in proc.stdout + proc.stderr and not (tmp_path / "pred").exists()

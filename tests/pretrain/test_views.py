@@ -1,6 +1,7 @@
 """Batched pre-training views (vitdet_bench/pretrain/views.py) against torchvision's per-image transforms."""
 
 import copy
+import random
 
 import numpy as np
 import pytest
@@ -48,8 +49,10 @@ def _reference(views: list, record: dict, seed: int) -> list[torch.Tensor]:
 
     image = torch.from_numpy(read_image(record)).permute(2, 0, 1).float() / 255
     outs = []
+    state = random.getstate()
     with torch.random.fork_rng(devices=[]):
         torch.default_generator.manual_seed(seed)
+        random.seed(seed)  # as the mapper seeds it (timm's draws, MAE-Lite's interpolation)
         for view in views:
             ref = copy.deepcopy(view)
             for op in ref.transforms if isinstance(ref, T.Compose) else [ref]:
@@ -57,12 +60,14 @@ def _reference(views: list, record: dict, seed: int) -> list[torch.Tensor]:
                     op.threshold = op.threshold / 255
             # Bicubic overshoot clipped: the recipes' uint8 / PIL images are.
             outs.append((ref(image) * 255).clamp(0, 255))
+    random.setstate(state)
     return outs
 
 
 SEEDS = [1000 + 17 * k for k in range(40)]
 RECIPES = {
     "mae": lambda: [mae_transform(64, min_scale=0.2)],
+    "mae-lite (interpolation drawn per image)": lambda: [mae_transform(64, min_scale=0.08, interpolation="random")],
     "moco": lambda: list(moco_transforms(64, min_scale=0.08)),
     "beit": lambda: [beit_transform(64)],
     "tokenizer": lambda: [tokenizer_transform(64)],
@@ -84,6 +89,9 @@ def test_batched_views_equal_torchvision_per_image(recipe, tmp_path):
         assert got.shape == (len(SEEDS), 3, 64, 64)
         torch.testing.assert_close(got, torch.stack([ref[v] for ref in refs]), atol=5e-3, rtol=0)
     assert [s["label"] for s in batch] == [r["label"] for r in records]
+    crop = [kind for kind, _, _ in batch[0]["image"].plan.steps].index("crop")
+    modes = {s["image"].steps[crop][4] for s in batch}  # every crop's interpolation, as drawn
+    assert modes == ({"bilinear", "bicubic"} if "mae-lite" in recipe else {"bilinear"} if recipe == "moco" else {"bicubic"})
 
 
 def test_the_seeds_exercise_every_step_of_mocos_views(tmp_path):

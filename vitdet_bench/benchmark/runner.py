@@ -49,12 +49,13 @@ from omegaconf import DictConfig, OmegaConf
 from ..engine.submit import JobRecord, JobSpec, JobStatus, SubmitOptions, job_status, read_jobs, submit_jobs, write_jobs
 from .collect import RunResult, collect_run
 
-__all__ = ["BenchmarkSpec", "Initialization", "PretrainStep", "Runner", "default_benchmark_file", "device_description",
-           "load_benchmark", "read_export_meta", "resolve_benchmark_device"]
+__all__ = ["BENCHMARK_LOCK", "BenchmarkSpec", "Initialization", "PretrainStep", "Runner", "default_benchmark_file",
+           "default_num_gpus", "device_description", "load_benchmark", "read_export_meta", "resolve_benchmark_device"]
 
 logger = logging.getLogger("vitdet_bench.benchmark")
 
 DEFAULT_INITS = ("random", "supervised", "mocov3", "beit", "mae")
+BENCHMARK_LOCK = "benchmark.lock"  # held in output_dir while a benchmark runs, collects or submits there
 
 
 @dataclass
@@ -200,6 +201,19 @@ def default_benchmark_file(repo: str, device: str, quick: bool = False) -> str:
     return os.path.join(repo, "configs", "benchmark", name)
 
 
+def default_num_gpus(launcher: str, device: str) -> int:
+    """Processes per job when ``--num-gpus`` / ``--gpus-per-node`` is not given: 8 GPUs per job for
+    a cluster (``--launcher slurm``, ``--print-commands``: the paper's machines); on this machine
+    (``--launcher local``) the visible GPU count for a CUDA benchmark and 1 for a CPU one."""
+    if launcher != "local":
+        return 8
+    import torch
+
+    if resolve_benchmark_device(device) == "cuda" and torch.cuda.is_available():
+        return max(1, torch.cuda.device_count())
+    return 1
+
+
 def device_description(device: str) -> str:
     """``"NVIDIA H100 80GB HBM3 (CUDA 13.0), torch 2.14.1"`` or ``"<CPU model>, 2 threads, torch ..."``."""
     import platform
@@ -277,6 +291,15 @@ class Runner:
     def __init__(self, spec: BenchmarkSpec, progress: bool = True) -> None:
         self.spec = spec
         self.progress = progress
+        self.failures: dict[str, str] = {}  # run name -> why :meth:`run` could not finish it
+
+    def lock(self):
+        """The lock of ``output_dir`` (a :class:`~vitdet_bench.utils.lock.DirectoryLock`, to hold
+        with ``with``): one benchmark process writes there at a time."""
+        from ..utils.lock import DirectoryLock
+
+        return DirectoryLock(self.spec.output_dir, BENCHMARK_LOCK, "benchmark",
+                             hint="or give another output_dir=")
 
     # --- what runs --------------------------------------------------------------------------
     def _device_overrides(self) -> list[str]:
@@ -371,10 +394,10 @@ class Runner:
         return [job_status(r) for r in read_jobs(self.jobs_file)]
 
     def run(self, only: list[str] | None = None) -> None:
-        """Run every missing piece, sequentially."""
+        """Run every missing piece, sequentially. A step that fails is logged and recorded in
+        :attr:`failures` (so :meth:`collect` reports it), the initialization's later steps are
+        skipped, and the other initializations go on; Ctrl-C and SIGTERM stop everything."""
         from tqdm import tqdm
-
-        from ..pretrain.engine import pretrain_main
 
         inits = self._selected(only)
         if self.progress:
@@ -383,33 +406,56 @@ class Runner:
         stages += [(i, None, seed) for i in inits for seed in range(self.spec.seeds)]
         overall = tqdm(total=len(stages), desc=f"benchmark {self.spec.name}", disable=not self.progress,
                        dynamic_ncols=True, file=sys.stderr)
+        blocked: dict[str, str] = {}  # init -> why its fine-tuning cannot run (a failed pre-training)
         try:
             for init, step, seed in stages:
-                if step is not None:
-                    out = self.spec.pretrain_dir(init.name, step.name)
-                    overall.set_postfix_str(f"pre-train {init.name}/{step.name}")
-                    if not os.path.isfile(os.path.join(out, step.product)):
-                        pretrain_main(_args(step.config, self._step_overrides(init, step)),
-                                      product="tokenizer" if step.tool == "tokenizer" else "backbone",
-                                      extra_hooks=_ProgressBar(f"pre-train {init.name}/{step.name}", self.progress))
+                label = f"{init.name} pre-training {step.name}" if step is not None else \
+                    (f"{init.name} fine-tuning" + (f" seed {seed}" if seed else ""))
+                if init.name in blocked:
+                    if step is None:
+                        self.failures[self._run_name(init, seed)] = blocked[init.name]
                     overall.update(1)
                     continue
-                label = init.name if seed == 0 else f"{init.name} seed {seed}"
-                overall.set_postfix_str(f"detector {label}")
-                run_dir = self.spec.run_dir(init.name, seed)
-                if collect_run(init.name, run_dir).status != "complete":
-                    self._train_detector(init, seed)
-                if self.spec.cost and seed == 0 and not os.path.isfile(os.path.join(run_dir, "cost.json")):
-                    from .cost import measure_cost
-
-                    # The training-step profile once per benchmark: every init shares the architecture.
-                    first = init is inits[0]
-                    measure_cost(run_dir, device=self._cost_device(),
-                                 profile_steps=self.spec.profile_steps if first else 0)
+                overall.set_postfix_str(label)
+                try:
+                    self._run_stage(init, step, seed, first=init is inits[0])
+                except Exception as e:  # one initialization's failure must not cost the others
+                    why = f"{label} failed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+                    logger.error("%s; the benchmark goes on with the other initializations", why)
+                    if step is not None:
+                        where = os.path.join(self.spec.pretrain_dir(init.name, step.name), "log.txt")
+                        blocked[init.name] = f"not fine-tuned: {why} (see {where})"
+                    else:
+                        where = os.path.join(self.spec.run_dir(init.name, seed), "log.txt")
+                        self.failures[self._run_name(init, seed)] = f"{why} (see {where})"
                 overall.update(1)
         finally:
             overall.close()
             os.environ.pop("VITDET_BENCH_CONSOLE_LEVEL", None)
+
+    @staticmethod
+    def _run_name(init: Initialization, seed: int) -> str:
+        return init.name if seed == 0 else f"{init.name}_seed{seed}"
+
+    def _run_stage(self, init: Initialization, step: PretrainStep | None, seed: int, first: bool) -> None:
+        """One pre-training step (``step``) or one fine-tuning (``step=None``), when not done yet."""
+        from ..pretrain.engine import pretrain_main
+
+        if step is not None:
+            out = self.spec.pretrain_dir(init.name, step.name)
+            if not os.path.isfile(os.path.join(out, step.product)):
+                pretrain_main(_args(step.config, self._step_overrides(init, step)),
+                              product="tokenizer" if step.tool == "tokenizer" else "backbone",
+                              extra_hooks=_ProgressBar(f"pre-train {init.name}/{step.name}", self.progress))
+            return
+        run_dir = self.spec.run_dir(init.name, seed)
+        if collect_run(init.name, run_dir).status != "complete":
+            self._train_detector(init, seed)
+        if self.spec.cost and seed == 0 and not os.path.isfile(os.path.join(run_dir, "cost.json")):
+            from .cost import measure_cost
+
+            # The training-step profile once per benchmark: every init shares the architecture.
+            measure_cost(run_dir, device=self._cost_device(), profile_steps=self.spec.profile_steps if first else 0)
 
     def _cost_device(self) -> str:
         return resolve_benchmark_device(self.spec.device)
@@ -428,25 +474,36 @@ class Runner:
             seen["train_images"] = len(getattr(trainer.data_loader, "dataset", []) or []) or None
             return bar(model, trainer)
 
+        run_dir = self.spec.run_dir(init.name, seed)
+        info_path = os.path.join(run_dir, "run_info.json")
+        # A finished run only re-evaluated (its final row was lost) keeps its own training time.
+        keep_info = os.path.isfile(os.path.join(run_dir, "model_final.pth")) and os.path.isfile(info_path)
         start = time.perf_counter()
         main(_args(init.config, self.detection_overrides(init, seed)), extra_hooks=hooks)
+        if keep_info:
+            return
         info = {"config_file": init.config, "source": init.source, "init_checkpoint": ckpt, "seed_index": seed,
                 "device_info": device_description(self._cost_device()),
                 "train_time_s": time.perf_counter() - start, "train_images": seen.get("train_images")}
-        with open(os.path.join(self.spec.run_dir(init.name, seed), "run_info.json"), "w") as f:
+        with open(info_path, "w") as f:
             json.dump(info, f, indent=1)
 
     # --- what is collected ------------------------------------------------------------------
-    def collect(self) -> list[RunResult]:
-        """One :class:`RunResult` per (initialization, seed), in the benchmark's order."""
+    def collect(self, only: list[str] | None = None) -> list[RunResult]:
+        """One :class:`RunResult` per (initialization, seed), in the benchmark's order (only the
+        initializations ``only`` names, when given); a failure of :meth:`run` is one of its problems."""
         results = []
-        for init in self.spec.inits:
+        for init in self._selected(only):
             pretrain = self.pretrain_info(init)
             for seed in range(self.spec.seeds):
-                r = collect_run(init.name if seed == 0 else f"{init.name}_seed{seed}", self.spec.run_dir(init.name, seed))
+                name = self._run_name(init, seed)
+                r = collect_run(name, self.spec.run_dir(init.name, seed))
                 r.init, r.seed = init.name, seed
                 r.config_file = r.config_file or init.config
                 r.pretrain = pretrain
+                if name in self.failures:
+                    r.problems.append(self.failures[name])
+                    r.status = "partial" if r.status == "complete" else r.status
                 results.append(r)
         return results
 

@@ -15,7 +15,10 @@ Protocol, as the ViTDet paper and Detectron2 time their models:
   the compilation, estimated as first call minus the median step.
 
 It also reports which SDPA kernel served each attention call (window / global, forward and
-backward) from the profiler, and optionally the profiler's top operators.
+backward) from the profiler, optionally the profiler's top operators, and optionally (``flops``) the
+project's FLOP count of ``model.backbone`` (:mod:`.flops`: ViT, pyramid and FPN; the RPN and RoI
+heads are not counted) with the achieved TFLOP/s and MFU of each phase, a lower bound for the
+whole detector.
 """
 
 from __future__ import annotations
@@ -36,10 +39,17 @@ from ..utils.events import EventStorage
 from ..engine.speed import inference_amp_dtype, inference_context
 from ..engine.train_loop import AMP_DTYPES, SimpleTrainer
 from ..utils.timing import peak_memory_mb, reset_peak_memory, synchronize, time_steps
+from .flops import achieved_tflops, bf16_peak_tflops, count_flops, mfu
 
-__all__ = ["SDPA_KERNELS", "benchmark_detector", "environment", "format_speed_report", "sdpa_kernels", "top_ops"]
+__all__ = ["DEMO_DATA", "SDPA_KERNELS", "backbone_flops", "benchmark_detector", "environment", "format_speed_report",
+           "sdpa_kernels", "top_ops"]
 
 logger = logging.getLogger(__name__)
+
+# Overrides that put the bundled demo dataset in place of a config's COCO splits (model.num_classes
+# then follows its 4 classes): tools/benchmark_detector.py --demo-data.
+DEMO_DATA = ["dataloader.train.dataset.names=demo_train", "dataloader.test.dataset.names=demo_val",
+             "model.num_classes=None"]
 
 # The profiler names of SDPA's implementations (forward and backward) -> what the report calls them.
 SDPA_KERNELS = {
@@ -67,6 +77,7 @@ def environment(device: torch.device) -> dict[str, Any]:
         env.update(gpu=props.name, gpu_memory_gb=round(props.total_memory / 2**30, 1),
                    cudnn=torch.backends.cudnn.version(), tf32_matmul=torch.backends.cuda.matmul.allow_tf32,
                    tf32_cudnn=torch.backends.cudnn.allow_tf32)
+        env["gpu_card"], env["bf16_peak_tflops"] = bf16_peak_tflops(props.name)
     else:
         env["cpu"] = platform.processor() or platform.machine()
     return env
@@ -174,6 +185,49 @@ def _phase_stats(times: list[float], warmup: int, images_per_call: int) -> dict[
             "compile_s_estimate": max(0.0, times[0] - median), "timed_calls": len(timed)}
 
 
+class _EagerForward(nn.Module):
+    """Calls ``module.forward`` itself, so fvcore traces the eager code of a module that
+    ``train.compile`` compiled in place (its ``__call__`` would enter the compiled graph)."""
+
+    def __init__(self, module: nn.Module) -> None:
+        super().__init__()
+        self.module = module
+
+    def forward(self, x: torch.Tensor) -> Any:
+        return self.module.forward(x)
+
+
+def backbone_flops(model: nn.Module, image_size: int | None, device: torch.device) -> dict[str, Any] | None:
+    """:func:`~.flops.count_flops` of ``model.backbone`` on one square-padded image (fp32, eval
+    mode; the model's mode is restored). ``None`` when the model has no fixed input size.
+
+    Returns:
+        ``{"gflops_per_image", "module", "input"}``; GFLOPs in fvcore's convention (multiply-adds).
+    """
+    if not image_size or not hasattr(model, "backbone"):
+        logger.warning("FLOPs not counted: the model has no backbone with a fixed (square-padded) input size")
+        return None
+    training = model.training
+    model.eval()
+    try:
+        x = torch.zeros(1, 3, image_size, image_size, device=device)
+        gflops = count_flops(_EagerForward(model.backbone), x) / 1e9
+    finally:
+        model.train(training)
+    return {"gflops_per_image": gflops, "module": "model.backbone", "input": list(x.shape)}
+
+
+def _add_achieved(report: dict[str, Any]) -> None:
+    """Per phase: achieved TFLOP/s of the counted backbone and MFU (fp16 / bf16 phases, known GPU)."""
+    peak = report["environment"].get("bf16_peak_tflops")
+    for phase in ("train", "inference"):
+        r = report.get(phase)
+        if not r:
+            continue
+        r["tflops"] = achieved_tflops(report["flops"]["gflops_per_image"], r["s_per_image"], phase == "train")
+        r["mfu"] = mfu(r["tflops"], peak) if r["amp"] in ("float16", "bfloat16") else None
+
+
 def measure_training(cfg: DictConfig, model: nn.Module, device: torch.device, warmup: int, iters: int,
                      labels: dict[int, str], profile_steps: int = 0) -> dict[str, Any]:
     """Time ``iters`` training steps of ``model`` after ``warmup`` (see the module docstring)."""
@@ -228,7 +282,7 @@ def measure_inference(cfg: DictConfig, model: nn.Module, device: torch.device, w
 
 def benchmark_detector(cfg: DictConfig, device: torch.device, batch_size: int = 4, warmup: int = 5,
                        train_iters: int = 20, inference_images: int = 50, train: bool = True,
-                       inference: bool = True, profile_steps: int = 0) -> dict[str, Any]:
+                       inference: bool = True, profile_steps: int = 0, flops: bool = False) -> dict[str, Any]:
     """Speed and memory of ``cfg``'s detector on ``device`` (one process).
 
     Args:
@@ -240,10 +294,12 @@ def benchmark_detector(cfg: DictConfig, device: torch.device, batch_size: int = 
         inference_images: timed single-image forward passes.
         train, inference: which phases to run.
         profile_steps: > 0 adds the profiler's top operators over that many steps / images.
+        flops: add ``report["flops"]`` (:func:`backbone_flops`) and each phase's ``tflops`` and
+            ``mfu`` (``None`` for an fp32 phase or a GPU without a known peak).
 
     Returns:
-        ``{"environment", "config", "image_size", "compile", "train", "inference"}``; see
-        :func:`format_speed_report`.
+        ``{"environment", "config", "image_size", "compile", "train", "inference"}`` (and
+        ``"flops"``); see :func:`format_speed_report`.
     """
     if warmup < 1 or train_iters < 1 or inference_images < 1 or batch_size < 1:
         raise ValueError(f"warmup, train iterations, inference images and batch size must be >= 1, got {warmup}, "
@@ -263,7 +319,26 @@ def benchmark_detector(cfg: DictConfig, device: torch.device, batch_size: int = 
         report["train"] = measure_training(cfg, model, device, warmup, train_iters, labels, profile_steps)
     if inference:
         report["inference"] = measure_inference(cfg, model, device, warmup, inference_images, labels, profile_steps)
+    if flops:
+        report["flops"] = backbone_flops(model, image_size, device)
+        if report["flops"]:
+            _add_achieved(report)
     return report
+
+
+def _flops_line(report: dict[str, Any]) -> str:
+    env, counted = report["environment"], report["flops"]
+    peak = env.get("bf16_peak_tflops")
+    where = f"{env.get('gpu_card')}'s dense bf16 peak {peak:.0f} TFLOP/s" if peak else "no known bf16 peak here"
+    parts = []
+    for phase in ("train", "inference"):
+        r = report.get(phase)
+        if r and r.get("tflops") is not None:
+            util = f" (MFU {100 * r['mfu']:.1f}%)" if r.get("mfu") is not None else ""
+            parts.append(f"{phase} {r['tflops']:.3g} TFLOP/s{util}")
+    shape = "x".join(str(d) for d in counted["input"])
+    return (f"FLOPs of {counted['module']} (fvcore, {shape}): {counted['gflops_per_image']:.4g} G multiply-adds per "
+            f"image; achieved {', '.join(parts)}; {where} (heads not counted: a lower bound)")
 
 
 def format_speed_report(report: dict[str, Any], title: str = "") -> str:
@@ -291,6 +366,8 @@ def format_speed_report(report: dict[str, Any], title: str = "") -> str:
     lines.append(tabulate(rows, headers=["phase", "batch", "dtype", "s / iter (median)", "s / image", "images / s",
                                          f"peak GB ({mem})", "GB / image", "first call s", "compile s (est.)",
                                          "timed"], tablefmt="github"))
+    if report.get("flops"):
+        lines.append(_flops_line(report))
     if report.get("train"):
         lines.append(f"data loader: {report['train']['loader_s_per_batch']:.3f} s / batch of "
                      f"{report['train']['batch_size']} (not in the step time)")

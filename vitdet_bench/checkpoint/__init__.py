@@ -2,9 +2,9 @@
 
 Modules, in import order (each imports only those before it): ``io`` (file reading and writing),
 ``report`` (the load report), ``backbone`` (pre-trained ViT formats), ``detectron2`` (Detectron2
-detector layout), ``method`` (whole pre-training methods <-> their official files), ``init``
-(``train.init_checkpoint``), ``checkpointer`` (save / resume), ``convert``
-(``tools/convert_checkpoint.py``).
+detector layout), ``method`` (whole pre-training methods <-> their official files), ``convmae``
+(ConvMAE / FastConvMAE files for the ConvViT), ``init`` (``train.init_checkpoint``),
+``checkpointer`` (save / resume), ``convert`` (``tools/convert_checkpoint.py``).
 """
 
 from .backbone import (
@@ -22,7 +22,14 @@ from .convert import convert_backbone_file, convert_detector_file, convert_metho
 from .detectron2 import from_detectron2, is_detectron2_checkpoint, save_detectron2_checkpoint, to_detectron2
 from .init import INIT_FORMATS, detect_init_format, load_init_checkpoint
 from .io import CheckpointError, atomic_torch_save, find_nonfinite, load_detectron2_pickle, read_checkpoint, safe_torch_load
-from .method import METHOD_LAYOUTS, describe_init_source, is_method_model, load_method_checkpoint, to_official
+from .method import (
+    METHOD_LAYOUTS,
+    WRITABLE_LAYOUTS,
+    describe_init_source,
+    is_method_model,
+    load_method_checkpoint,
+    to_official,
+)
 from .report import LoadReport
 
 __all__ = [
@@ -31,6 +38,7 @@ __all__ = [
     "FORMATS",
     "INIT_FORMATS",
     "METHOD_LAYOUTS",
+    "WRITABLE_LAYOUTS",
     "CheckpointError",
     "CheckpointFormatError",
     "Checkpointer",

@@ -1,12 +1,14 @@
-"""Load pre-trained ViT checkpoints (MAE, MoCo v3, BEiT, DeiT, timm, our exports) into the backbone.
+"""Load pre-trained ViT checkpoints (MAE, MoCo v3, BEiT, DeiT, timm, MAE-Lite, our exports) into the backbone.
 
 Two steps, each with one job:
 
 1. :func:`to_canonical` reads a checkpoint's container and names (``{"model": ...}``,
-   ``{"state_dict": {"module.base_encoder.…"}}``, a flat timm dict, BEiT's ``gamma_1`` …) and returns
+   ``{"state_dict": {"module.base_encoder.…"}}``, MAE-Lite's ``{"model": {"module.model.…"}}``, a flat
+   timm dict, BEiT's ``gamma_1`` …) and returns
    a state dict in the detection ViT's names, independent of any model. Keys a format carries but
    a detection backbone never uses (cls token, final norm, heads, MAE decoder, MoCo projector /
-   predictor / momentum encoder, BEiT ``lm_head``) are dropped here and counted by reason.
+   predictor / momentum encoder, BEiT ``lm_head``, MAE-Lite's distillation teacher and adapter) are
+   dropped here and counted by reason.
    ``tools/convert_checkpoint.py`` writes this canonical form as a file.
 2. :func:`adapt_to_vit` fits the canonical weights to one :class:`~vitdet_bench.modeling.ViT`:
    position tables resized (bicubic), BEiT bias tables' 3 cls rows kept where the model's table
@@ -64,7 +66,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-FORMATS = ("mae", "mocov3", "beit", "deit", "timm", "vitdet_bench", "vitdet")
+FORMATS = ("mae", "mocov3", "beit", "deit", "timm", "maelite", "vitdet_bench", "vitdet")
 # Whole-detector checkpoints (Detectron2's, this project's own): their backbone part goes through
 # adapt_to_vit too (position tables resized to the model), and nothing is missing by design.
 DETECTOR_FORMATS = ("detectron2", "detector")
@@ -83,6 +85,11 @@ _DROP_RULES: list[tuple[re.Pattern, str]] = [
     (re.compile(r"relative_position_index$"), "rel-pos index buffer (recomputed)"),
 ]
 _MOCO_PREFIX = "module.base_encoder."
+# MAE-Lite (wangsr126/mae-lite tools/train.py) saves DDP(MAE(exp, model)).state_dict(): the MAE model
+# under "model." ("module.model." from DDP); its distillation wrapper adds these, dropped here.
+_MAELITE_MODEL = "model."
+_MAELITE_DROPS = (("tch_model.", "MAE-Lite's frozen distillation teacher (tch_model)"),
+                  ("attn_adapter.", "MAE-Lite's attention adapter (distillation)"))
 # "vitdet": the ViT inside a whole detector's checkpoint, in Detectron2's names (ViTDet's ViT, the
 # benchmarking paper's BEiTDet) or this project's, which agree there.
 _DETECTOR_VIT = re.compile(r"^(backbone\.(?:bottom_up\.)?net\.)blocks\.\d+\.")
@@ -141,6 +148,8 @@ def detect_format(obj: Any) -> str:
         return "mocov3"
     if any(k.startswith("module.") for k in keys) and all(k.startswith("module.") for k in keys):
         keys = [k[len("module."):] for k in keys]
+    if any(k.startswith(_MAELITE_MODEL + "blocks.") for k in keys):
+        return "maelite"
     if not any(k.startswith("blocks.") for k in keys):
         if any(_DETECTOR_VIT.match(k) for k in keys):
             return "vitdet"
@@ -168,7 +177,7 @@ def resolve_format(obj: Any, format: str = "auto") -> str:
     detected = detect_format(obj)
     if format == "auto":
         return detected
-    distinct = ("mocov3", "beit", "vitdet_bench", "vitdet")  # MAE, DeiT and timm share names; these do not
+    distinct = ("mocov3", "beit", "maelite", "vitdet_bench", "vitdet")  # MAE, DeiT and timm share names; these do not
     if format != detected and (format in distinct or detected in distinct):
         raise CheckpointFormatError(
             f"asked to read it as '{format}', but the detected format is '{detected}' "
@@ -209,6 +218,24 @@ def _detector_vit(state: dict[str, torch.Tensor], out: CanonicalCheckpoint) -> d
             name = "rel_pos_bias_window." + name[len("rel_pos_bias."):]
             out.renamed.append((k, name))
         kept[name] = v
+    return kept
+
+
+def _maelite_student(state: dict[str, torch.Tensor], out: CanonicalCheckpoint) -> dict[str, torch.Tensor]:
+    """MAE-Lite's trained MAE (``model.*``, DDP prefix removed) in MAE's names; the distillation
+    teacher and adapter counted as dropped; anything else kept under its name (reported unused)."""
+    if all(k.startswith("module.") for k in state):
+        state = {k[len("module."):]: v for k, v in state.items()}
+    kept = {}
+    for k, v in state.items():
+        if k.startswith(_MAELITE_MODEL):
+            kept[k[len(_MAELITE_MODEL):]] = v
+            continue
+        reason = next((why for prefix, why in _MAELITE_DROPS if k.startswith(prefix)), None)
+        if reason is None:
+            kept[k] = v
+        else:
+            out.dropped[reason] += 1
     return kept
 
 
@@ -258,6 +285,8 @@ def to_canonical(obj: Any, format: str = "auto") -> CanonicalCheckpoint:
         state = kept
     elif format == "vitdet":
         state = _detector_vit(state, out)
+    elif format == "maelite":
+        state = _maelite_student(state, out)
     elif all(k.startswith("module.") for k in state):
         state = {k[len("module."):]: v for k, v in state.items()}
     for k, v in state.items():
@@ -302,7 +331,7 @@ def _expected_missing(key: str, format: str) -> bool:
 
 # Our exports say which method (or which converted format) produced them; that decides which
 # keys they lack by design (a BEiT export has no pos_embed, an MAE export no bias tables).
-_METHOD_FORMATS = {"mae": "mae", "mocov3": "mocov3", "beit": "beit", "supervised": "deit"}
+_METHOD_FORMATS = {"mae": "mae", "mocov3": "mocov3", "beit": "beit", "supervised": "deit", "maelite": "maelite"}
 
 
 def _origin_format(ckpt: CanonicalCheckpoint) -> str:

@@ -22,7 +22,7 @@ from tabulate import tabulate
 
 from ..utils.comm import unwrap_model
 from .init import load_init_checkpoint
-from .io import CheckpointError, atomic_torch_save, atomic_write_text, find_nonfinite, safe_torch_load
+from .io import CheckpointError, atomic_torch_save, atomic_write_text, find_nonfinite, refuse_nonfinite, safe_torch_load
 
 __all__ = [
     "Checkpointer",
@@ -136,16 +136,39 @@ class Checkpointer:
         return os.path.exists(os.path.join(self.save_dir, "last_checkpoint"))
 
     def get_checkpoint_file(self) -> str:
-        """The file ``last_checkpoint`` names; raises :class:`CheckpointError` naming what is wrong."""
+        """The file ``last_checkpoint`` names; raises :class:`CheckpointError` naming what is wrong
+        and the newest intact checkpoint to resume from instead."""
         marker = os.path.join(self.save_dir, "last_checkpoint")
         with open(marker, encoding="utf-8") as f:
             name = f.read().strip()
         if not name:
-            raise CheckpointError(f"{marker} is empty: cannot resume. Delete it to start from scratch.")
+            raise CheckpointError(f"{marker} is empty: cannot resume. {self.recovery_note()}")
         path = os.path.join(self.save_dir, name)
         if not os.path.isfile(path):
-            raise CheckpointError(f"{marker} names {name}, but {path} does not exist: cannot resume")
+            raise CheckpointError(f"{marker} names {name}, but {path} does not exist: cannot resume. "
+                                  f"{self.recovery_note(path)}")
         return path
+
+    def recovery_note(self, bad: str | None = None) -> str:
+        """What to do when the checkpoint ``last_checkpoint`` names cannot be used: the newest other
+        checkpoint in ``save_dir`` that loads and is finite, and how to resume from it."""
+        marker = os.path.join(self.save_dir, "last_checkpoint")
+        names = sorted((f for f in os.listdir(self.save_dir) if _PERIODIC.match(f) or f == "model_final.pth"),
+                       key=lambda f: (f == "model_final.pth", f), reverse=True) if os.path.isdir(self.save_dir) else []
+        for name in names:
+            path = os.path.join(self.save_dir, name)
+            if bad is not None and os.path.abspath(path) == os.path.abspath(bad):
+                continue
+            try:
+                data = safe_torch_load(path)
+            except CheckpointError:
+                continue
+            if isinstance(data, dict) and "model" in data and not find_nonfinite(data["model"]):
+                at = f" (iteration {data['iteration']})" if "iteration" in data else ""
+                return (f"The newest intact checkpoint is {path}{at}: to resume from it, write its name into "
+                        f"{marker} (echo {name} > {marker}) and run again with --resume; or start again with "
+                        "--overwrite.")
+        return f"No other checkpoint in {self.save_dir} is intact: start again with --overwrite."
 
     def load(self, path: str, full: bool = True) -> dict:
         """Load a checkpoint: ``full`` resumes this run from its own checkpoint (model, optimizer,
@@ -164,6 +187,7 @@ class Checkpointer:
         state = data.pop("model", None) if "model" in data else data
         if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
             raise CheckpointError(f"Checkpoint {path} has no model state dict (keys: {sorted(data)[:10]})")
+        refuse_nonfinite(state, path)
         load_model_weights(self.model, state, path)
         if state is data:
             return {}
@@ -176,9 +200,18 @@ class Checkpointer:
         return data
 
     def resume_or_load(self, path: str, resume: bool = True) -> dict:
-        """Resume from ``last_checkpoint`` when asked and present; else load model weights from ``path``."""
+        """Resume from ``last_checkpoint`` when asked and present; else load model weights from ``path``.
+
+        Raises:
+            CheckpointError: the last checkpoint is missing, cut, unreadable or holds NaN / inf;
+                the message names the newest intact checkpoint and how to resume from it.
+        """
         if resume and self.has_checkpoint():
-            return self.load(self.get_checkpoint_file(), full=True)
+            last = self.get_checkpoint_file()
+            try:
+                return self.load(last, full=True)
+            except CheckpointError as e:
+                raise CheckpointError(f"Cannot resume from {last}: {e}\n{self.recovery_note(last)}") from e
         if resume:
             logger.info("No checkpoint in %s to resume from; starting a new run", self.save_dir)
         if path:

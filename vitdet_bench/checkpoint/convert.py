@@ -1,13 +1,18 @@
 """File conversions behind ``tools/convert_checkpoint.py``.
 
-* :func:`convert_backbone_file`: a pre-trained ViT (MAE, MoCo v3, BEiT, DeiT, timm) -> the
+* :func:`convert_backbone_file`: a pre-trained ViT (MAE, MoCo v3, BEiT, DeiT, timm, MAE-Lite) -> the
   project's backbone export (detection names plus metadata; small, weights-only, explicit).
 * :func:`convert_detector_file`: a whole detector, either way between this project's layout and
   Detectron2's (``.pkl`` model-zoo file or ``.pth``). The detector is built from a config, the
   input is loaded into it strictly (so a file that does not fit the config fails with the load
   report), and the output is written from the loaded model, so it loads with nothing missing.
 * :func:`convert_method_file`: a pre-training run here (``model_final.pth``: the whole method) ->
-  the official repository's checkpoint (MAE, BEiT, MoCo v3, DeiT), to continue in the official code.
+  the official repository's checkpoint (MAE, BEiT, MoCo v3, DeiT, ConvMAE), to continue in the
+  official code.
+
+None of them writes over its input or over a checkpoint of a run (``model_*.pth``, ``backbone_*.pth``
+in a directory with ``last_checkpoint``), and none converts weights holding NaN or inf: each is
+refused, naming the file, before anything is written.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import argparse
 import logging
 import math
 import os
+import re
 from typing import Any, Sequence
 
 import torch.nn as nn
@@ -25,15 +31,37 @@ from ..config import LazyConfig, instantiate
 from .backbone import DETECTOR_FORMATS, EXPORT_TAG, find_state_dict, save_backbone_export, to_canonical
 from .detectron2 import num_classes_in, save_detectron2_checkpoint, to_detectron2
 from .init import detect_init_format, load_init_checkpoint
-from .io import CheckpointError, atomic_torch_save, read_checkpoint
+from .io import CheckpointError, atomic_torch_save, read_checkpoint, refuse_nonfinite
 from .method import METHOD_LAYOUTS, to_official
 from .report import LoadReport
 
-__all__ = ["OUTPUT_LAYOUTS", "convert_backbone_file", "convert_detector_file", "convert_method_file"]
+__all__ = ["OUTPUT_LAYOUTS", "check_output_file", "convert_backbone_file", "convert_detector_file",
+           "convert_method_file"]
 
 logger = logging.getLogger(__name__)
 
 OUTPUT_LAYOUTS = ("vitdet_bench", "detectron2")
+_RUN_CHECKPOINT = re.compile(r"^(model|backbone|tokenizer)_(\d{7}|final)\.pth$")
+
+
+def check_output_file(src: str, dst: str) -> None:
+    """Refuse an output that is the input, or a checkpoint of a training / pre-training run.
+
+    Args:
+        src: the file to convert.
+        dst: the file to write.
+
+    Raises:
+        CheckpointError: naming both files and what to do.
+    """
+    if os.path.exists(dst) and os.path.exists(src) and os.path.samefile(src, dst):
+        raise CheckpointError(f"The output {dst} is the input {src}: converting would replace it. Give another "
+                              "output file.")
+    folder = os.path.dirname(os.path.abspath(dst))
+    if os.path.exists(dst) and _RUN_CHECKPOINT.match(os.path.basename(dst)) and \
+            os.path.exists(os.path.join(folder, "last_checkpoint")):
+        raise CheckpointError(f"The output {dst} is a checkpoint of the run in {folder}: converting would replace "
+                              "it. Give an output file outside the run's checkpoints.")
 
 
 def _plain(value: Any) -> Any:
@@ -58,9 +86,11 @@ def convert_backbone_file(src: str, dst: str, format: str = "auto", patch_size: 
         the metadata written (source file and format, width, depth, patch size, pre-training grid,
         layer scale, bias-table layout, the source's saved ``args`` / ``epoch`` / ``arch``).
     """
+    check_output_file(src, dst)
     obj = read_checkpoint(src)
     ckpt = to_canonical(obj, format)
     state = ckpt.state
+    refuse_nonfinite(state, src, "converted")
     meta: dict[str, Any] = {"source_file": os.path.abspath(src), "source_format": ckpt.format}
     blocks = {int(k.split(".")[1]) for k in state if k.startswith("blocks.")}
     weight = state.get("patch_embed.proj.weight")
@@ -78,7 +108,7 @@ def convert_backbone_file(src: str, dst: str, format: str = "auto", patch_size: 
     saved_args = obj.get("args") if isinstance(obj, dict) else None
     if isinstance(saved_args, argparse.Namespace):
         meta["source_args"] = {k: _plain(v) for k, v in vars(saved_args).items()}
-    for key in ("epoch", "arch"):
+    for key in ("epoch", "start_epoch", "arch"):  # start_epoch: MAE-Lite's
         if isinstance(obj, dict) and isinstance(obj.get(key), (int, str)):
             meta[f"source_{key}"] = obj[key]
     if patch_size and weight is not None and weight.shape[-1] != patch_size:
@@ -136,11 +166,13 @@ def convert_detector_file(src: str, dst: str, config_file: str, source_format: s
         raise ValueError(f"output layout must be one of {OUTPUT_LAYOUTS}, got {to!r}")
     if source_format not in ("auto",) + DETECTOR_FORMATS:
         raise ValueError(f"a detector conversion reads {('auto',) + DETECTOR_FORMATS}, got {source_format!r}")
+    check_output_file(src, dst)
     obj = read_checkpoint(src)
     state, _ = find_state_dict(obj)
     if state is None:
         found = sorted(obj)[:10] if isinstance(obj, dict) else type(obj).__name__
         raise CheckpointError(f"{src}: no state dict found (found {found})")
+    refuse_nonfinite(state, src, "converted")
     model = _build_detector(config_file, overrides, num_classes_in(state))
     detected = detect_init_format(obj, model)
     if detected not in DETECTOR_FORMATS:
@@ -161,7 +193,7 @@ def convert_method_file(src: str, dst: str, to: str) -> dict[str, Any]:
     Args:
         src: a run's checkpoint (``model_final.pth`` / ``model_NNNNNNN.pth`` of ``tools/pretrain_net.py``).
         dst: the official file to write.
-        to: one of :data:`~.method.METHOD_LAYOUTS` (``mae``, ``beit``, ``mocov3``, ``deit``).
+        to: one of :data:`~.method.WRITABLE_LAYOUTS` (``mae``, ``beit``, ``mocov3``, ``deit``, ``convmae``).
 
     Returns:
         the object written (see :func:`~.method.to_official`).
@@ -170,15 +202,17 @@ def convert_method_file(src: str, dst: str, to: str) -> dict[str, Any]:
         CheckpointError: naming ``src``: not a run checkpoint (a backbone export holds the encoder
             only), or not a run of the method ``to`` names.
     """
+    check_output_file(src, dst)
     obj = read_checkpoint(src)
     state, _ = find_state_dict(obj)
     if isinstance(obj, dict) and obj.get("format") == EXPORT_TAG:
         raise CheckpointError(f"{src} is a backbone export (the encoder only); convert the run's model_final.pth, "
                               "which holds the whole method")
-    if state is None or not any(k.startswith("encoder.vit.") for k in state):
+    if state is None or not any(k.startswith(("encoder.vit.", "encoder.convvit.")) for k in state):
         found = sorted(state or obj)[:8] if isinstance(state or obj, dict) else type(obj).__name__
         raise CheckpointError(f"{src}: not a pre-training run's checkpoint of this project (expected encoder.vit.* "
-                              f"names), found {found}")
+                              f"or encoder.convvit.* names), found {found}")
+    refuse_nonfinite(state, src, "converted")
     official = to_official(state, to, src)
     atomic_torch_save(official, dst)
     layout = METHOD_LAYOUTS[to]

@@ -32,9 +32,17 @@ from timm.layers import resample_abs_pos_embed
 from ..modeling.backbone.convvit import ConvViT
 from ..utils.comm import unwrap_model
 from .backbone import EXPORT_TAG, CanonicalCheckpoint, CheckpointFormatError, LoadReport, detect_format
-from .checkpointer import CheckpointError, safe_torch_load
+from .io import CheckpointError, refuse_nonfinite, safe_torch_load
 
-__all__ = ["CONVVIT_FORMATS", "adapt_to_convvit", "convvit_canonical", "find_convvit", "load_convvit_checkpoint"]
+__all__ = [
+    "CONVVIT_FORMATS",
+    "adapt_to_convvit",
+    "convvit_canonical",
+    "detect_convvit_format",
+    "find_convvit",
+    "has_convvit_names",
+    "load_convvit_checkpoint",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -85,6 +93,40 @@ def _refuse_vit(state: dict[str, torch.Tensor], obj: Any, what: str) -> None:
     )
 
 
+def _unwrapped_state(obj: Any) -> dict[str, torch.Tensor]:
+    """The state dict of a loaded file, DDP's ``module.`` prefix removed; raises naming what the file holds."""
+    state = _state_of(obj)
+    if state is None:
+        keys = sorted(obj)[:10] if isinstance(obj, dict) else type(obj).__name__
+        raise CheckpointFormatError(f"no state dict found (top level: {keys})")
+    if all(k.startswith("module.") for k in state):
+        state = {k[len("module."):]: v for k, v in state.items()}
+    return state
+
+
+def has_convvit_names(obj: Any) -> bool:
+    """Whether a loaded file's state dict names a ConvViT at its top level (an official ConvMAE /
+    FastConvMAE file, DDP-saved or not), so it is read here and not as a plain ViT's."""
+    state = _state_of(obj)
+    return state is not None and ("patch_embed1.proj.weight" in state or "module.patch_embed1.proj.weight" in state)
+
+
+def detect_convvit_format(obj: Any) -> str:
+    """``"convmae"`` (an official ConvMAE / FastConvMAE file) or ``"vitdet_bench"`` (this project's
+    ConvViT export); a plain ViT file, or a file with no ConvViT, raises with the reason."""
+    if isinstance(obj, dict) and obj.get("format") == EXPORT_TAG:
+        meta = dict(obj.get("meta", {}))
+        if meta.get("backbone") != "convvit" or "patch_embed1.proj.weight" not in obj["model"]:
+            _refuse_vit(dict(obj["model"]), obj, f"this vitdet_bench export (method '{meta.get('method', '?')}')")
+        return "vitdet_bench"
+    state = _unwrapped_state(obj)
+    if "patch_embed1.proj.weight" not in state:
+        if any(k.startswith(("blocks.", "patch_embed.")) for k in state) or any("base_encoder" in k for k in state):
+            _refuse_vit(state, obj, "the file")
+        raise CheckpointFormatError(f"no ConvViT weights (patch_embed1.*, blocks1-3.*) among {sorted(state)[:10]}")
+    return "convmae"
+
+
 def convvit_canonical(obj: Any, format: str = "auto") -> CanonicalCheckpoint:
     """A loaded ConvMAE file or export -> the ConvViT's key names, pre-training parts dropped.
 
@@ -97,29 +139,16 @@ def convvit_canonical(obj: Any, format: str = "auto") -> CanonicalCheckpoint:
     """
     if format not in ("auto",) + CONVVIT_FORMATS:
         raise ValueError(f"a ConvViT reads formats {('auto',) + CONVVIT_FORMATS}, got {format!r}")
-    if isinstance(obj, dict) and obj.get("format") == EXPORT_TAG:
-        meta = dict(obj.get("meta", {}))
-        state = dict(obj["model"])
-        if meta.get("backbone") != "convvit" or "patch_embed1.proj.weight" not in state:
-            _refuse_vit(state, obj, f"this vitdet_bench export (method '{meta.get('method', '?')}')")
+    detected = detect_convvit_format(obj)
+    if detected == "vitdet_bench":
         if format == "convmae":
             raise CheckpointFormatError("asked to read it as 'convmae', but it is a vitdet_bench export")
-        return CanonicalCheckpoint(state, "vitdet_bench", meta=meta)
-    state = _state_of(obj)
-    if state is None:
-        keys = sorted(obj)[:10] if isinstance(obj, dict) else type(obj).__name__
-        raise CheckpointFormatError(f"no state dict found (top level: {keys})")
-    if state and all(k.startswith("module.") for k in state):
-        state = {k[len("module."):]: v for k, v in state.items()}
-    if "patch_embed1.proj.weight" not in state:
-        if any(k.startswith(("blocks.", "patch_embed.")) for k in state) or any("base_encoder" in k for k in state):
-            _refuse_vit(state, obj, "the file")
-        raise CheckpointFormatError(f"no ConvViT weights (patch_embed1.*, blocks1-3.*) among {sorted(state)[:10]}")
+        return CanonicalCheckpoint(dict(obj["model"]), "vitdet_bench", meta=dict(obj.get("meta", {})))
     if format == "vitdet_bench":
         raise CheckpointFormatError("asked to read it as 'vitdet_bench', but it has no export tag "
                                     "(an official ConvMAE file?)")
     out = CanonicalCheckpoint({}, "convmae", dropped=Counter())
-    for k, v in state.items():
+    for k, v in _unwrapped_state(obj).items():
         reason = next((why for pattern, why in _DROP_RULES if pattern.search(k)), None)
         if reason is None:
             out.state[k] = v
@@ -189,6 +218,7 @@ def load_convvit_checkpoint(model: nn.Module, path: str | dict, format: str = "a
         state, report = adapt_to_convvit(convvit_canonical(obj, format), convvit, source)
     except CheckpointFormatError as e:
         raise CheckpointFormatError(f"{source}: {e}") from None
+    refuse_nonfinite(state, source)
     convvit.load_state_dict(state, strict=False)
     (logger.info if report.ok else logger.warning)("%s", report.summary())
     if strict and not report.ok:

@@ -6,17 +6,21 @@ Three kinds of file initialise a detector, each read by one converter:
 * ``detectron2``: a Detectron2 checkpoint (model-zoo ``.pkl`` or ``.pth``), renamed by
   :mod:`.detectron2` (class order, background slots);
 * a pre-trained backbone (``mae``, ``mocov3``, ``beit``, ``deit``, ``timm``, ``vitdet_bench``
-  exports), read by :mod:`.backbone`; the neck and heads then start from their initial values.
+  exports), read by :mod:`.backbone`; the neck and heads then start from their initial values. A
+  detector on the ConvViT reads ConvMAE / FastConvMAE files instead (``convmae``, ``vitdet_bench``
+  exports of those runs), by :mod:`.convmae`.
 
 A pre-training model (``tools/pretrain_net.py``) takes a pre-training file whole instead (the
-method's encoders, tokens and heads; :mod:`.method`), and its own run checkpoints as a detector does.
+method's encoders, tokens and heads; :mod:`.method`; ConvMAE's ``convmae`` files too), and its own
+run checkpoints as a detector does.
 
 The converter is the one named by ``format`` or, with ``"auto"``, the one whose names the file
-uses. Whole-detector files pass their ViT part through :func:`.backbone.adapt_to_vit` too, so a
+uses (a pre-training model takes a run checkpoint of this project, ``encoder.vit.*``, by name). Whole-detector files pass their ViT part through :func:`.backbone.adapt_to_vit` too, so a
 ViTDet checkpoint loads into a model of another input size (position tables resized). Then one
 :class:`~.report.LoadReport` is logged, and with ``strict`` (``train.init_strict``, on by default)
 any model tensor the file should have provided and did not (a checkpoint of another width, one
-without the neck) stops the run with the missing names listed.
+without the neck) stops the run with the missing names listed. Weights holding NaN or inf are
+refused, naming the file, before anything is loaded.
 """
 
 from __future__ import annotations
@@ -40,8 +44,10 @@ from .backbone import (
     find_vit,
     to_canonical,
 )
+from .convmae import (CONVVIT_FORMATS, adapt_to_convvit, convvit_canonical, detect_convvit_format, find_convvit,
+                      has_convvit_names)
 from .detectron2 import detectron2_names, from_detectron2, is_detectron2_checkpoint
-from .io import CheckpointError, read_checkpoint
+from .io import CheckpointError, read_checkpoint, refuse_nonfinite
 from .method import describe_init_source, is_method_model, load_method_checkpoint
 from .report import LoadReport, compress_keys
 
@@ -49,7 +55,7 @@ __all__ = ["INIT_FORMATS", "detect_init_format", "load_init_checkpoint"]
 
 logger = logging.getLogger(__name__)
 
-INIT_FORMATS = ("auto",) + DETECTOR_FORMATS + FORMATS
+INIT_FORMATS = ("auto",) + DETECTOR_FORMATS + FORMATS + ("convmae",)
 
 
 def _is_own_detector_state(model: nn.Module, state: dict[str, torch.Tensor]) -> bool:
@@ -67,6 +73,10 @@ def detect_init_format(obj: Any, model: nn.Module) -> str:
     state, _ = find_state_dict(obj)
     if state is not None and _is_own_detector_state(model, state):
         return "detector"
+    if state is not None and is_method_model(model) and any(k.startswith("encoder.vit.blocks.") for k in state):
+        return "detector"  # a pre-training run of this project (another method's, maybe): our own names
+    if has_convvit_names(obj):
+        return detect_convvit_format(obj)  # ConvMAE's ConvViT (or a plain ViT's refusal)
     try:
         return detect_format(obj)
     except CheckpointFormatError as e:
@@ -132,6 +142,20 @@ def _backbone_report(model: nn.Module, obj: Any, format: str, source: str, resiz
     return {prefix + k: v for k, v in vit_state.items()}, report
 
 
+def _convvit_report(model: nn.Module, obj: Any, format: str, source: str) -> tuple[dict[str, torch.Tensor], LoadReport]:
+    """A ConvMAE / FastConvMAE file for a detector on the ConvViT: the ConvViT from it (a plain
+    ViT file is refused, saying why), everything else from its initial values."""
+    model = unwrap_model(model)
+    convvit, prefix = find_convvit(model)
+    ckpt = convvit_canonical(obj, format if format in CONVVIT_FORMATS else "auto")
+    convvit_state, convvit_report = adapt_to_convvit(ckpt, convvit, source)
+    report = LoadReport(source=source, format=convvit_report.format, origin=convvit_report.origin,
+                        kind="Init checkpoint")
+    report.add(convvit_report, prefix)
+    report.missing_expected += [k for k in model.state_dict() if not k.startswith(prefix)]
+    return {prefix + k: v for k, v in convvit_state.items()}, report
+
+
 def load_init_checkpoint(
     model: nn.Module,
     path: str | dict,
@@ -176,6 +200,10 @@ def load_init_checkpoint(
     if is_method_model(model) and format not in DETECTOR_FORMATS:
         # A pre-training model continues from the whole method: encoder(s), tokens and heads.
         return load_method_checkpoint(model, obj, format, source, strict, resize_patch_embed, rel_pos_resize)
+    if format == "convmae" and find_convvit(model) is None:
+        raise CheckpointFormatError(f"{source}: a ConvMAE checkpoint (a ConvViT: patch_embed1-4, blocks1-3), but "
+                                    f"{type(unwrap_model(model)).__name__}'s backbone is a plain ViT: use a ConvViT "
+                                    "detector (configs/COCO/mask_rcnn_convvit_b_convmae_25ep.py)")
     try:
         if format in DETECTOR_FORMATS:
             state, _ = find_state_dict(obj)
@@ -187,19 +215,23 @@ def load_init_checkpoint(
             else:
                 report = LoadReport(source=source, format=format, kind="Init checkpoint")
             state = _fit_detector_state(model, state, vit_ckpt, report, resize_patch_embed, rel_pos_resize)
+        elif find_convvit(model) is not None:
+            state, report = _convvit_report(model, obj, format, source)
         else:
             state, report = _backbone_report(model, obj, format, source, resize_patch_embed, rel_pos_resize)
     except CheckpointFormatError as e:
         raise CheckpointFormatError(f"{source}: {e}") from None
+    refuse_nonfinite(state, source)
     unwrap_model(model).load_state_dict(state, strict=False)
     (logger.info if report.ok else logger.warning)("%s", report.summary())
     if is_method_model(model):  # a pre-training run's own checkpoint
         if strict and report.unused:
             raise CheckpointError(
                 f"{source}: {len(report.unused)} tensors of this checkpoint have no place in the "
-                f"{unwrap_model(model).method} model (another method, width or depth): "
+                f"{unwrap_model(model).method} model (a run of another method, width or depth): "
                 f"{', '.join(compress_keys([k for k, _ in report.unused])[:12])}. Set train.init_strict=False "
-                f"to load the rest.\n{report.summary()}"
+                f"to load the rest (the encoder of another method's run starts this one; its own parts start "
+                f"from their initial values).\n{report.summary()}"
             )
         if hasattr(unwrap_model(model), "init_source"):
             unwrap_model(model).init_source = describe_init_source(obj, format, source)

@@ -38,6 +38,7 @@ __all__ = [
     "find_nonfinite",
     "load_detectron2_pickle",
     "read_checkpoint",
+    "refuse_nonfinite",
     "safe_torch_load",
 ]
 
@@ -105,6 +106,28 @@ def find_nonfinite(obj: Any, prefix: str = "") -> list[str]:
             if t.is_floating_point() and t.numel() and not bool(torch.isfinite(t).all())]
 
 
+def refuse_nonfinite(state: Any, source: str, what: str = "loaded") -> None:
+    """Raise when the tensors of ``state`` (a state dict, or any nesting of them) hold NaN or inf.
+
+    Args:
+        state: the weights about to be loaded or written.
+        source: the file they come from, for the message.
+        what: "loaded" or "converted": what would have happened to them.
+
+    Raises:
+        CheckpointError: naming ``source``, how many tensors and which (the first five): a model
+            with such weights computes NaN (no detections, a NaN AP, a NaN loss at the first step).
+    """
+    bad = find_nonfinite(state)
+    if bad:
+        more = f" and {len(bad) - 5} more" if len(bad) > 5 else ""
+        raise CheckpointError(
+            f"{source}: {len(bad)} tensors hold NaN or inf ({', '.join(bad[:5])}{more}), so it was not {what}: a "
+            "model with these weights computes NaN. Use an earlier checkpoint of that run (this project never "
+            "writes one with NaN; a training that diverged names its last clean checkpoint)."
+        )
+
+
 def atomic_write_text(path: str, text: str) -> None:
     """Write a small text file (``last_checkpoint``) atomically."""
     _atomic_write(path, lambda f: f.write(text), mode="w")
@@ -115,6 +138,17 @@ def atomic_pickle_dump(obj: Any, path: str) -> None:
     _atomic_write(path, lambda f: pickle.dump(obj, f, protocol=pickle.HIGHEST_PROTOCOL))
 
 
+def _require_file(path: str) -> None:
+    """Raise :class:`CheckpointError` for a checkpoint path that is missing or a folder."""
+    if os.path.isdir(path):
+        inside = sorted(f for f in os.listdir(path) if f.endswith((".pth", ".pkl", ".pt")))
+        hint = f" (it holds {', '.join(inside[:4])})" if inside else ""
+        raise CheckpointError(f"Checkpoint {path} is a folder, not a file{hint}: give the path of a checkpoint "
+                              "file in it, e.g. a run's model_final.pth or a pre-training run's backbone_final.pth")
+    if not os.path.isfile(path):
+        raise CheckpointError(f"Checkpoint {path} does not exist")
+
+
 def safe_torch_load(path: str) -> Any:
     """``torch.load(weights_only=True)``, with ``argparse.Namespace`` allow-listed.
 
@@ -122,8 +156,7 @@ def safe_torch_load(path: str) -> Any:
         CheckpointError: the file does not exist, holds objects that are not safe to unpickle,
             or is not a torch file; the message names the file.
     """
-    if not os.path.isfile(path):
-        raise CheckpointError(f"Checkpoint {path} does not exist")
+    _require_file(path)
     try:
         with torch.serialization.safe_globals([argparse.Namespace]):
             return torch.load(path, map_location="cpu", weights_only=True)
@@ -215,8 +248,7 @@ def load_detectron2_pickle(path: str) -> dict[str, Any]:
             (Caffe2 / Detectron v1 ``.pkl`` files hold ``"blobs"`` of ResNets this project does
             not build).
     """
-    if not os.path.isfile(path):
-        raise CheckpointError(f"Checkpoint {path} does not exist")
+    _require_file(path)
     with open(path, "rb") as f:
         raw = f.read()
     try:
@@ -237,8 +269,7 @@ def load_detectron2_pickle(path: str) -> dict[str, Any]:
 def read_checkpoint(path: str) -> Any:
     """Read any checkpoint this project accepts: a ``torch.save`` file (zip or legacy format) or a
     Detectron2 model-zoo ``.pkl``, both without executing code from the file."""
-    if not os.path.isfile(path):
-        raise CheckpointError(f"Checkpoint {path} does not exist")
+    _require_file(path)
     if path.endswith(".pkl") and not zipfile.is_zipfile(path):
         return load_detectron2_pickle(path)
     return safe_torch_load(path)

@@ -4,8 +4,9 @@ The detector takes only the ViT from a pre-training file (:mod:`.backbone`). Con
 pre-training (``train.init_checkpoint`` of ``tools/pretrain_net.py``) takes the whole method:
 :func:`load_method_checkpoint` fills every tensor of a pre-training model (``vitdet_bench.pretrain``)
 from a released file, and :func:`to_official` writes a model trained here in the official
-repository's layout (``tools/convert_checkpoint.py --to mae|beit|mocov3|deit``), so it continues in
-the official code. The layouts (``shared/reference/checkpoint_formats.json``):
+repository's layout (``tools/convert_checkpoint.py --to mae|beit|mocov3|deit|convmae``), so it
+continues in the official code. The layouts (``shared/reference/checkpoint_formats.json``; ConvMAE's
+and MAE-Lite's from their repositories' code, ``tests/fixtures/official_key_lists.json``):
 
 ========  ===================================  ==========================================  ==============================
 format    container                            encoder(s) -> ``encoder.*`` here            the method's other parts
@@ -19,12 +20,22 @@ mocov3    ``{"epoch", "arch", "state_dict",    ``module.base_encoder.*`` ->     
                                                -> ``momentum_encoder.*``                   encoder.head`` -> ``momentum_
                                                                                            projector``; ``predictor``
 deit      ``{"model", ...}`` (timm: flat)      as mae                                      ``head`` (the classifier)
+convmae   as mae (``main_pretrain.py``)        ``patch_embed1-4``, ``blocks1-3``,          ``stage1/2_output_decode`` ->
+                                               ``pos_embed`` -> ``encoder.convvit.*``;     ``encoder.*``; ``mask_token``,
+                                               ``norm`` -> ``encoder.norm``                ``decoder_*``
+maelite   ``{"start_epoch", "model",           ``module.model.*`` (MAE's names) ->         ``module.model.mask_token`` /
+          "optimizer", "scheduler",            ``encoder.*``; read only (its ``--resume``  ``decoder_*``; distillation:
+          "scaler", "best_top1", ...}``        needs its optimizer and scheduler states)   ``module.attn_adapter.adapterK``
+                                                                                           -> ``attn_adapter``;
+                                                                                           ``module.tch_model.*`` dropped
 ========  ===================================  ==========================================  ==============================
 
 Here a :class:`~vitdet_bench.pretrain.PretrainEncoder` holds the ViT (``encoder.vit.*``, the
-detector's names) and wraps it with ``encoder.cls_token`` and ``encoder.norm``. Each ViT goes
-through :func:`.backbone.adapt_to_vit` (position tables and BEiT's bias table resized as the
-detector's are, layer scale / q-v biases matched); the other tensors load by name, position tables
+detector's names) and wraps it with ``encoder.cls_token`` and ``encoder.norm``; ConvMAE's encoder
+holds a :class:`~vitdet_bench.modeling.ConvViT` (``encoder.convvit.*``, ConvMAE's own names) with
+its fusion convs and final norm. Each ViT goes through :func:`.backbone.adapt_to_vit` (position
+tables and BEiT's bias table resized as the detector's are, layer scale / q-v biases matched), a
+ConvViT through :func:`.convmae.adapt_to_convvit`; the other tensors load by name, position tables
 resized bicubically. The optimizer, scaler, epoch and args of a training file are not weights: a
 continued run starts its own optimizer and schedule. The model is recognised by its ``method`` and
 ``encoder`` attributes (this package does not import ``vitdet_bench.pretrain``).
@@ -45,6 +56,7 @@ import torch
 import torch.nn as nn
 from timm.models.beit import gen_relative_position_index
 
+from ..modeling.backbone.convvit import ConvViT
 from ..modeling.backbone.rel_pos import NUM_CLS_ENTRIES
 from ..modeling.backbone.vit import ViT
 from ..utils.comm import unwrap_model
@@ -57,11 +69,13 @@ from .backbone import (
     resolve_format,
     to_canonical,
 )
-from .io import CheckpointError, read_checkpoint
+from .convmae import adapt_to_convvit, detect_convvit_format, has_convvit_names
+from .io import CheckpointError, read_checkpoint, refuse_nonfinite
 from .report import LoadReport, compress_keys, group_keys
 
 __all__ = [
     "METHOD_LAYOUTS",
+    "WRITABLE_LAYOUTS",
     "OfficialLayout",
     "INIT_SOURCE_FILE",
     "describe_init_source",
@@ -92,6 +106,10 @@ class OfficialLayout:
         encoders: ``(official prefix, our prefix)`` of each ViT encoder.
         parts: ``(official prefix, our prefix)`` of the method's other tensors; matched first.
         resume: how the official code continues from the file (for the log).
+        backbone: the encoder's attribute holding the backbone (``"vit"``; ConvMAE: ``"convvit"``).
+        drops: ``(official prefix, reason)`` of tensors the file holds and the method here does not
+            (MAE-Lite's frozen teacher, rebuilt from its own file): counted in the report, not loaded.
+        writable: :func:`to_official` can write the layout so that the official code continues from it.
     """
 
     format: str
@@ -102,6 +120,9 @@ class OfficialLayout:
     encoders: tuple[tuple[str, str], ...] = (("", "encoder."),)
     parts: tuple[tuple[str, str], ...] = ()
     resume: str = ""
+    backbone: str = "vit"
+    drops: tuple[tuple[str, str], ...] = ()
+    writable: bool = True
 
 
 METHOD_LAYOUTS: dict[str, OfficialLayout] = {
@@ -117,21 +138,54 @@ METHOD_LAYOUTS: dict[str, OfficialLayout] = {
         resume="main_moco.py --resume FILE (a fresh AdamW and GradScaler state, as its --resume needs; epoch 0)"),
     "deit": OfficialLayout("deit", "supervised", "DeiT (supervised)", parts=(("head.", "head."),),
                            resume="DeiT main.py --resume FILE, or --finetune FILE for another class count"),
+    # Alpha-VL/ConvMAE models_convmae.MaskedAutoencoderConvViT, saved by main_pretrain.py (MAE's
+    # misc.save_model): the ConvViT at the top level, its fusion convs and final norm beside it.
+    "convmae": OfficialLayout(
+        "convmae", "convmae", "ConvMAE", backbone="convvit",
+        parts=(("mask_token", "mask_token"), ("decoder_", "decoder_"),
+               ("stage1_output_decode.", "encoder.stage1_output_decode."),
+               ("stage2_output_decode.", "encoder.stage2_output_decode.")),
+        resume="main_pretrain.py --resume FILE (MAE's misc.load_model: loads 'model'; no optimizer: epoch 0)"),
+    # wangsr126/mae-lite tools/train.py: DDP(MAE(exp, MaskedAutoencoderViT)).state_dict() under
+    # "model" (module.model.*; model.* from one GPU); the distillation wrapper adds its frozen
+    # teacher (tch_model, MAE's encoder) and attn_adapter.adapter{block - 1} (a 1x1 conv).
+    "maelite": OfficialLayout(
+        "maelite", "maelite", "MAE-Lite", prefix="module.", encoders=(("model.", "encoder."),),
+        parts=(("model.mask_token", "mask_token"), ("model.decoder_", "decoder_"), ("attn_adapter.", "attn_adapter.")),
+        drops=(("tch_model.", "MAE-Lite's frozen teacher (the distillation teacher is built from teacher.path)"),),
+        resume="none: mae-lite's train.py --resume also needs its optimizer, scheduler and scaler states",
+        writable=False),
 }
+# The layouts tools/convert_checkpoint.py --to writes (MAE-Lite's is read only).
+WRITABLE_LAYOUTS = tuple(k for k, v in METHOD_LAYOUTS.items() if v.writable)
 # A flat timm ViT is DeiT's layout without the container; this project's exports and a detector's
 # ViT hold an encoder and nothing else.
 _ENCODER_ONLY = OfficialLayout("vitdet_bench", "", "backbone-only")
-_METHOD_LABELS = {"mae": "MAE", "beit": "BEiT", "mocov3": "MoCo v3", "supervised": "supervised (DeiT)"}
+_METHOD_LABELS = {"mae": "MAE", "beit": "BEiT", "mocov3": "MoCo v3", "supervised": "supervised (DeiT)",
+                  "convmae": "ConvMAE", "fastconvmae": "FastConvMAE", "maelite": "MAE-Lite",
+                  "feature_mim": "feature-reconstruction MIM"}
+# MAE-Lite names its attention adapter after the distilled block (0-based): attn_adapter.adapter11
+# for the last of 12 blocks (distill_attn_idx=(12,)); the model here has one, ``attn_adapter``.
+_MAELITE_ADAPTER = re.compile(r"^attn_adapter\.adapter(\d+)\.weight$")
 # A momentum (EMA) copy that the file lacks starts as a copy of its online side, as MoCo v3 builds it.
 _EMA_COPIES = (("momentum_encoder.", "encoder."), ("momentum_projector.", "projector."))
 _BN_BUFFERS = ("running_mean", "running_var", "num_batches_tracked")
 
 
 def is_method_model(model: nn.Module) -> bool:
-    """Whether ``model`` is a pre-training method here (has ``method`` and an ``encoder`` with a ViT)."""
+    """Whether ``model`` is a pre-training method here (has ``method`` and an ``encoder`` with a
+    ViT, or ConvMAE's with a ConvViT)."""
     model = unwrap_model(model)
-    encoder = getattr(model, "encoder", None)
-    return bool(getattr(model, "method", "")) and isinstance(getattr(encoder, "vit", None), ViT)
+    return bool(getattr(model, "method", "")) and _backbone_of(getattr(model, "encoder", None)) is not None
+
+
+def _backbone_of(encoder: nn.Module | None) -> tuple[str, ViT | ConvViT] | None:
+    """``(attribute, module)`` of an encoder's backbone: ``("vit", ViT)`` or ``("convvit", ConvViT)``."""
+    for name, kind in (("vit", ViT), ("convvit", ConvViT)):
+        module = getattr(encoder, name, None)
+        if isinstance(module, kind):
+            return name, module
+    return None
 
 
 def _layout_of(format: str) -> OfficialLayout:
@@ -140,13 +194,20 @@ def _layout_of(format: str) -> OfficialLayout:
     return METHOD_LAYOUTS.get(format, _ENCODER_ONLY)
 
 
-def _route(state: dict[str, torch.Tensor], layout: OfficialLayout) -> tuple[dict[str, dict], dict[str, torch.Tensor]]:
-    """Official names -> ``({our encoder prefix: {ViT-relative name: tensor}}, {our name: tensor})``:
-    the ViT tensors of each encoder, and everything else (cls token, final norm, heads) renamed."""
+def _route(state: dict[str, torch.Tensor],
+           layout: OfficialLayout) -> tuple[dict[str, dict], dict[str, torch.Tensor], dict[str, int]]:
+    """Official names -> ``({our encoder prefix: {backbone-relative name: tensor}}, {our name: tensor},
+    {drop reason: count})``: the backbone tensors of each encoder, everything else (cls token, final
+    norm, heads) renamed, and what the layout drops."""
     vits: dict[str, dict[str, torch.Tensor]] = {ours: {} for _, ours in layout.encoders}
     plain: dict[str, torch.Tensor] = {}
+    dropped: dict[str, int] = {}
     parts = sorted(layout.parts, key=lambda p: -len(p[0]))  # base_encoder.head. before base_encoder.
     for key, value in state.items():
+        drop = next((why for theirs, why in layout.drops if key.startswith(theirs)), None)
+        if drop is not None:
+            dropped[drop] = dropped.get(drop, 0) + 1
+            continue
         part = next(((theirs, ours) for theirs, ours in parts if key.startswith(theirs)), None)
         if part is not None:
             plain[part[1] + key[len(part[0]):]] = value
@@ -160,7 +221,7 @@ def _route(state: dict[str, torch.Tensor], layout: OfficialLayout) -> tuple[dict
             plain[enc[1] + name] = value
         else:
             vits[enc[1]][name] = value
-    return vits, plain
+    return vits, plain, dropped
 
 
 def _canonical_vit(sub: dict[str, torch.Tensor], format: str, meta: dict) -> CanonicalCheckpoint:
@@ -173,11 +234,13 @@ def _canonical_vit(sub: dict[str, torch.Tensor], format: str, meta: dict) -> Can
     return ckpt
 
 
-def _split_file(obj: Any, format: str) -> tuple[OfficialLayout, dict[str, dict], dict[str, torch.Tensor], dict]:
-    """The file's layout, its ViT tensors per encoder and its other tensors (our names), and its metadata."""
+def _split_file(obj: Any, format: str) -> tuple[OfficialLayout, dict[str, dict], dict[str, torch.Tensor], dict,
+                                                dict[str, int]]:
+    """The file's layout, its backbone tensors per encoder, its other tensors (our names), its
+    metadata and what the layout drops."""
     if format == "vitdet":  # a detector's ViT: no cls token, norm or heads to route
         ckpt = to_canonical(obj, format)
-        return _ENCODER_ONLY, {"encoder.": ckpt.state}, {}, {}
+        return _ENCODER_ONLY, {"encoder.": ckpt.state}, {}, {}, {}
     layout = _layout_of(format)
     meta: dict = {}
     if format == "vitdet_bench":
@@ -188,8 +251,8 @@ def _split_file(obj: Any, format: str) -> tuple[OfficialLayout, dict[str, dict],
         state = {k[len(layout.prefix):]: v for k, v in state.items()}
     elif all(k.startswith("module.") for k in state):
         state = {k[len("module."):]: v for k, v in state.items()}
-    vits, plain = _route(state, layout)
-    return layout, vits, plain, meta
+    vits, plain, dropped = _route(state, layout)
+    return layout, vits, plain, meta, dropped
 
 
 def _fit_plain(key: str, value: torch.Tensor, own: dict[str, torch.Tensor], label: str, report: LoadReport,
@@ -230,11 +293,12 @@ def _copy_missing_ema(own: dict[str, torch.Tensor], out: dict[str, torch.Tensor]
 
 
 def _arch(state: dict[str, torch.Tensor]) -> tuple[int, int] | None:
-    """``(width, depth)`` of a ViT state in the detector's names, or ``None``."""
-    weight = state.get("patch_embed.proj.weight")
-    if weight is None:
-        return None
-    return int(weight.shape[0]), len({k.split(".")[1] for k in state if k.startswith("blocks.")})
+    """``(width, depth)`` of a ViT state in the detector's names (of a ConvViT's stage 3), or ``None``."""
+    for patch, blocks in (("patch_embed.proj.weight", "blocks."), ("patch_embed3.proj.weight", "blocks3.")):
+        weight = state.get(patch)
+        if weight is not None:
+            return int(weight.shape[0]), len({k.split(".")[1] for k in state if k.startswith(blocks)})
+    return None
 
 
 def _mismatch_message(model: nn.Module, source: str, format: str, layout: OfficialLayout, report: LoadReport,
@@ -246,7 +310,7 @@ def _mismatch_message(model: nn.Module, source: str, format: str, layout: Offici
     unused = group_keys([k for k, _ in report.unused], limit=12)
     lines = [f"{source}: this '{format}' checkpoint does not hold the whole {label} model "
              f"({len(report.missing_unexpected)} model tensors missing, {len(report.unused)} file tensors unused)."]
-    vit = model.encoder.vit
+    _, vit = _backbone_of(model.encoder)
     if file_arch and file_arch != (vit.embed_dim, vit.depth):
         lines.append(f"The file's encoder is {file_arch[0]} wide with {file_arch[1]} blocks, the model's "
                      f"{vit.embed_dim} wide with {vit.depth}: set model.encoder's embed_dim / depth / num_heads "
@@ -275,29 +339,40 @@ def fit_method_state(model: nn.Module, obj: Any, format: str, source: str, resiz
     """Fit a whole method checkpoint to a pre-training ``model``; returns the state to load, the
     report and ``{"layout", "format", "file_arch", "file_method"}`` for messages."""
     model = unwrap_model(model)
-    format = resolve_format(obj, format)
-    layout, vits, plain, meta = _split_file(obj, format)
     label = _METHOD_LABELS.get(model.method, model.method)
+    kind, _ = _backbone_of(model.encoder)
+    format = _resolve_method_format(obj, format, kind, label)
+    layout, vits, plain, meta, dropped = _split_file(obj, format)
     own = model.state_dict()
     modules = dict(model.named_modules())
-    report = LoadReport(source=source, format=format, kind="Init checkpoint")
+    report = LoadReport(source=source, format=format, kind="Init checkpoint", dropped=dict(dropped))
     out: dict[str, torch.Tensor] = {}
-    covered: set[str] = set()  # model keys a ViT report has classified
+    covered: set[str] = set()  # model keys a backbone report has classified
     file_arch = None
     for ours, sub in vits.items():
-        vit = modules.get(ours + "vit")
+        found = _backbone_of(modules.get(ours[:-1]))
         if not sub:
             continue
-        if not isinstance(vit, ViT):
-            report.unused += [(ours + "vit." + k, f"the {label} model has no {ours[:-1]}") for k in sub]
+        if found is None:
+            report.unused += [(ours + kind + "." + k, f"the {label} model has no {ours[:-1]}") for k in sub]
             continue
-        ckpt = _canonical_vit(sub, format, meta)
+        name, backbone = found
+        if isinstance(backbone, ConvViT):
+            ckpt = CanonicalCheckpoint(dict(sub), format, meta=dict(meta))
+            state, sub_report = adapt_to_convvit(ckpt, backbone, source)
+        else:
+            ckpt = _canonical_vit(sub, format, meta)
+            state, sub_report = adapt_to_vit(ckpt, backbone, source, resize_patch_embed, rel_pos_resize)
         file_arch = file_arch or _arch(ckpt.state)
-        state, vit_report = adapt_to_vit(ckpt, vit, source, resize_patch_embed, rel_pos_resize)
-        report.origin = report.origin or vit_report.origin
-        report.add(vit_report, ours + "vit.")
-        out.update({ours + "vit." + k: v for k, v in state.items()})
-        covered.update(ours + "vit." + k for k in vit.state_dict())
+        prefix = f"{ours}{name}."
+        report.origin = report.origin or sub_report.origin
+        report.add(sub_report, prefix)
+        out.update({prefix + k: v for k, v in state.items()})
+        covered.update(prefix + k for k in backbone.state_dict())
+    # A distilling MAE-Lite model started from a file without distillation: the adapter starts anew.
+    no_adapter = layout.format == "maelite" and not any(_MAELITE_ADAPTER.match(k) for k in plain)
+    if layout.format == "maelite":
+        _maelite_adapter(plain, model, report)
     restarted: set[str] = set()
     for key, value in plain.items():
         _fit_plain(key, value, own, label, report, out, restarted)
@@ -305,10 +380,47 @@ def fit_method_state(model: nn.Module, obj: Any, format: str, source: str, resiz
     for k in own:
         if k in out or k in covered:
             continue
-        expected = k in restarted or k.endswith("num_batches_tracked")
+        expected = k in restarted or k.endswith("num_batches_tracked") or (no_adapter and k.startswith("attn_adapter."))
         (report.missing_expected if expected else report.missing_unexpected).append(k)
     file_method = meta.get("method", "") if format == "vitdet_bench" else layout.method
     return out, report, {"layout": layout, "format": format, "file_arch": file_arch, "file_method": file_method}
+
+
+def _resolve_method_format(obj: Any, format: str, kind: str, label: str) -> str:
+    """The format to read a whole-method file as, for a model whose encoder holds a ``kind``
+    backbone ("vit" or "convvit"); a file of the other kind raises with what it is."""
+    if kind == "convvit":
+        detected = detect_convvit_format(obj)  # a plain ViT file raises: it has no convolution stages
+        if format not in ("auto", detected):
+            raise CheckpointFormatError(f"asked to read it as '{format}', but it is a '{detected}' file (the "
+                                        f"{label} model's ConvViT reads 'convmae' files and 'vitdet_bench' exports)")
+        return detected
+    if format == "convmae" or has_convvit_names(obj):
+        raise CheckpointFormatError(
+            f"a ConvMAE checkpoint (a ConvViT: patch_embed1-4, blocks1-3), but the {label} model's encoder is a "
+            "plain ViT: continue it with a ConvMAE / FastConvMAE config (projects/ConvMAE/configs, "
+            "projects/FastConvMAE/configs)")
+    return resolve_format(obj, format)
+
+
+def _maelite_adapter(plain: dict[str, torch.Tensor], model: nn.Module, report: LoadReport) -> None:
+    """MAE-Lite's ``attn_adapter.adapter{K}.weight`` (the adapter of 0-based block K) -> the model's
+    ``attn_adapter.weight`` when the model distils that block; a model without a teacher drops it."""
+    for key in [k for k in plain if _MAELITE_ADAPTER.match(k)]:
+        block = int(_MAELITE_ADAPTER.match(key).group(1))
+        value = plain.pop(key)
+        if getattr(model, "attn_adapter", None) is None:
+            why = "MAE-Lite's attention adapter (distillation; the model has no teacher)"
+            report.dropped[why] = report.dropped.get(why, 0) + 1
+            continue
+        depth = len(model.encoder.vit.blocks)
+        ours = getattr(model, "student_block", -1) % depth
+        if block != ours:
+            report.unused.append((key, f"MAE-Lite's adapter of block {block + 1} (distill_attn_idx); the model "
+                                       f"distils block {ours + 1} of {depth} (model.student_block)"))
+            continue
+        plain["attn_adapter.weight"] = value
+        report.converted.append(("attn_adapter.weight", f"from {key} (MAE-Lite's adapter of block {block + 1})"))
 
 
 def load_method_checkpoint(model: nn.Module, obj: Any, format: str = "auto", source: str = "<in-memory checkpoint>",
@@ -343,6 +455,7 @@ def load_method_checkpoint(model: nn.Module, obj: Any, format: str = "auto", sou
     if strict and not report.ok:  # before loading: the model keeps its initial values
         raise CheckpointError(_mismatch_message(unwrapped, source, info["format"], info["layout"], report,
                                                 info["file_arch"], info["file_method"]))
+    refuse_nonfinite(state, source)
     unwrapped.load_state_dict(state, strict=False)
     container = find_state_dict(obj)[1]
     ignored = [k for k in obj if k not in (container, "meta", "format", "version")] if container else []
@@ -389,7 +502,7 @@ def describe_init_source(obj: Any, format: str, source: str) -> dict:
         meta = obj.get("meta") or {}
         keep = ("method", "arch", "iterations", "epochs", "batch_size", "data", "init", "lineage")
         info.update({k: _plain(meta[k]) for k in keep if k in meta})
-    for key in ("epoch", "arch", "iteration"):
+    for key in ("epoch", "start_epoch", "arch", "iteration"):  # start_epoch: MAE-Lite's
         if isinstance(obj.get(key), (int, str)):
             info[key] = obj[key]
     if isinstance(obj.get("args"), argparse.Namespace):
@@ -467,8 +580,23 @@ _BEIT_VIT = re.compile(
     r"|blocks\.\d+\.(gamma_[12]|norm[12]\.(weight|bias)|attn\.(q_bias|v_bias|qkv\.weight|proj\.(weight|bias))"
     r"|mlp\.fc[12]\.(weight|bias)))$"
 )
-_REQUIRED = {"plain": ("cls_token", "pos_embed", "patch_embed.proj.weight", "norm.weight"),
-             "beit": ("cls_token", "patch_embed.proj.weight", "rel_pos_bias.relative_position_bias_table", "norm.weight")}
+# models_convmae.MaskedAutoencoderConvViT's encoder: PatchEmbed (proj conv, norm) x 3, patch_embed4
+# (Linear), CBlocks (norm1, conv1, depthwise attn, conv2, norm2, 1x1-conv mlp), timm 0.3.2 Blocks.
+_CONVMAE_ENCODER = re.compile(
+    r"^(pos_embed|norm\.(weight|bias)|patch_embed[123]\.(proj|norm)\.(weight|bias)|patch_embed4\.(weight|bias)"
+    r"|blocks[12]\.\d+\.(norm[12]|conv[12]|attn|mlp\.fc[12])\.(weight|bias)"
+    r"|blocks3\.\d+\.(norm[12]\.(weight|bias)|attn\.(qkv|proj)\.(weight|bias)|mlp\.fc[12]\.(weight|bias)))$"
+)
+# Per official encoder: the names it has, those it must have, and what it is (for messages).
+_OFFICIAL_ENCODERS = {
+    "plain": (_PLAIN_VIT, ("cls_token", "pos_embed", "patch_embed.proj.weight", "norm.weight"), "timm's ViT"),
+    "beit": (_BEIT_VIT, ("cls_token", "patch_embed.proj.weight", "rel_pos_bias.relative_position_bias_table",
+                         "norm.weight"), "timm's ViT with BEiT layer scale, q / v biases and a shared bias table"),
+    "convmae": (_CONVMAE_ENCODER, ("patch_embed1.proj.weight", "patch_embed3.proj.weight", "patch_embed4.weight",
+                                   "pos_embed", "norm.weight"),
+                "ConvMAE's ConvViT: 3 conv patch embeddings, CBlocks, a Linear patch_embed4, plain ViT blocks, "
+                "no relative position"),
+}
 # main_moco.py's --resume loads an optimizer and a GradScaler state: fresh ones (no moments), with
 # the ViT recipe's AdamW settings (its lr is set every iteration; its weight decay is read from here).
 _MOCO_ADAMW = {"lr": 0.0, "betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 0.1, "amsgrad": False}
@@ -477,12 +605,14 @@ _FRESH_GRAD_SCALER = {"scale": 65536.0, "growth_factor": 2.0, "backoff_factor": 
 _MOCO_ARCHS = {(384, 12): "vit_small", (768, 12): "vit_base"}
 
 
-def _encoder_to_official(enc: dict[str, torch.Tensor], format: str, source: str, where: str) -> dict[str, torch.Tensor]:
-    """One encoder (``cls_token``, ``norm.*``, ``vit.*`` relative to ``encoder.``) in the official
-    names: BEiT's ``gamma_N`` and shared table (+ its index buffer) for ``beit``, timm's otherwise."""
+def _encoder_to_official(enc: dict[str, torch.Tensor], format: str, source: str, where: str,
+                         backbone: str = "vit") -> dict[str, torch.Tensor]:
+    """One encoder (``cls_token``, ``norm.*``, ``vit.*`` / ``convvit.*`` relative to ``encoder.``) in
+    the official names: BEiT's ``gamma_N`` and shared table (+ its index buffer) for ``beit``,
+    ConvMAE's (ours) for ``convmae``, timm's otherwise."""
     out: dict[str, torch.Tensor] = {}
     for key, value in enc.items():
-        name = key[len("vit."):] if key.startswith("vit.") else key
+        name = key[len(backbone) + 1:] if key.startswith(backbone + ".") else key
         if format == "beit":
             name = re.sub(r"^(blocks\.\d+)\.ls([12])\.gamma$", r"\1.gamma_\2", name)
             name = name.replace("rel_pos_bias_global.", "rel_pos_bias.")
@@ -496,12 +626,11 @@ def _encoder_to_official(enc: dict[str, torch.Tensor], format: str, source: str,
                                   "(2W-1)^2 + 3 (its 3 cls rows): build the encoder with cls_token=True")
         window = (side + 1) // 2
         out["rel_pos_bias.relative_position_index"] = gen_relative_position_index((window, window))
-    pattern, required = (_BEIT_VIT, _REQUIRED["beit"]) if beit else (_PLAIN_VIT, _REQUIRED["plain"])
+    pattern, required, what = _OFFICIAL_ENCODERS[format if format in _OFFICIAL_ENCODERS else "plain"]
     strange = [k for k in out if not pattern.match(k)]
     if strange:
         raise CheckpointError(f"{source}: {where} has {', '.join(compress_keys(strange))}, which the official "
-                              f"{format} model has no place for (its encoder: timm's ViT"
-                              f"{' with BEiT layer scale, q / v biases and a shared bias table' if beit else ''})")
+                              f"{format} model has no place for (its encoder: {what})")
     absent = [k for k in required if k not in out]
     if absent:
         raise CheckpointError(f"{source}: {where} has no {', '.join(absent)}, which the official {format} model has")
@@ -513,12 +642,12 @@ def to_official(state: dict[str, torch.Tensor], to: str, source: str = "<state d
 
     Args:
         state: the model's ``state_dict()`` (a run's ``model_*.pth`` ``"model"`` entry).
-        to: one of :data:`METHOD_LAYOUTS` (``mae``, ``beit``, ``mocov3``, ``deit``).
+        to: a writable one of :data:`METHOD_LAYOUTS` (``mae``, ``beit``, ``mocov3``, ``deit``, ``convmae``).
         source: the file name, for messages.
 
     Returns:
-        the object to ``torch.save``: ``{"model": ...}`` for MAE, BEiT and DeiT (their ``--resume``
-        loads it strictly and, without an optimizer, starts at epoch 0); for MoCo v3 ``{"epoch": 0,
+        the object to ``torch.save``: ``{"model": ...}`` for MAE, BEiT, DeiT and ConvMAE (their
+        ``--resume`` loads it strictly and, without an optimizer, starts at epoch 0); for MoCo v3 ``{"epoch": 0,
         "arch", "state_dict": {"module.…"}, "optimizer", "scaler"}`` with fresh optimizer and scaler
         states, which its ``--resume`` requires.
 
@@ -526,19 +655,23 @@ def to_official(state: dict[str, torch.Tensor], to: str, source: str = "<state d
         CheckpointError: ``state`` lacks a part of the method, or holds a tensor the official model
             has no place for (naming them).
     """
-    if to not in METHOD_LAYOUTS:
-        raise ValueError(f"official layout must be one of {tuple(METHOD_LAYOUTS)}, got {to!r}")
+    if to not in WRITABLE_LAYOUTS:
+        why = f" ({METHOD_LAYOUTS[to].label}'s resume: {METHOD_LAYOUTS[to].resume})" if to in METHOD_LAYOUTS else ""
+        raise ValueError(f"official layout to write must be one of {WRITABLE_LAYOUTS}, got {to!r}{why}")
     layout = METHOD_LAYOUTS[to]
     used: set[str] = set()
     official: dict[str, torch.Tensor] = {}
     our_parts = sorted(((ours, theirs) for theirs, ours in layout.parts), key=lambda p: -len(p[0]))
     for theirs, ours in layout.encoders:
-        enc = {k[len(ours):]: v for k, v in state.items() if k.startswith(ours)}
+        # ConvMAE's fusion convs live in our encoder but are parts of the official model's top level.
+        enc = {k[len(ours):]: v for k, v in state.items()
+               if k.startswith(ours) and not any(k.startswith(p) for p, _ in our_parts)}
         if not enc:
             raise CheckpointError(f"{source}: no {ours}* tensors: not a whole {layout.label} model of this project "
                                   "(convert a pre-training run's model_final.pth)")
         used.update(ours + k for k in enc)
-        official.update({theirs + k: v for k, v in _encoder_to_official(enc, to, source, ours[:-1]).items()})
+        converted = _encoder_to_official(enc, to, source, ours[:-1], layout.backbone)
+        official.update({theirs + k: v for k, v in converted.items()})
     for ours, theirs in our_parts:
         keys = [k for k in state if k.startswith(ours)]
         if not keys:

@@ -9,7 +9,8 @@ import logging
 import os
 import random
 import sys
-from typing import Any, Callable
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -23,21 +24,29 @@ from ..evaluation import format_results_table, inference_on_dataset
 from ..solver import LRMultiplier
 from ..utils import comm
 from ..utils.cli import CommandLineParser
-from ..utils.logger import close_log_files, log_fatal_errors, setup_logger
+from ..utils.lock import DirectoryLock, LockError
+from ..utils.logger import close_log_files, log_fatal_errors, setup_logger, sigterm_as_exception
 from . import hooks
 from ..utils.events import CommonMetricPrinter, JSONWriter, TensorboardWriter
 from .launch import launch
-from .run_dir import (RunDirError, check_output_dir, clear_run, remove_stale_tmp_files, truncate_events,
+from .run_dir import (RunDirError, check_output_dir, clear_run, final_evaluation, last_checkpoint_iteration,
+                      record_final_evaluation, remove_stale_tmp_files, resume_notes, truncate_events,
                       truncate_metrics)
 from .speed import compile_module, inference_amp_dtype
 from .submit import SubmitError, add_launcher_arguments, launcher_requested, submit_tool
 from .train_loop import AMP_DTYPES, SimpleTrainer
 
 __all__ = [
+    "RUN_LOCK",
     "default_argument_parser",
     "default_setup",
+    "check_init_checkpoint",
+    "check_run_keys",
+    "finish_run",
     "load_config",
+    "lock_output_dir",
     "prepare_output_dir",
+    "run_in_output_dir",
     "save_run_config",
     "resolve_device",
     "fill_num_classes",
@@ -53,6 +62,8 @@ __all__ = [
 ]
 
 logger = logging.getLogger("vitdet_bench")
+
+RUN_LOCK = "run.lock"  # held in train.output_dir while a run writes there (utils/lock.py)
 
 
 def default_argument_parser(description: str | None = None) -> CommandLineParser:
@@ -103,25 +114,105 @@ def resolve_device(cfg: DictConfig) -> torch.device:
     return torch.device("cpu")
 
 
-def prepare_output_dir(cfg: DictConfig, args: argparse.Namespace) -> str:
-    """Check ``train.output_dir`` before anything is written there (see :mod:`.run_dir`), with one
-    decision for all ranks; with ``--overwrite``, delete the old run's files.
+def check_run_keys(cfg: DictConfig) -> None:
+    """Refuse values of ``train.output_dir`` and ``dataloader.train.total_batch_size`` that would
+    fail later with a message naming neither (before anything is built or written).
+
+    Args:
+        cfg: the loaded config (overrides applied).
+
+    Raises:
+        ValueError: naming the key, the value and what to give.
+    """
+    if not str(cfg.train.get("output_dir") or "").strip():
+        raise ValueError("train.output_dir is empty: set train.output_dir=DIR, the folder for the run's "
+                         "config.yaml, log.txt, metrics.json and checkpoints")
+    loader = cfg.dataloader.get("train") if "dataloader" in cfg else None
+    if loader is not None and "total_batch_size" in loader:
+        batch = loader.total_batch_size
+        if not isinstance(batch, int) or isinstance(batch, bool) or batch < 1:
+            raise ValueError(f"dataloader.train.total_batch_size={batch!r}: it must be a whole number of images "
+                             "per iteration, at least 1 (and divisible by the number of processes)")
+
+
+def check_init_checkpoint(cfg: DictConfig, mode: str) -> None:
+    """Refuse a ``train.init_checkpoint`` that is missing or a folder before any data is read
+    (a pre-training pool is drawn first otherwise); not checked when a resume ignores it.
+
+    Args:
+        cfg: the loaded config.
+        mode: the output directory's mode (:func:`prepare_output_dir`).
+
+    Raises:
+        CheckpointError: naming the key, the path and what to give instead.
+    """
+    path = str(cfg.train.get("init_checkpoint") or "")
+    if not path:
+        return
+    if mode in ("resume", "finished") and os.path.exists(os.path.join(cfg.train.output_dir, "last_checkpoint")):
+        return  # the run continues from its own checkpoint
+    if os.path.isdir(path):
+        inside = sorted(f for f in os.listdir(path) if f.endswith((".pth", ".pkl", ".pt")))
+        example = ", ".join(os.path.join(path, f) for f in inside[:3]) or \
+            f"{os.path.join(path, 'model_final.pth')} or {os.path.join(path, 'backbone_final.pth')}"
+        raise CheckpointError(f"train.init_checkpoint={path} is a folder, not a checkpoint file: give a file in "
+                              f"it, e.g. {example} (a run's detector: model_final.pth; a pre-training run's "
+                              "export: backbone_final.pth)")
+    if not os.path.isfile(path):
+        raise CheckpointError(f"train.init_checkpoint={path} does not exist: give the path of a checkpoint "
+                              "file (or train.init_checkpoint=\"\" to start from random weights)")
+
+
+def lock_output_dir(output_dir: str, what: str) -> DirectoryLock | None:
+    """Take ``output_dir/run.lock`` on the main process (see :mod:`vitdet_bench.utils.lock`), with
+    one outcome for all ranks: every rank raises the main process's :class:`LockError`.
+
+    Args:
+        output_dir: the run's ``train.output_dir``.
+        what: what runs there, for the message of a refused run ("training run", ...).
 
     Returns:
-        the mode: ``"new"``, ``"resume"``, ``"overwrite"`` or ``"beside"`` (an evaluation in a
-        training run's directory, which writes ``config_eval.yaml`` and ``inference_eval/``).
+        the held lock on the main process (release it when the run ends), ``None`` on the others.
+    """
+    lock, error = None, ""
+    if comm.is_main_process():
+        lock = DirectoryLock(output_dir, RUN_LOCK, what, hint="or set train.output_dir= to another directory")
+        try:
+            lock.acquire()
+        except LockError as e:
+            lock, error = None, str(e)
+    error = comm.all_gather(error)[0]
+    if error:
+        if lock is not None:
+            lock.release()
+        raise LockError(error)
+    return lock
+
+
+def prepare_output_dir(cfg: DictConfig, args: argparse.Namespace) -> str:
+    """Check ``train.output_dir`` and ``train.init_checkpoint`` before anything is written there
+    (see :mod:`.run_dir`), with one decision for all ranks; with ``--overwrite``, delete the old
+    run's files.
+
+    Returns:
+        the mode: ``"new"``, ``"resume"``, ``"finished"`` (a resume of a run that has trained all
+        its iterations), ``"overwrite"`` or ``"beside"`` (an evaluation in a training run's
+        directory, which writes ``config_eval.yaml`` and ``inference_eval/``).
     """
     resume, overwrite = bool(getattr(args, "resume", False)), bool(getattr(args, "overwrite", False))
     eval_only = bool(getattr(args, "eval_only", False))
-    decision: tuple[str, str] = ("", "")
+    decision: tuple[str, str, str] = ("", "", "")
     if comm.is_main_process():
         try:
-            decision = (check_output_dir(cfg, resume, overwrite, eval_only), "")
-        except RunDirError as e:
-            decision = ("", str(e))
-    mode, error = comm.all_gather(decision)[0]
+            mode = check_output_dir(cfg, resume, overwrite, eval_only)
+            if not eval_only:  # --eval-only checks its checkpoint itself (check_evaluable)
+                check_init_checkpoint(cfg, mode)
+            decision = (mode, "", "")
+        except (RunDirError, CheckpointError) as e:
+            decision = ("", type(e).__name__, str(e))
+    mode, kind, error = comm.all_gather(decision)[0]
     if error:
-        raise RunDirError(error)
+        raise (CheckpointError if kind == "CheckpointError" else RunDirError)(error)
     if mode == "overwrite":
         if comm.is_main_process():
             removed = clear_run(cfg.train.output_dir)
@@ -136,9 +227,11 @@ def prepare_output_dir(cfg: DictConfig, args: argparse.Namespace) -> str:
     return mode
 
 
-def default_setup(cfg: DictConfig, args: argparse.Namespace) -> None:
+def default_setup(cfg: DictConfig, args: argparse.Namespace, notes: Sequence[str] = ()) -> None:
     """Create the output dir, log to ``log.txt`` and seed every RNG. ``config.yaml`` is written
-    later, by :func:`save_run_config`, once the run's checkpoint has loaded."""
+    later, by :func:`save_run_config`, once the run's checkpoint has loaded (on ``--resume``, once
+    its first step succeeded). ``notes`` are warnings found before ``log.txt`` was open (a stale
+    lock taken over), logged into it; a resume's changed config keys are logged too."""
     output_dir = cfg.train.output_dir
     rank = comm.get_rank()
     if comm.is_main_process():
@@ -147,9 +240,44 @@ def default_setup(cfg: DictConfig, args: argparse.Namespace) -> None:
     logger.info("Rank %d of %d; torch %s, torchvision %s, CUDA available: %s", rank, comm.get_world_size(),
                 torch.__version__, __import__("torchvision").__version__, torch.cuda.is_available())
     logger.info("Command line: %s", " ".join(sys.argv))
+    if comm.is_dist():
+        logger.info("Process group: %s backend", torch.distributed.get_backend())
     if getattr(args, "overwrite", False):
         logger.warning("--overwrite: the files of any earlier run in %s were deleted first", output_dir)
+    for note in notes:
+        logger.warning("%s", note)
+    if getattr(args, "resume", False) and comm.is_main_process():
+        for note in resume_notes(cfg):
+            logger.warning("%s", note)
     seed_all(int(cfg.train.seed) + rank)
+
+
+@contextmanager
+def run_in_output_dir(cfg: DictConfig, args: argparse.Namespace, what: str) -> Iterator[str]:
+    """Everything around a run in ``train.output_dir``: hold its lock, check it (and the init
+    checkpoint), set up ``log.txt``, turn SIGTERM into an exception, and write whatever ends the
+    run into ``log.txt``; release the lock and close the log at the end, however it ends.
+
+    Args:
+        cfg: the checked config.
+        args: the tool's flags (``--resume``, ``--overwrite``, ``--eval-only``).
+        what: what runs, for messages: "Training", "Evaluation", "Pre-training", ...
+
+    Yields:
+        the mode of :func:`prepare_output_dir`.
+    """
+    lock = lock_output_dir(cfg.train.output_dir, f"{what.lower()} run")
+    try:
+        mode = prepare_output_dir(cfg, args)
+        default_setup(cfg, args, notes=[f"Took over the {lock.took_over}"] if lock and lock.took_over else [])
+        try:
+            with sigterm_as_exception(), log_fatal_errors(logger, what):
+                yield mode
+        finally:
+            close_log_files(cfg.train.output_dir)
+    finally:
+        if lock is not None:
+            lock.release()
 
 
 def save_run_config(cfg: DictConfig, name: str = "config.yaml") -> None:
@@ -308,7 +436,8 @@ def do_train(args: argparse.Namespace, cfg: DictConfig,
     ``extra_hooks(model, trainer)`` returns more hooks, registered before the writers so what they
     record is logged in the same iteration (pre-training adds its progress and export hooks).
     On resume, ``metrics.json`` and the event files are cut back to the checkpoint's iteration
-    and stale temporary files are removed; ``config.yaml`` is written once the checkpoint loaded.
+    and stale temporary files are removed; ``config.yaml`` is written once the checkpoint loaded
+    (on resume, once the first step succeeded).
     """
     config_to_save = copy.deepcopy(cfg)  # before the model is put into it
     device = resolve_device(cfg)
@@ -339,7 +468,11 @@ def do_train(args: argparse.Namespace, cfg: DictConfig,
     start_iter = int(extra["iteration"]) + 1 if "iteration" in extra else 0
     if comm.is_main_process():
         _clean_for_start(output_dir, start_iter)
-    save_run_config(config_to_save)
+    if start_iter == 0:
+        save_run_config(config_to_save)
+    # A resume keeps the run's config.yaml until a step with the new config has succeeded: one
+    # that fails at once (a bad image in a new dataset) leaves the run described as it was.
+    save_config = hooks.AfterFirstStep(lambda: save_run_config(config_to_save)) if start_iter > 0 else None
     final_results: dict[str, Any] = {}
 
     def evaluate() -> dict:
@@ -352,6 +485,7 @@ def do_train(args: argparse.Namespace, cfg: DictConfig,
         writers = [CommonMetricPrinter(max_iter), JSONWriter(os.path.join(output_dir, "metrics.json")),
                    TensorboardWriter(output_dir)]
     trainer.register_hooks([
+        save_config,
         hooks.IterationTimer(),
         hooks.LRScheduler(scheduler),
         hooks.PeriodicCheckpointer(checkpointer, cfg.train.checkpointer.period, max_iter,
@@ -360,6 +494,9 @@ def do_train(args: argparse.Namespace, cfg: DictConfig,
         *(extra_hooks(model, trainer) if extra_hooks else []),
         hooks.PeriodicWriter(writers, period=cfg.train.log_period) if writers else None,
     ])
+    if start_iter >= max_iter:
+        logger.info("Nothing to train: the checkpoint has trained all %d iterations (train.max_iter=%d)", start_iter,
+                    max_iter)
     try:
         trainer.train(start_iter, max_iter)
     except FloatingPointError as e:
@@ -378,30 +515,72 @@ def _clean_for_start(output_dir: str, start_iter: int) -> None:
     dropped = truncate_metrics(os.path.join(output_dir, "metrics.json"), start_iter)
     dropped_events = truncate_events(output_dir, start_iter)
     if dropped or dropped_events:
-        logger.warning("Starting at iteration %d: dropped %d metrics.json rows and %d TensorBoard events logged "
-                       "at or after it by an earlier, interrupted attempt", start_iter, dropped, dropped_events)
+        why = "the checkpoint this run starts from does not cover them" if start_iter else "no checkpoint covers them"
+        logger.warning("Starting at iteration %d: dropped %d metrics.json rows and %d TensorBoard events that an "
+                       "earlier attempt logged at or after it (%s)", start_iter, dropped, dropped_events, why)
+
+
+def finish_run(cfg: DictConfig) -> dict:
+    """``--resume`` of a run that has trained its ``train.max_iter`` iterations: nothing is trained.
+
+    Its final evaluation is run only when ``metrics.json`` lacks it or the results file is missing
+    (a run killed after ``model_final.pth`` was written, a file that lost its last row), and added
+    to the last iteration's row; ``config.yaml`` is written only when missing. Nothing else changes.
+
+    Args:
+        cfg: the run's config (``train.output_dir`` holds the finished run).
+
+    Returns:
+        the final evaluation results (from ``metrics.json``, or the new evaluation).
+    """
+    output_dir, max_iter = cfg.train.output_dir, int(cfg.train.max_iter)
+    found = last_checkpoint_iteration(output_dir)
+    name = found[0] if found else "last_checkpoint"
+    checkpoint = os.path.join(output_dir, name)
+    logger.info("%s holds a finished run: %s has trained all %d iterations (train.max_iter=%d). Nothing to train "
+                "(give a larger train.max_iter to train on).", output_dir, checkpoint, max_iter, max_iter)
+    metrics = os.path.join(output_dir, "metrics.json")
+    results = final_evaluation(metrics, max_iter)
+    evaluator = cfg.dataloader.get("evaluator")
+    evaluates = evaluator is not None and int(cfg.train.get("eval_period", 0)) >= 0
+    results_file = os.path.join(str(evaluator.get("output_dir") or ""), "coco_instances_results.json") \
+        if evaluator is not None else ""
+    if not os.path.isfile(os.path.join(output_dir, "config.yaml")):
+        save_run_config(cfg)
+    if not evaluates or (results is not None and (not evaluator.get("output_dir") or os.path.isfile(results_file))):
+        if results is not None:
+            logger.info("Its final evaluation is in %s; to evaluate it again: --eval-only "
+                        "train.init_checkpoint=%s", metrics, checkpoint)
+        return results or {}
+    logger.info("Its final evaluation is missing from %s: evaluating %s", metrics, checkpoint)
+    model = build_model(cfg)
+    Checkpointer(model, output_dir).load(checkpoint)
+    results = do_test(cfg, model)
+    if comm.is_main_process() and results:
+        record_final_evaluation(metrics, max_iter - 1, results)
+        logger.info("Added the final evaluation to %s (iteration %d)", metrics, max_iter - 1)
+    return results
 
 
 def main(args: argparse.Namespace, extra_hooks: Callable[[nn.Module, SimpleTrainer], list] | None = None) -> dict:
-    """Load and check the config and the output directory, set up, then evaluate (``--eval-only``)
-    or train (``extra_hooks`` as in :func:`do_train`). Nothing is written before the config and
-    the directory pass their checks; any error after that is written to ``log.txt``."""
+    """Load and check the config and the output directory, lock it, set up, then evaluate
+    (``--eval-only``), train (``extra_hooks`` as in :func:`do_train`) or, for a finished run
+    resumed, :func:`finish_run`. Nothing is written before the config and the directory pass
+    their checks; any error after that is written to ``log.txt``; the lock is released at the end."""
     cfg = load_config(args.config_file, args.opts)
+    check_run_keys(cfg)
     resolve_num_classes(cfg)
-    mode = prepare_output_dir(cfg, args)
-    default_setup(cfg, args)
-    try:
-        with log_fatal_errors(logger, "Evaluation" if args.eval_only else "Training"):
-            if args.eval_only:
-                model = build_model(cfg)
-                check_evaluable(cfg.train.init_checkpoint, model)
-                Checkpointer(model, cfg.train.output_dir, init_options=init_load_options(cfg)).load(
-                    cfg.train.init_checkpoint, full=False)
-                save_run_config(cfg, "config_eval.yaml" if mode == "beside" else "config.yaml")
-                return do_test(cfg, model)
-            return do_train(args, cfg, extra_hooks=extra_hooks)
-    finally:
-        close_log_files(cfg.train.output_dir)
+    with run_in_output_dir(cfg, args, "Evaluation" if args.eval_only else "Training") as mode:
+        if args.eval_only:
+            model = build_model(cfg)
+            check_evaluable(cfg.train.init_checkpoint, model)
+            Checkpointer(model, cfg.train.output_dir, init_options=init_load_options(cfg)).load(
+                cfg.train.init_checkpoint, full=False)
+            save_run_config(cfg, "config_eval.yaml" if mode == "beside" else "config.yaml")
+            return do_test(cfg, model)
+        if mode == "finished":
+            return finish_run(cfg)
+        return do_train(args, cfg, extra_hooks=extra_hooks)
 
 
 def run(argv: list[str] | None = None) -> None:

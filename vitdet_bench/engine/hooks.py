@@ -12,9 +12,22 @@ from ..checkpoint import Checkpointer
 from ..utils import comm
 from .train_loop import HookBase
 
-__all__ = ["IterationTimer", "LRScheduler", "PeriodicCheckpointer", "EvalHook", "PeriodicWriter"]
+__all__ = ["AfterFirstStep", "IterationTimer", "LRScheduler", "PeriodicCheckpointer", "EvalHook", "PeriodicWriter"]
 
 logger = logging.getLogger(__name__)
+
+
+class AfterFirstStep(HookBase):
+    """Call ``function()`` once, after the first step of this training (resumed or not) succeeded."""
+
+    def __init__(self, function: Callable[[], None]) -> None:
+        self.function = function
+        self._done = False
+
+    def after_step(self) -> None:
+        if not self._done:
+            self._done = True
+            self.function()
 
 
 class IterationTimer(HookBase):
@@ -97,6 +110,7 @@ class EvalHook(HookBase):
         if comm.is_main_process() and results:
             flat = {f"{task}/{k}": v for task, metrics in results.items() for k, v in metrics.items()}
             self.trainer.storage.put_scalars(**flat, smoothing_hint=False)
+            self.trainer.storage.request_write()  # every evaluation reaches metrics.json, whatever log_period
         comm.synchronize()
 
     def after_step(self) -> None:
@@ -110,7 +124,8 @@ class EvalHook(HookBase):
 
 
 class PeriodicWriter(HookBase):
-    """Call each writer's ``write()`` every ``period`` iterations and at the end."""
+    """Call each writer's ``write()`` every ``period`` iterations, at the end, and in any step
+    whose hooks asked for it (:meth:`EventStorage.request_write`: an evaluation)."""
 
     def __init__(self, writers: Sequence, period: int = 20) -> None:
         self.writers = list(writers)
@@ -118,7 +133,8 @@ class PeriodicWriter(HookBase):
 
     def after_step(self) -> None:
         it = self.trainer.iter
-        if (it + 1) % self.period == 0 or it == self.trainer.max_iter - 1:
+        requested = self.trainer.storage.pop_write_request()  # an evaluation ran in this step
+        if (it + 1) % self.period == 0 or it == self.trainer.max_iter - 1 or requested:
             for w in self.writers:
                 w.write()
 

@@ -4,7 +4,9 @@ write each image with its detections drawn and one ``detections.json``, and lose
 * Outputs mirror the inputs' paths below their common folder (``a/x.jpg`` and ``b/x.jpg`` become
   ``OUT/a/x.jpg`` and ``OUT/b/x.jpg``), so two inputs never share an output name.
 * An output folder that is an input's folder, or an output that would land on an input file, is
-  refused before anything runs: a user's images are never written over.
+  refused before anything runs: a user's images are never written over. Nor is any other file
+  already in the output folder: only the drawings (and ``detections.json``) of an earlier
+  prediction into that folder, listed in its ``detections.json``, are replaced.
 * Everything is written to a hidden staging folder first and moved into place only when every
   image succeeded (or was skipped, with ``on_bad_image="skip"``, and listed as such in
   ``detections.json``); a failure leaves the output folder exactly as it was.
@@ -58,13 +60,38 @@ def collect_images(inputs: Sequence[str], exclude: str | None = None) -> list[st
     return list(unique.values())
 
 
+def _earlier_outputs(output_dir: str) -> set[str]:
+    """The drawings an earlier prediction wrote into ``output_dir`` (real paths, from its
+    ``detections.json``); those may be replaced.
+
+    Raises:
+        ValueError: ``output_dir/detections.json`` exists but is not one this tool wrote.
+    """
+    path = os.path.join(output_dir, "detections.json")
+    if not os.path.exists(path):
+        return set()
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+        images = data["images"]
+        return {os.path.realpath(str(record["output_image"])) for record in images}
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise ValueError(f"--output {output_dir} holds a detections.json that tools/predict.py did not write (or "
+                         f"that is damaged: {type(e).__name__}), which this prediction would replace. Choose "
+                         "another output folder.") from None
+
+
 def output_paths(images: Sequence[str], output_dir: str, input_dirs: Sequence[str] = ()) -> dict[str, str]:
     """Where each image's drawing goes: its path below the inputs' common folder, under ``output_dir``.
 
     Raises:
-        ValueError: ``output_dir`` is an input folder (or the folder of an input file), an output
-            would be written over an input, or two inputs would get the same output.
+        ValueError: ``output_dir`` is a file or an input folder (or the folder of an input file),
+            an output would be written over an input or over a file that is not a drawing of an
+            earlier prediction into ``output_dir``, or two inputs would get the same output.
     """
+    if os.path.exists(output_dir) and not os.path.isdir(output_dir):
+        raise ValueError(f"--output {output_dir} is a file, not a folder: give a folder for the drawings and "
+                         "detections.json (it is created when missing)")
     real_out = os.path.realpath(output_dir)
     folders = {os.path.realpath(d) for d in input_dirs} | {os.path.realpath(os.path.dirname(os.path.abspath(p)))
                                                             for p in images}
@@ -75,6 +102,7 @@ def output_paths(images: Sequence[str], output_dir: str, input_dirs: Sequence[st
     mapping: dict[str, str] = {}
     taken: dict[str, str] = {}
     sources = {os.path.realpath(p) for p in images}
+    earlier = _earlier_outputs(output_dir)
     for path in images:
         rel = os.path.relpath(os.path.realpath(path), root)
         if not rel.lower().endswith(IMAGE_EXTENSIONS):
@@ -86,6 +114,10 @@ def output_paths(images: Sequence[str], output_dir: str, input_dirs: Sequence[st
                              "folder outside the inputs' folders.")
         if real in taken:
             raise ValueError(f"Inputs {taken[real]} and {path} would both be drawn to {out}")
+        if os.path.lexists(out) and real not in earlier:
+            raise ValueError(f"The drawing of {path} would replace {out}, a file that is not a drawing of an earlier "
+                             f"prediction into {output_dir} (not listed in its detections.json). Choose an empty or "
+                             "new --output folder.")
         taken[real] = path
         mapping[path] = out
     return mapping

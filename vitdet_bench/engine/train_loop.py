@@ -78,8 +78,9 @@ class TrainerBase:
                     self.before_step()
                     self.run_step()
                     self.after_step()
-                # The loop leaves self.iter at the last iteration; after_train sees max_iter.
-                self.iter += 1
+                # The loop leaves self.iter at the last iteration; after_train sees max_iter (also
+                # when there was nothing to train: a resumed run that had finished).
+                self.iter = max(start_iter, max_iter)
             finally:
                 self.after_train()
 

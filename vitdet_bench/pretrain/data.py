@@ -30,6 +30,7 @@ from torchvision import transforms as T
 from ..data.build import build_detection_train_loader, get_detection_dataset
 from ..data.demo_pool import ensure_demo_pool, read_image_set
 from ..data.mapper import IMAGE_EXTENSIONS, read_image
+from .crop import random_resized_crop
 from .views import PendingView, ViewPlan, blur_kernel_size
 
 __all__ = [
@@ -127,12 +128,10 @@ def _to_tensor(img: Image.Image) -> torch.Tensor:
     return torch.from_numpy(np.asarray(img.convert("RGB"), dtype=np.float32).transpose(2, 0, 1).copy())
 
 
-def mae_transform(image_size: int = 224, min_scale: float = 0.2) -> Callable:
-    """MAE: RandomResizedCrop(scale 0.2-1, bicubic) and a horizontal flip."""
-    return T.Compose([
-        T.RandomResizedCrop(image_size, scale=(min_scale, 1.0), interpolation=T.InterpolationMode.BICUBIC),
-        T.RandomHorizontalFlip(),
-    ])
+def mae_transform(image_size: int = 224, min_scale: float = 0.2, interpolation: str = "bicubic") -> Callable:
+    """MAE: RandomResizedCrop(scale 0.2-1, bicubic) and a horizontal flip; ``interpolation="random"``:
+    bilinear or bicubic per image (MAE-Lite; :func:`~.crop.random_resized_crop`)."""
+    return T.Compose([random_resized_crop(image_size, min_scale, interpolation), T.RandomHorizontalFlip()])
 
 
 class PILGaussianBlur:

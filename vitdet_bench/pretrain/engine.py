@@ -30,18 +30,18 @@ from ..checkpoint.io import atomic_write_text
 from ..utils.comm import unwrap_model
 from ..config import instantiate
 from ..engine.defaults import (
+    check_run_keys,
     default_argument_parser,
-    default_setup,
     do_train,
     fill_num_classes,
     load_config,
-    prepare_output_dir,
+    run_in_output_dir,
 )
 from ..engine.launch import launch
 from ..engine.submit import SubmitError, launcher_requested, submit_tool
 from ..engine.train_loop import HookBase
 from ..utils import comm
-from ..utils.logger import close_log_files, log_fatal_errors, setup_logger
+from ..utils.logger import setup_logger
 from .tokenizers import save_tokenizer
 
 __all__ = ["SetProgress", "ExportHook", "InitSource", "export_meta", "pretrain_main", "run_pretrain",
@@ -95,6 +95,13 @@ class ExportHook(HookBase):
             path = os.path.join(self.output_dir, f"{self.prefix}_final.pth")
             self.export(path, it + 1)
             logger.info("Exported %s", path)
+
+    def after_train(self) -> None:
+        # A finished run resumed without its final export (the export failed after model_final.pth).
+        path = os.path.join(self.output_dir, f"{self.prefix}_final.pth")
+        if self.trainer.start_iter >= self.trainer.max_iter and not os.path.isfile(path):
+            self.export(path, self.trainer.max_iter)
+            logger.info("Exported %s (it was missing)", path)
 
 
 class InitSource(HookBase):
@@ -167,9 +174,7 @@ def pretrain_main(args: argparse.Namespace, product: str = "backbone",
     if getattr(args, "eval_only", False):
         raise SystemExit("--eval-only has no meaning for pre-training; evaluate the exported backbone by fine-tuning it")
     cfg = load_config(args.config_file, args.opts)
-    _fill_num_classes(cfg)
-    prepare_output_dir(cfg, args)
-    default_setup(cfg, args)
+    check_run_keys(cfg)
     output_dir = cfg.train.output_dir
     period = int(cfg.train.checkpointer.period)
     keep = cfg.train.checkpointer.get("max_to_keep")
@@ -190,11 +195,14 @@ def pretrain_main(args: argparse.Namespace, product: str = "backbone",
                 save_backbone_export(unwrap_model(model).export_state(), path, meta)
         return [SetProgress(model), init, ExportHook(export, output_dir, product, period, keep), *more]
 
-    try:
-        with log_fatal_errors(logger, "Tokenizer training" if product == "tokenizer" else "Pre-training"):
-            return do_train(args, cfg, extra_hooks=hooks)
-    finally:
-        close_log_files(output_dir)
+    with run_in_output_dir(cfg, args, "Tokenizer training" if product == "tokenizer" else "Pre-training") as mode:
+        final = os.path.join(output_dir, f"{product}_final.pth")
+        if mode == "finished" and os.path.isfile(final):
+            logger.info("%s holds a finished run with its %s: nothing to train (give a larger train.max_iter to "
+                        "train on)", output_dir, final)
+            return {}
+        _fill_num_classes(cfg)  # reads the data: after the directory and init checkpoint passed their checks
+        return do_train(args, cfg, extra_hooks=hooks)
 
 
 def _run(product: str, description: str, argv: list[str] | None) -> None:

@@ -14,8 +14,8 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from timm.layers import trunc_normal_
 
+from .beit import beit_trunc_normal_
 from .common import PretrainModel, stack_images
 from .encoder import PretrainEncoder
 from .teacher import ViTTeacher
@@ -43,7 +43,9 @@ class FeatureMIM(PretrainModel):
             no layer scale, no relative position).
         teacher: a :class:`~vitdet_bench.pretrain.teacher.ViTTeacher` at the student's patch size
             and grid (``build_teacher(path, image_size, patch_size)``).
-        init_std: std of the truncated-normal init (EVA: 0.02).
+        init_std: std of the truncated-normal init (EVA: 0.02 for ViT-B / L, 0.015 for EVA-g),
+            truncated at +-1 std as EVA's ``modeling_pretrain.trunc_normal_``.
+        **kwargs: :class:`PretrainModel`'s (the student's ``pixel_mean`` / ``pixel_std``; EVA: CLIP's).
     """
 
     method = "feature_mim"
@@ -68,20 +70,27 @@ class FeatureMIM(PretrainModel):
     def display_name(self) -> str:
         return f"feature-reconstruction MIM (teacher = {self.teacher.name})"
 
+    @torch.no_grad()
     def _init_weights(self) -> None:
-        # EVA (as BEiT): trunc-normal(init_std) Linear and patch kernels, zero biases, then each
-        # block's output projections scaled by 1 / sqrt(2 * layer) ("fix_init_weight").
-        for m in [self.lm_head, *self.encoder.modules()]:
+        # EVA's modeling_pretrain.py (BEiT's): its trunc_normal_ cuts at +-1 std (a=-std, b=std),
+        # for pos_embed, cls_token, mask_token, lm_head and every Linear / Conv2d weight (zero
+        # biases, LayerNorm (1, 0)); then each block's output projections are divided by
+        # sqrt(2 * layer) ("fix_init_weight"). q / v biases keep their zeros.
+        enc = self.encoder
+        for p in (enc.vit.pos_embed, enc.cls_token, self.mask_token):
+            if p is not None and p.requires_grad:
+                beit_trunc_normal_(p, self.init_std)
+        for m in [*enc.modules(), self.lm_head]:
             if isinstance(m, (nn.Linear, nn.Conv2d)):
-                trunc_normal_(m.weight, std=self.init_std)
+                beit_trunc_normal_(m.weight, self.init_std)
                 if m.bias is not None:
                     nn.init.zeros_(m.bias)
-        for p in (self.mask_token, self.encoder.cls_token, self.encoder.vit.pos_embed):
-            if p is not None and p.requires_grad:
-                trunc_normal_(p, std=self.init_std)
-        for layer_id, blk in enumerate(self.encoder.vit.blocks, start=1):
-            blk.attn.proj.weight.data.div_((2.0 * layer_id) ** 0.5)
-            blk.mlp.fc2.weight.data.div_((2.0 * layer_id) ** 0.5)
+            elif isinstance(m, nn.LayerNorm):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+        for layer_id, blk in enumerate(enc.vit.blocks, start=1):
+            blk.attn.proj.weight.div_((2.0 * layer_id) ** 0.5)
+            blk.mlp.fc2.weight.div_((2.0 * layer_id) ** 0.5)
 
     def forward_prediction(self, images: torch.Tensor, bool_masked: torch.Tensor) -> torch.Tensor:
         """``(num_masked, teacher.out_dim)`` predictions for the masked patches of normalised ``images``.

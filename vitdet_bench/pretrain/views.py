@@ -26,6 +26,7 @@ PIL's box-approximated Gaussian there and an exact Gaussian (same sigma) here.
 from __future__ import annotations
 
 import math
+import random
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
@@ -70,7 +71,8 @@ def _interp_name(mode) -> str:
 class ViewPlan:
     """The batched form of one torchvision view transform (a ``Compose`` or a single transform).
 
-    Known steps: ``RandomResizedCrop`` (bilinear / bicubic, antialiased), ``RandomHorizontalFlip``,
+    Known steps: ``RandomResizedCrop`` (bilinear / bicubic, antialiased; MAE-Lite's per-image random
+    choice of the two, :class:`~.crop.RandomInterpolationResizedCrop`), ``RandomHorizontalFlip``,
     ``ColorJitter`` (optionally inside ``RandomApply``), ``RandomGrayscale``, ``RandomSolarize``,
     and the project's ``PILGaussianBlur`` (inside ``RandomApply``). Anything else raises, naming it.
 
@@ -92,7 +94,8 @@ class ViewPlan:
                 p, op = float(op.p), op.transforms[0]
             if isinstance(op, T.RandomResizedCrop):
                 kind = "crop"
-                _interp_name(op.interpolation)
+                for mode in getattr(op, "interpolations", (op.interpolation,)):
+                    _interp_name(mode)
                 if not op.antialias:
                     raise ValueError("batched views implement the antialiased resized crop (antialias=True)")
             elif isinstance(op, T.RandomHorizontalFlip):
@@ -132,7 +135,11 @@ class ViewPlan:
         out: list = []
         for kind, op, p in self.steps:
             if kind == "crop":
-                out.append(T.RandomResizedCrop.get_params(shape, op.scale, op.ratio))
+                box = T.RandomResizedCrop.get_params(shape, op.scale, op.ratio)
+                # MAE-Lite's crop draws its interpolation per image after the box (Python's random).
+                modes = getattr(op, "interpolations", None)
+                mode = random.choice(modes) if modes else op.interpolation
+                out.append((*box, _interp_name(mode)))
             elif kind == "flip":
                 out.append(True if torch.rand(1) < op.p else None)
             elif kind == "jitter":
@@ -326,12 +333,20 @@ def _blur(x: torch.Tensor, sigmas: Sequence, kernel_size: int) -> torch.Tensor:
     return x
 
 
-def _resized_crop(x: torch.Tensor, boxes: Sequence, flips: Sequence[bool], size: tuple[int, int], kind: str) -> torch.Tensor:
-    """Every sample's ``(i, j, h, w)`` crop resized to ``size`` (a flip reverses its column matrix)."""
+def _resized_crop(x: torch.Tensor, boxes: Sequence, flips: Sequence[bool], size: tuple[int, int]) -> torch.Tensor:
+    """Every sample's ``(i, j, h, w, interpolation)`` crop resized to ``size`` (a flip reverses its
+    column matrix)."""
     b, _, height, width = x.shape
-    box = torch.tensor(boxes, dtype=torch.int64)
-    wy = resampling_matrices(box[:, 0], box[:, 2], size[0], height, kind).to(x.device)
-    wx = resampling_matrices(box[:, 1], box[:, 3], size[1], width, kind)
+    box = torch.tensor([p[:4] for p in boxes], dtype=torch.int64)
+    kinds = [p[4] for p in boxes]
+    wy = wx = None
+    for kind in sorted(set(kinds)):
+        ky = resampling_matrices(box[:, 0], box[:, 2], size[0], height, kind)
+        kx = resampling_matrices(box[:, 1], box[:, 3], size[1], width, kind)
+        pick = torch.tensor([k == kind for k in kinds])[:, None, None]
+        wy = ky if wy is None else torch.where(pick, ky, wy)
+        wx = kx if wx is None else torch.where(pick, kx, wx)
+    wy = wy.to(x.device)
     flip = torch.tensor(flips, dtype=torch.bool)
     wx = torch.where(flip[:, None, None], wx.flip(1), wx).to(x.device)
     return _separable(x, wy, wx).clamp_(0, 255)
@@ -367,7 +382,7 @@ def render_views(views: Sequence[PendingView], device: torch.device | str = "cpu
                 if k + 1 < len(plan.steps) and plan.steps[k + 1][0] == "flip":
                     flips = [p is not None for p in steps[k + 1]]
                     k += 1
-                x = _resized_crop(x, params, flips, plan.size, _interp_name(op.interpolation))
+                x = _resized_crop(x, params, flips, plan.size)
             elif kind == "flip":
                 mask = torch.tensor([p is not None for p in params], device=x.device)
                 x = torch.where(mask[:, None, None, None], x.flip(-1), x)

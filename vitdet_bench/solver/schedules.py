@@ -81,9 +81,16 @@ class WarmupParamScheduler(CompositeParamScheduler):
         warmup_iters: warm-up length in iterations.
         max_iter: total iterations.
         warmup_factor: multiplier at iteration 0 (BEiT, MAE, MoCo v3: 0).
-        warmup_method: "linear" or "constant".
+        warmup_method: "linear" (reaches the main schedule's value at iteration ``warmup_iters``),
+            "linspace" (reaches it at iteration ``warmup_iters - 1``: ``np.linspace(start, peak,
+            warmup_iters)``, the ramp of BEiT's / EVA's ``utils.cosine_scheduler``) or "constant".
         rescale_interval: run ``scheduler`` over the iterations after the warm-up (its value at
             the start of that interval is where the warm-up ramps to).
+        cooldown_iters: hold the main schedule's end value over the last ``cooldown_iters``
+            iterations; warm-up and main schedule run over the ones before, as in a run of
+            ``max_iter - cooldown_iters`` iterations (timm's ``--cooldown-epochs``: its
+            ``CosineLRScheduler`` stays at ``lr_min`` past the cycle, and timm's ``train.py`` trains
+            ``epochs + cooldown_epochs``).
     """
 
     def __init__(
@@ -94,18 +101,30 @@ class WarmupParamScheduler(CompositeParamScheduler):
         warmup_factor: float = 0.001,
         warmup_method: str = "linear",
         rescale_interval: bool = False,
+        cooldown_iters: int = 0,
     ) -> None:
         if max_iter <= 0:
             raise ValueError(f"max_iter must be positive, got {max_iter}")
+        if not 0 <= cooldown_iters < max_iter:
+            raise ValueError(f"cooldown_iters must be in [0, max_iter={max_iter}) so that the schedule runs before it, "
+                             f"got {cooldown_iters}")
+        self.cooldown_iters, self._floor = cooldown_iters, scheduler(1.0)
+        self._main_fraction = (max_iter - cooldown_iters) / max_iter
+        max_iter -= cooldown_iters  # warm-up and main schedule: a run without the cool-down
         length = min(max(warmup_iters, 0) / max_iter, 1.0)
         end_value = scheduler(0.0 if rescale_interval else length)
         start_value = warmup_factor * scheduler(0.0)
         if warmup_method == "linear":
             warmup: ParamScheduler = LinearParamScheduler(start_value, end_value)
+        elif warmup_method == "linspace":
+            # Iteration i of the warm-up sits at i / warmup_iters of its segment: a line through
+            # start and end at (warmup_iters - 1) / warmup_iters is np.linspace's i / (warmup_iters - 1).
+            slope = warmup_iters / (warmup_iters - 1) if warmup_iters > 1 else 0.0
+            warmup = LinearParamScheduler(start_value, start_value + (end_value - start_value) * slope)
         elif warmup_method == "constant":
             warmup = ConstantParamScheduler(start_value)
         else:
-            raise ValueError(f"Unknown warmup_method '{warmup_method}'")
+            raise ValueError(f"Unknown warmup_method '{warmup_method}': choose 'linear', 'linspace' or 'constant'")
         if length <= 0:
             super().__init__([scheduler], interval_scaling=["fixed"], lengths=[1.0])
         elif length >= 1:
@@ -120,7 +139,12 @@ class WarmupParamScheduler(CompositeParamScheduler):
                 interval_scaling=["rescaled", "rescaled" if rescale_interval else "fixed"],
                 lengths=[length, 1 - length],
             )
-        self.warmup_iters, self.max_iter = warmup_iters, max_iter
+        self.warmup_iters, self.max_iter = warmup_iters, max_iter + cooldown_iters
+
+    def __call__(self, where: float) -> float:
+        if where >= self._main_fraction:
+            return self._floor if self.cooldown_iters else super().__call__(where)
+        return super().__call__(where / self._main_fraction)
 
 
 class LRMultiplier(torch.optim.lr_scheduler.LRScheduler):

@@ -41,6 +41,18 @@ class EventStorage:
         self._history: dict[str, HistoryBuffer] = defaultdict(HistoryBuffer)
         self._smoothing: dict[str, bool] = {}
         self._latest: dict[str, tuple[float, int]] = {}
+        self._write_requested = False
+
+    def request_write(self) -> None:
+        """Ask the periodic writers to write in this iteration, outside their period: writers
+        keep only each scalar's latest value, so an evaluation that runs between two writes
+        would otherwise be replaced by the next one before it reaches ``metrics.json``."""
+        self._write_requested = True
+
+    def pop_write_request(self) -> bool:
+        """Whether a write was requested since the last call (and clear the request)."""
+        requested, self._write_requested = self._write_requested, False
+        return requested
 
     def put_scalar(self, name: str, value: float, smoothing_hint: bool = True) -> None:
         value = float(value.item() if isinstance(value, torch.Tensor) else value)

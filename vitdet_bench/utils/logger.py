@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
+import threading
 from contextlib import contextmanager
+from types import FrameType
 from typing import Iterator
 
-__all__ = ["setup_logger", "log_fatal_errors", "close_log_files"]
+__all__ = ["Terminated", "setup_logger", "log_fatal_errors", "close_log_files", "sigterm_as_exception"]
 
 _FORMAT = "[%(asctime)s %(name)s %(levelname)s]: %(message)s"
 
@@ -57,9 +60,35 @@ def close_log_files(output_dir: str) -> None:
             h.close()
 
 
+class Terminated(SystemExit):
+    """SIGTERM (``kill``, a scheduler stopping the job) turned into an exception, so the run's
+    ``finally`` blocks run and its log says how it ended; exit status 128 + 15 as for the signal."""
+
+
+@contextmanager
+def sigterm_as_exception() -> Iterator[None]:
+    """While inside: SIGTERM raises :class:`Terminated` in the main thread. Only when SIGTERM has
+    its default action: a handler someone else installed (submitit's, in a Slurm job, which
+    requeues preempted jobs) is left alone."""
+    if threading.current_thread() is not threading.main_thread() or \
+            signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        yield
+        return
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        raise Terminated(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 @contextmanager
 def log_fatal_errors(log: logging.Logger, what: str) -> Iterator[None]:
-    """Write any exception that ends ``what`` (a failure, a ``FloatingPointError``, Ctrl-C) to the
+    """Write any exception that ends ``what`` (a failure, a ``FloatingPointError``, Ctrl-C, SIGTERM
+    under :func:`sigterm_as_exception`) to the
     log files, with its traceback, before it propagates; so a run's ``log.txt`` never ends on a
     normal-looking ``iter: N/M`` line. The console shows Python's own traceback instead."""
     try:
@@ -67,6 +96,11 @@ def log_fatal_errors(log: logging.Logger, what: str) -> Iterator[None]:
     except KeyboardInterrupt:
         log.error("%s interrupted", what, exc_info=True, extra={"file_only": True})
         log.error("%s interrupted by KeyboardInterrupt; --resume continues from the last checkpoint", what,
+                  extra={"file_only": True})
+        raise
+    except Terminated:
+        log.error("%s terminated", what, exc_info=True, extra={"file_only": True})
+        log.error("%s terminated by SIGTERM; --resume continues from the last checkpoint", what,
                   extra={"file_only": True})
         raise
     except SystemExit as e:

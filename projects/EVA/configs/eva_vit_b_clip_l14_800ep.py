@@ -3,12 +3,18 @@
 # Student: BEiT-style (learned mask token, absolute positions, q / v biases, no layer scale, no
 # relative position), block-wise masking of 105 / 256 patches scaled to the grid (80 / 196, ~41%,
 # blocks >= 16); a linear head on the masked tokens to the teacher's 768-d projected patch
-# features (ln_post, then proj, no cls); loss -cos. Teacher: frozen, its own CLIP normalisation,
-# its patch-14 kernel resampled to 16 and positions resized 16x16 -> 14x14 (the student's grid).
-# Recipe (EVA's): AdamW lr 1e-3 (not batch-scaled), betas (0.9, 0.98), eps 1e-6, wd 0.05, warm-up
-# from 1e-6, cosine to 1e-5, gradient clipping 3.0, drop path 0.1, batch 4096, RandomResizedCrop
-# (0.2-1, bicubic) + flip. EVA-g ran 150 epochs on Merged-30M; on IN-1k this file runs 800 epochs
-# (the length of the other MIM rows here) with 10 warm-up epochs (EVA: 2 of 150 on 30M images).
+# features (ln_post, then proj, no cls); loss -cos. Teacher: frozen, its patch-14 kernel resampled
+# to 16 and positions resized 16x16 -> 14x14 (the student's grid). Student and teacher both see the
+# crop normalised with CLIP's mean / std (datasets.py: ImageNet statistics only with
+# --imagenet_default_mean_and_std, which EVA's command does not pass); the detector fine-tunes with
+# ImageNet statistics, as EVA's own detection configs do.
+# Recipe (EVA's run_eva_pretraining.py): AdamW lr 1e-3 (not batch-scaled), betas (0.9, 0.98), eps
+# 1e-6, wd 0.05 (none on 1-D tensors, biases, pos_embed and cls_token: optim_factory.py), warm-up
+# from 0 (utils.cosine_scheduler's start; --warmup_lr is parsed and never used), then a cosine over
+# the remaining iterations to min_lr 1e-5, gradient clipping 3.0, drop path 0.1, batch 4096,
+# RandomResizedCrop (0.2-1, bicubic) + flip; weights start from a normal truncated at +-1 std
+# (std 0.02). EVA-g ran 150 epochs on Merged-30M; on IN-1k this file runs 800 epochs (the length of
+# the other MIM rows here) with 10 warm-up epochs (EVA: 2 of 150 on 30M images).
 # The teacher file is yours: an open_clip / OpenAI state dict of CLIP ViT-L/14 (e.g. open_clip's
 # `open_clip_pytorch_model.bin` of ViT-L-14 / openai) or timm's vit_large_patch14_clip_224.openai
 # state dict; nothing here downloads it. Reports name the run "feature-reconstruction MIM (teacher
@@ -23,6 +29,7 @@ from vitdet_bench.pretrain import (
     build_teacher,
     mae_transform,
 )
+from vitdet_bench.solver import cosine_schedule, get_optimizer_params
 
 from ...common.pretrain_base import dataloader, epochs_to_iters, lr_multiplier, optimizer, train
 
@@ -52,6 +59,8 @@ model = L(FeatureMIM)(
                                       drop_path_rate=0.1),
     teacher="${teacher}",
     init_std=0.02,
+    pixel_mean=CLIP_PIXEL_MEAN,  # the student's input, as DataAugmentationForEVA's patch_transform
+    pixel_std=CLIP_PIXEL_STD,
 )
 dataloader.train.mapper.transform = L(mae_transform)(image_size=_image_size, min_scale=0.2)
 dataloader.train.mapper.mask_generator = L(BlockMaskGenerator)(
@@ -64,10 +73,24 @@ optimizer.lr = 1e-3
 optimizer.betas = (0.9, 0.98)
 optimizer.eps = 1e-6
 optimizer.weight_decay = 0.05
+# optim_factory.get_parameter_groups (BEiT's rule): no weight decay for 1-D tensors (norms, q / v
+# biases), names ending in .bias and no_weight_decay() = {pos_embed, cls_token}; everything else
+# decays, the mask token and lm_head included.
+optimizer.params = L(get_optimizer_params)(
+    weight_decay_norm=None,
+    weight_decay_bias=0.0,
+    weight_decay_embed=None,
+    weight_decay_1d=0.0,
+    overrides={"cls_token": {"weight_decay": 0.0}, "pos_embed": {"weight_decay": 0.0}},
+)
 train.clip_grad.enabled = True
 train.clip_grad.max_norm = 3.0
 train.max_iter = epochs_to_iters(_epochs, _batch)
+# utils.cosine_scheduler(lr, min_lr, epochs, steps, warmup_epochs): np.linspace(0, lr, warm-up
+# steps), then lr -> min_lr along a half cosine over the steps after the warm-up.
 lr_multiplier.warmup_iters = epochs_to_iters(10, _batch)
-lr_multiplier.warmup_factor = 1e-6 / 1e-3  # EVA's warmup_lr
-lr_multiplier.scheduler.end_value = 1e-5 / 1e-3  # EVA's min_lr
+lr_multiplier.warmup_factor = 0.0
+lr_multiplier.warmup_method = "linspace"
+lr_multiplier.rescale_interval = True
+lr_multiplier.scheduler = L(cosine_schedule)(min_lr=1e-5, base_lr="${optimizer.lr}")
 train.output_dir = "./output/pretrain/eva_vit_b_clip_l14_800ep"
