@@ -28,3 +28,12 @@ benchmark["pretrain_overrides"] = ["dataloader.train.num_workers=8"]
 for _init in benchmark["inits"].values():
     for _step in _init.get("pretrain", []):
         _step["overrides"] = list(_step.get("overrides", [])) + [f"train.max_iter={_pretrain_iters[_step['name']]}"]
+# The GPU runs the paper's protocol in full at demo scale: the 3 x 3 lr x weight-decay grid around
+# the demo's centre (ring on the border, at most 2), then drop path in {0, 0.1, 0.2, 0.3}; the grid
+# at 25% of the fine-tuning schedule (random init 25% too, as 100 of its 400 epochs), drop path at
+# 50% (random 25%), as coco_vit_b.py. Views are rendered for each batch on the GPU.
+benchmark["search"].update(
+    mode="full", weight_decay=dict(center=0.1, factors=[0.5, 1.0, 2.0]), max_rounds=2,
+    drop_path=[0.0, 0.1, 0.2, 0.3], grid_schedule=dict(fraction=0.25), drop_path_schedule=dict(fraction=0.5),
+    drop_path_schedule_random=dict(fraction=0.25), protocol="the paper's protocol at demo scale (GPU)")
+benchmark["pretrain_overrides"] += ["dataloader.train.mapper.batched=True"]

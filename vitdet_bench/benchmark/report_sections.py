@@ -77,12 +77,17 @@ def probe_markdown(intervals: dict[str, dict], notes: dict[str, str], info: dict
     return lines + (["Notes:", ""] + extra + [""] if extra else [])
 
 
-def search_cell(search: dict | None) -> str:
-    """``"8e-04 / 0.1 / 0"`` (the chosen lr / weight decay / drop path), for the main table."""
+def search_cell(search: dict | None, hyper: dict | None = None) -> str:
+    """``"0.0008 / 0.1 / 0 (search)"``: the lr / weight decay / drop path the final run used, chosen
+    by the search or its recipe's (``hyper``: read from the run's config), for the main table."""
     chosen = (search or {}).get("chosen")
-    if not chosen:
-        return "-" if not search else "search incomplete"
-    return f"{chosen['lr']:.3g} / {chosen['weight_decay']:.3g} / {chosen['drop_path']:g}"
+    if search and not chosen:
+        return "search incomplete"
+    values, origin = (chosen, "search") if chosen else (hyper or {}, "recipe")
+    if not values or values.get("lr") is None:
+        return "-"
+    dp = values.get("drop_path")
+    return f"{values['lr']:.3g} / {values['weight_decay']:.3g} / {'-' if dp is None else format(dp, 'g')} ({origin})"
 
 
 def _heatmap(points: list[dict], path: str, title: str) -> str | None:

@@ -23,7 +23,8 @@ import math
 import os
 from dataclasses import asdict, dataclass, field
 
-__all__ = ["SEARCH_MODES", "SearchPoint", "SearchPlan", "SearchSpec", "StageSchedule", "plan_search"]
+__all__ = ["SEARCH_MODES", "SearchPoint", "SearchPlan", "SearchSpec", "StageSchedule", "find_drop_path_key", "plan_search",
+           "plan_to_dict", "reused_values", "search_dir"]
 
 SEARCH_MODES = ("none", "grid", "full")
 
@@ -73,7 +74,8 @@ class SearchSpec:
         select_on: "held_out" (train on ``train_split``, score on ``select_split``) or "val" (the
             paper's practice: train on the training set, score on the reported val split).
         train_split / select_split: dataset names of the held-out protocol.
-        drop_path_key: the config key of the backbone's drop path.
+        drop_path_key: the config key of the backbone's drop path ("auto": the first ``drop_path_rate``
+            under ``model`` in each init's config).
         reuse: skip the grid and take each init's lr / wd from a finished benchmark's
             ``summary.json`` (``dict(summary=PATH)``) or as stated (``dict(values={init: {"lr": ..,
             "weight_decay": ..}})``): the paper's ViT-L reuses ViT-B's.
@@ -96,7 +98,7 @@ class SearchSpec:
     select_on: str = "held_out"
     train_split: str | None = None
     select_split: str | None = None
-    drop_path_key: str = "model.backbone.bottom_up.net.drop_path_rate"
+    drop_path_key: str = "auto"
     reuse: dict | None = None
     protocol: str = ""
 
@@ -167,7 +169,7 @@ class SearchSpec:
                  f"{self.train_split})" if self.select_on == "held_out" else
                  f"selected on {self.metric} of the reported validation split (the paper's practice; it flatters every row)")
         seeds = f", {self.seeds} seeds per point" if self.seeds > 1 else ""
-        return "; ".join(parts) + f"; {split}{seeds}"
+        return (f"{self.protocol}: " if self.protocol else "") + "; ".join(parts) + f"; {split}{seeds}"
 
 
 def _round(v: float) -> float:
@@ -192,10 +194,10 @@ class SearchPoint:
         base = f"{self.stage}_lr{self.lr:.3g}_wd{self.weight_decay:.3g}_dp{self.drop_path:g}_it{self.iters}"
         return base + (f"_seed{self.seed}" if self.seed else "")
 
-    def overrides(self, spec: SearchSpec) -> list[str]:
+    def overrides(self, spec: SearchSpec, drop_path_key: str) -> list[str]:
         """What a point changes in the init's detection run (after the benchmark's overrides)."""
         opts = [f"optimizer.lr={self.lr!r}", f"optimizer.weight_decay={self.weight_decay!r}",
-                f"{spec.drop_path_key}={self.drop_path!r}", f"train.max_iter={self.iters}",
+                f"{drop_path_key}={self.drop_path!r}", f"train.max_iter={self.iters}",
                 "train.eval_period=0", "train.checkpointer.max_to_keep=1"]
         if self.seed:
             opts.append(f"train.seed={self.seed}")
@@ -348,6 +350,20 @@ def plan_to_dict(plan: SearchPlan, spec: SearchSpec, run_dirs: dict[str, str], c
         "failed": plan.failed,
         "cost_s": sum(c for c in costs.values() if c) or None,
     }
+
+
+def find_drop_path_key(model_cfg, prefix: str = "model") -> str | None:
+    """The dotted key of the first ``drop_path_rate`` in a model config (the backbone's), or ``None``."""
+    from omegaconf import DictConfig
+
+    if isinstance(model_cfg, DictConfig):
+        if "drop_path_rate" in model_cfg:
+            return f"{prefix}.drop_path_rate"
+        for key in model_cfg:
+            found = find_drop_path_key(model_cfg[key], f"{prefix}.{key}")
+            if found:
+                return found
+    return None
 
 
 def search_dir(output_dir: str, init: str) -> str:
