@@ -358,11 +358,16 @@ def test_device_selection_picks_the_profile_and_reaches_every_run(monkeypatch, t
     assert "train.device=cuda" in runner._step_overrides(mae, mae.pretrain[0])
     assert "train.seed=2" in runner.detection_overrides(mae, seed=2) and runner.spec.run_dir("mae", 2).endswith("mae_seed2")
     # tools/benchmark.py: --device cpu on the GPU file runs it on the CPU (what --print-commands shows).
-    proc = subprocess.run([sys.executable, os.path.join(REPO, "tools/benchmark.py"), "--device", "cpu", "--config-file",
-                           os.path.join(REPO, "configs/benchmark/demo_gpu.py"), "--print-commands", "--seeds", "2"],
-                          env=dict(os.environ, PYTHONPATH=REPO), capture_output=True, text=True, check=True)
+    command = [sys.executable, os.path.join(REPO, "tools/benchmark.py"), "--device", "cpu", "--config-file",
+               os.path.join(REPO, "configs/benchmark/demo_gpu.py"), "--print-commands", "--seeds", "2"]
+    proc = subprocess.run(command + ["--search", "none"], env=dict(os.environ, PYTHONPATH=REPO), capture_output=True,
+                          text=True, check=True)
     assert "train.device=cpu" in proc.stdout and "train.device=cuda" not in proc.stdout
     assert "runs/mae_seed1" in proc.stdout
+    # With its search, the first round's points come first, then the step that selects and runs the rest.
+    proc = subprocess.run(command, env=dict(os.environ, PYTHONPATH=REPO), capture_output=True, text=True, check=True)
+    assert "train.device=cuda" not in proc.stdout and "search/mae/grid_lr" in proc.stdout
+    assert "--search-step mae" in proc.stdout and "runs/mae_seed1" not in proc.stdout
 
 
 def test_iterations_to_reach_interpolates_between_evaluations():

@@ -75,3 +75,23 @@ def test_a_damaged_set_names_its_directory_and_an_unfinished_build_is_redone(tmp
     assert again == out and read_image_set(out)[1].shape == (8,)
     assert not dead.exists() and stale.exists()  # another host's folder is not ours to judge
     assert "no DONE marker" in caplog.text and "process 999999 is gone" in caplog.text
+
+
+def test_a_held_out_split_is_deterministic_and_disjoint(tmp_path, demo_root):
+    """The COCO selection split's mechanism, on the demo's training annotations: the same images
+    every time, disjoint from the search's training images, together the whole set."""
+    from vitdet_bench.data.held_out import SELECT_IDS_FILE, held_out_split
+
+    source = os.path.join(demo_root, "train.json")
+    a = held_out_split(source, 300, seed=0, root=str(tmp_path / "a"))
+    b = held_out_split(source, 300, seed=0, root=str(tmp_path / "b"))
+    ids = lambda p: [im["id"] for im in json.load(open(p))["images"]]  # noqa: E731
+    assert ids(a[1]) == ids(b[1]) and len(ids(a[1])) == 300
+    assert not set(ids(a[0])) & set(ids(a[1])) and sorted(ids(a[0]) + ids(a[1])) == sorted(ids(source))
+    listed = open(os.path.join(os.path.dirname(a[1]), SELECT_IDS_FILE)).read().split()
+    assert sorted(map(int, listed)) == sorted(ids(a[1]))
+    assert all(x["image_id"] in set(ids(a[1])) for x in json.load(open(a[1]))["annotations"])
+    with pytest.raises(ValueError, match="has 2000 images: cannot hold out 5000"):
+        held_out_split(source, 5000, root=str(tmp_path / "c"))
+    with pytest.raises(FileNotFoundError, match="VITDET_BENCH_DATASETS"):
+        held_out_split(str(tmp_path / "missing.json"), 10)

@@ -70,7 +70,7 @@ MAE = ('mae=dict(config="{repo}/configs/demo/bench/mae.py", pretrain=[dict(name=
 BEIT = ('beit=dict(config="{repo}/configs/demo/bench/beit.py", pretrain=['
         'dict(name="tokenizer", tool="tokenizer", config="{repo}/projects/BEiT/configs/tokenizer_vq_demo.py"),'
         'dict(name="beit", config="{repo}/projects/BEiT/configs/beit_vit_tiny_demo.py",'
-        ' overrides=["tokenizer.path={{{{tokenizer}}}}/tokenizer_final.pth"])]),')
+        ' overrides=["tokenizer.path={tokenizer}/tokenizer_final.pth"])]),')
 # Pre-training that fails at once (AdamW refuses a negative lr), and the fine-tuning that needs it.
 BROKEN = ('broken=dict(config="{repo}/configs/demo/bench/mae.py", pretrain=[dict(name="mae", '
           'config="{repo}/projects/MAE/configs/mae_vit_tiny_demo.py", overrides=["optimizer.lr=-1"])]),')

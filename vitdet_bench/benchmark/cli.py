@@ -106,7 +106,10 @@ def main(argv: list[str] | None = None) -> int:
     runner = Runner(spec, progress=not args.no_progress)
     num_gpus = args.num_gpus if args.num_gpus is not None else default_num_gpus(args.launcher, spec.device)
     if args.print_commands:
-        print("\n\n".join(runner.commands(num_gpus)))
+        try:
+            print("\n\n".join(runner.commands(num_gpus)))
+        except ValueError as e:  # a benchmark that cannot be planned yet (e.g. ViT-L's reuse of ViT-B's choice)
+            parser.exit(1, f"{parser.prog}: error: {e}\n")
         return 0
     setup_logger()
     if args.search_step:

@@ -95,3 +95,62 @@ def pipeline_throughput(cfg: DictConfig, steps: int = 10, warmup: int = 3) -> di
 def load_pretrain_config(path: str, overrides: list[str]) -> DictConfig:
     """A pre-training config with overrides (as ``tools/pretrain_net.py`` reads it)."""
     return LazyConfig.apply_overrides(LazyConfig.load(path), list(overrides))
+
+
+def demo_pretrain_steps(benchmark_file: str) -> list[tuple[str, str, list[str]]]:
+    """``(name, config, overrides)`` of every distinct pre-training step of a benchmark file."""
+    from .spec import load_benchmark
+
+    spec = load_benchmark(benchmark_file)
+    steps, seen = [], set()
+    for init in spec.inits:
+        for step in init.pretrain:
+            if step.config not in seen:
+                seen.add(step.config)
+                steps.append((step.name, step.config, [o for o in step.overrides if "{" not in o]))
+    return steps
+
+
+def pipeline_report(benchmark_file: str, scratch: str, steps: int = 10, warmup: int = 3,
+                    only: list[str] | None = None) -> list[dict]:
+    """Before / after images / s of every pre-training step of a benchmark file (see the module docstring).
+
+    Args:
+        benchmark_file: e.g. ``configs/benchmark/demo.py``.
+        scratch: a folder for the JPEG copy of the pool and a stand-in tokenizer file.
+        steps: timed steps per measurement.
+        warmup: steps excluded first.
+        only: step names to measure (default: all).
+    Returns:
+        one dict per step: ``name``, ``config``, ``before``, ``after`` (see :func:`pipeline_throughput`), ``ratio``.
+    """
+    from ..pretrain.tokenizers import VQTokenizer, save_tokenizer
+
+    rows = []
+    for name, config, overrides in demo_pretrain_steps(benchmark_file):
+        if only and name not in only:
+            continue
+        cfg = load_pretrain_config(config, overrides)
+        if "tokenizer" in cfg and cfg.tokenizer.get("kind") == "vq":
+            # BEiT needs a tokenizer file: a fresh one of the demo's size (its cost is its forward pass).
+            path = os.path.join(scratch, "tokenizer.pth")
+            if not os.path.isfile(path):
+                from ..config import LazyConfig as _L
+
+                tok_cfg = _L.load(os.path.join(os.path.dirname(config), "tokenizer_vq_demo.py"))
+                save_tokenizer(instantiate(tok_cfg.model), path)
+            overrides = overrides + [f"tokenizer.path={path}"]
+            cfg = load_pretrain_config(config, overrides)
+        labels = bool(cfg.dataloader.train.dataset.get("labels", False))
+        after = pipeline_throughput(cfg, steps, warmup)
+        before_cfg = load_pretrain_config(config, overrides)
+        records, _ = instantiate(before_cfg.dataloader.train.dataset)
+        count = min(len(records), (steps + warmup) * int(before_cfg.dataloader.train.total_batch_size))
+        root = jpeg_copy_of_pool(records[:count], os.path.join(scratch, f"jpeg_{'labels' if labels else 'plain'}_{count}"),
+                                 labels)
+        the_old_data_path(before_cfg, root, labels)
+        before = pipeline_throughput(before_cfg, steps, warmup)
+        rows.append({"name": name, "config": config, "before": before, "after": after,
+                     "ratio": after["images_per_s"] / before["images_per_s"]})
+        logger.info("%s: %.0f -> %.0f images / s", name, before["images_per_s"], after["images_per_s"])
+    return rows

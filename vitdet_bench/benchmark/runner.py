@@ -378,7 +378,7 @@ class Runner:
         try:
             for init, stage in stages:
                 label = f"{init.name} pre-training {stage.name}" if isinstance(stage, PretrainStep) else \
-                    f"{init.name} {'probe' if stage == 'probe' else 'search and fine-tuning'}"
+                    f"{init.name} {'probe' if stage == 'probe' else 'fine-tuning'}"
                 if init.name in blocked:
                     if stage == "finetune":
                         for seed in range(self.spec.seeds):
@@ -457,7 +457,11 @@ class Runner:
             return
         from .product_cache import fetch_product
 
-        keys = self._product_keys(init)
+        try:
+            keys = self._product_keys(init)
+        except Exception as e:  # the cache only saves time: a step it cannot key simply runs
+            logger.warning("Pre-training cache of %s unavailable (%s: %s); its steps run", init.name, type(e).__name__, e)
+            return
         for step in init.pretrain:
             out = self.spec.pretrain_dir(init.name, step.name)
             if not os.path.isfile(os.path.join(out, step.product)) and not os.path.isfile(os.path.join(out, "last_checkpoint")):
