@@ -161,15 +161,20 @@ WRITABLE_LAYOUTS = tuple(k for k, v in METHOD_LAYOUTS.items() if v.writable)
 # A flat timm ViT is DeiT's layout without the container; this project's exports and a detector's
 # ViT hold an encoder and nothing else.
 _ENCODER_ONLY = OfficialLayout("vitdet_bench", "", "backbone-only")
-_METHOD_LABELS = {"mae": "MAE", "beit": "BEiT", "mocov3": "MoCo v3", "supervised": "supervised (DeiT)",
-                  "convmae": "ConvMAE", "fastconvmae": "FastConvMAE", "maelite": "MAE-Lite",
-                  "feature_mim": "feature-reconstruction MIM"}
 # MAE-Lite names its attention adapter after the distilled block (0-based): attn_adapter.adapter11
 # for the last of 12 blocks (distill_attn_idx=(12,)); the model here has one, ``attn_adapter``.
 _MAELITE_ADAPTER = re.compile(r"^attn_adapter\.adapter(\d+)\.weight$")
 # A momentum (EMA) copy that the file lacks starts as a copy of its online side, as MoCo v3 builds it.
 _EMA_COPIES = (("momentum_encoder.", "encoder."), ("momentum_projector.", "projector."))
 _BN_BUFFERS = ("running_mean", "running_var", "num_batches_tracked")
+
+
+def _label(model: nn.Module, method: str | None = None) -> str:
+    """A method's name in messages, as the model's class states it (``label``; ``label_of`` for another
+    method, a file's)."""
+    method = model.method if method is None else method
+    label_of = getattr(model, "label_of", None)
+    return label_of(method) if callable(label_of) else method
 
 
 def is_method_model(model: nn.Module) -> bool:
@@ -304,8 +309,8 @@ def _arch(state: dict[str, torch.Tensor]) -> tuple[int, int] | None:
 def _mismatch_message(model: nn.Module, source: str, format: str, layout: OfficialLayout, report: LoadReport,
                       file_arch: tuple[int, int] | None, file_method: str) -> str:
     """Why a strict load failed, naming the file, and what to do."""
-    label = _METHOD_LABELS.get(model.method, model.method)
-    file_label = _METHOD_LABELS.get(file_method, layout.label)
+    label = _label(model)
+    file_label = _label(model, file_method) if file_method else layout.label
     missing = group_keys(report.missing_unexpected, limit=12)
     unused = group_keys([k for k, _ in report.unused], limit=12)
     lines = [f"{source}: this '{format}' checkpoint does not hold the whole {label} model "
@@ -339,7 +344,7 @@ def fit_method_state(model: nn.Module, obj: Any, format: str, source: str, resiz
     """Fit a whole method checkpoint to a pre-training ``model``; returns the state to load, the
     report and ``{"layout", "format", "file_arch", "file_method"}`` for messages."""
     model = unwrap_model(model)
-    label = _METHOD_LABELS.get(model.method, model.method)
+    label = _label(model)
     kind, _ = _backbone_of(model.encoder)
     format = _resolve_method_format(obj, format, kind, label)
     layout, vits, plain, meta, dropped = _split_file(obj, format)

@@ -45,6 +45,8 @@ class BEiT(PretrainModel):
     """
 
     method = "beit"
+    label = "BEiT"
+    batch_keys = ("image", "label", "mask")  # the block mask is drawn by the mapper
 
     def __init__(self, encoder: PretrainEncoder, tokenizer: nn.Module, **kwargs) -> None:
         super().__init__(encoder, **kwargs)

@@ -155,6 +155,7 @@ class ConvMAE(PretrainModel):
     """
 
     method = "convmae"
+    label = "ConvMAE"
 
     def __init__(
         self,

@@ -49,6 +49,9 @@ class FeatureMIM(PretrainModel):
     """
 
     method = "feature_mim"
+    label = "feature-reconstruction MIM"
+    batch_keys = ("image", "label", "mask")  # the block mask is drawn by the mapper
+    uses_teacher = True
 
     def __init__(self, encoder: PretrainEncoder, teacher: ViTTeacher, init_std: float = 0.02, **kwargs) -> None:
         super().__init__(encoder, **kwargs)

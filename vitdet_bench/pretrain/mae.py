@@ -94,6 +94,7 @@ class MAE(PretrainModel):
     """
 
     method = "mae"
+    label = "MAE"
 
     def __init__(
         self,

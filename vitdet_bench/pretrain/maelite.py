@@ -56,6 +56,8 @@ class MAELite(MAE):
     """
 
     method = "maelite"
+    label = "MAE-Lite"
+    uses_teacher = True  # for attention distillation (optional)
 
     def __init__(
         self,

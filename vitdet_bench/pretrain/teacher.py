@@ -31,6 +31,7 @@ from ..checkpoint.backbone import CheckpointFormatError, load_backbone_checkpoin
 from ..checkpoint.checkpointer import CheckpointError, safe_torch_load
 from ..data.constants import CLIP_PIXEL_MEAN, CLIP_PIXEL_STD, IMAGENET_PIXEL_MEAN, IMAGENET_PIXEL_STD
 from ..modeling.backbone.vit import ViT
+from .common import method_label
 
 __all__ = [
     "CLIP_PIXEL_MEAN",
@@ -46,10 +47,6 @@ logger = logging.getLogger(__name__)
 # Heads of the published ViT widths (DeiT-Ti/S, ViT-B/L/H, EVA-g); a file that does not say
 # (anything but this project's exports) is assumed to follow them unless num_heads is given.
 STANDARD_HEADS = {192: 3, 384: 6, 768: 12, 1024: 16, 1280: 16, 1408: 16, 1664: 16}
-
-# How this project's exports name their method, for a teacher's default name.
-_METHOD_LABELS = {"mae": "MAE", "mocov3": "MoCo v3", "beit": "BEiT", "supervised": "supervised",
-                  "feature_mim": "feature-reconstruction MIM", "maelite": "MAE-Lite"}
 
 # open_clip / OpenAI CLIP visual tower -> timm VisionTransformer names (timm converts the same way
 # inside its private ``_convert_openai_clip``).
@@ -375,7 +372,7 @@ def build_teacher(
     pixel_mean = pixel_mean or meta.get("pixel_mean") or IMAGENET_PIXEL_MEAN
     pixel_std = pixel_std or meta.get("pixel_std") or IMAGENET_PIXEL_STD
     method = meta.get("method")
-    name = name or (f"{_METHOD_LABELS.get(method, method)} export" if method else f"{origin} ViT (width {width})")
+    name = name or (f"{method_label(method)} export" if method else f"{origin} ViT (width {width})")
     info = {"path": source, "format": origin, "method": method, "checkpoint_patch_size": arch["patch_size"]}
     teacher = ViTTeacher(vit, cls, norm_pre, norm, proj, pixel_mean, pixel_std, name, info)
     logger.info("Teacher '%s' from %s: width %d, depth %d, %d heads, patch %d%s, out %d, cls token %s, final norm %s",
