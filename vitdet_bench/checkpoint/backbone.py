@@ -66,7 +66,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-FORMATS = ("mae", "mocov3", "beit", "deit", "timm", "maelite", "vitdet_bench", "vitdet")
+FORMATS = ("mae", "beit", "mocov3", "deit", "timm", "maelite", "vitdet_bench", "vitdet")
 # Whole-detector checkpoints (Detectron2's, this project's own): their backbone part goes through
 # adapt_to_vit too (position tables resized to the model), and nothing is missing by design.
 DETECTOR_FORMATS = ("detectron2", "detector")
