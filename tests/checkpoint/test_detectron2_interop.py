@@ -38,7 +38,7 @@ from vitdet_bench.checkpoint import (
     safe_torch_load,
     to_detectron2,
 )
-from vitdet_bench.checkpoint.detectron2 import detectron2_names
+from vitdet_bench.checkpoint import detectron2_names
 from vitdet_bench.config import InstantiationError, LazyConfig, instantiate
 
 GOLDEN = json.load(open(os.path.join(FIXTURES, "detectron2_golden.json"), encoding="utf-8"))

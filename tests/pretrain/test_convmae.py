@@ -15,7 +15,7 @@ import torch
 
 from conftest import REPO
 from vitdet_bench.checkpoint import CheckpointFormatError, load_backbone_checkpoint, save_backbone_export
-from vitdet_bench.checkpoint.checkpointer import safe_torch_load
+from vitdet_bench.checkpoint import safe_torch_load
 from vitdet_bench.config import LazyConfig, instantiate
 from vitdet_bench.modeling import FPN, ConvViT, ViT, build_convvit
 from vitdet_bench.pretrain import ConvMAE, FastConvMAE, build_convmae_encoder, complementary_views, patchify

@@ -15,7 +15,7 @@ from timm.models.vision_transformer import VisionTransformer, _convert_openai_cl
 
 from conftest import REPO
 from vitdet_bench.checkpoint import CheckpointError, CheckpointFormatError, save_backbone_export
-from vitdet_bench.checkpoint.checkpointer import safe_torch_load
+from vitdet_bench.checkpoint import safe_torch_load
 from vitdet_bench.config import LazyConfig, instantiate
 from vitdet_bench.modeling import ViT
 from vitdet_bench.pretrain import (

@@ -22,7 +22,7 @@ from tabulate import tabulate
 
 from ..utils.comm import unwrap_model
 from .init import load_init_checkpoint
-from .io import CheckpointError, atomic_torch_save, atomic_write_text, find_nonfinite, refuse_nonfinite, safe_torch_load
+from .io import CheckpointError, atomic_torch_save, atomic_write_text, find_nonfinite, read_checkpoint, refuse_nonfinite
 
 __all__ = [
     "Checkpointer",
@@ -160,7 +160,7 @@ class Checkpointer:
             if bad is not None and os.path.abspath(path) == os.path.abspath(bad):
                 continue
             try:
-                data = safe_torch_load(path)
+                data = read_checkpoint(path)
             except CheckpointError:
                 continue
             if isinstance(data, dict) and "model" in data and not find_nonfinite(data["model"]):
@@ -181,7 +181,7 @@ class Checkpointer:
         if not full:
             load_init_checkpoint(self.model, path, **self.init_options)
             return {}
-        data = safe_torch_load(path)
+        data = read_checkpoint(path)
         if not isinstance(data, dict):
             raise CheckpointError(f"Checkpoint {path} holds a {type(data).__name__}, not a dict")
         state = data.pop("model", None) if "model" in data else data
@@ -241,7 +241,7 @@ class Checkpointer:
                 continue
             seen.add(path)
             try:
-                data = safe_torch_load(path)
+                data = read_checkpoint(path)
             except CheckpointError:
                 continue
             if not find_nonfinite({k: v for k, v in data.items() if k != "rng"} if isinstance(data, dict) else data):

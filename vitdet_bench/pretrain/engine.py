@@ -24,9 +24,7 @@ from typing import Callable
 import torch.nn as nn
 from omegaconf import DictConfig, OmegaConf
 
-from ..checkpoint.backbone import save_backbone_export
-from ..checkpoint.method import INIT_SOURCE_FILE, lineage_text
-from ..checkpoint.io import atomic_write_text
+from ..checkpoint import INIT_SOURCE_FILE, atomic_write_text, lineage_text, save_backbone_export
 from ..utils.comm import unwrap_model
 from ..config import instantiate
 from ..engine.defaults import (

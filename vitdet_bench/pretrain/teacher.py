@@ -27,8 +27,8 @@ import torch
 import torch.nn as nn
 from timm.layers import QuickGELU
 
-from ..checkpoint.backbone import CheckpointFormatError, load_backbone_checkpoint, to_canonical
-from ..checkpoint.checkpointer import CheckpointError, safe_torch_load
+from ..checkpoint import CheckpointError, CheckpointFormatError, load_backbone_checkpoint, read_checkpoint, to_canonical
+from ..checkpoint.formats import Probe, detect, openclip_visual_to_timm
 from ..data.constants import CLIP_PIXEL_MEAN, CLIP_PIXEL_STD, IMAGENET_PIXEL_MEAN, IMAGENET_PIXEL_STD
 from ..modeling.backbone.vit import ViT
 from .common import method_label
@@ -47,56 +47,6 @@ logger = logging.getLogger(__name__)
 # Heads of the published ViT widths (DeiT-Ti/S, ViT-B/L/H, EVA-g); a file that does not say
 # (anything but this project's exports) is assumed to follow them unless num_heads is given.
 STANDARD_HEADS = {192: 3, 384: 6, 768: 12, 1024: 16, 1280: 16, 1408: 16, 1664: 16}
-
-# open_clip / OpenAI CLIP visual tower -> timm VisionTransformer names (timm converts the same way
-# inside its private ``_convert_openai_clip``).
-_OPENCLIP_RENAMES = (
-    ("conv1.", "patch_embed.proj."),
-    ("transformer.resblocks.", "blocks."),
-    ("ln_pre.", "norm_pre."),
-    ("ln_post.", "norm."),
-    (".ln_1.", ".norm1."),
-    (".ln_2.", ".norm2."),
-    (".attn.in_proj_weight", ".attn.qkv.weight"),
-    (".attn.in_proj_bias", ".attn.qkv.bias"),
-    (".attn.out_proj.", ".attn.proj."),
-    (".mlp.c_fc.", ".mlp.fc1."),
-    (".mlp.c_proj.", ".mlp.fc2."),
-)
-
-
-def _openclip_prefix(state: dict[str, Any]) -> str | None:
-    """``"visual."`` or ``""`` when ``state`` is a CLIP image tower in open_clip's names, else None."""
-    for prefix in ("visual.", ""):
-        if f"{prefix}class_embedding" in state and f"{prefix}conv1.weight" in state:
-            return prefix
-    return None
-
-
-def openclip_visual_to_timm(state: dict[str, torch.Tensor], prefix: str = "visual.") -> dict[str, torch.Tensor]:
-    """A CLIP image tower in open_clip / OpenAI names -> timm ``VisionTransformer`` names.
-
-    ``class_embedding (D,)`` -> ``cls_token (1, 1, D)``, ``positional_embedding (1 + N, D)`` ->
-    ``pos_embed (1, 1 + N, D)``, ``proj (D, C)`` -> ``head.weight (C, D)``; text-tower keys are left
-    out. The patch projection has no bias (CLIP's ``conv1`` has none).
-    """
-    out: dict[str, torch.Tensor] = {}
-    for key, value in state.items():
-        if not key.startswith(prefix):
-            continue
-        k = key[len(prefix):]
-        if k == "class_embedding":
-            out["cls_token"] = value.reshape(1, 1, -1)
-        elif k == "positional_embedding":
-            out["pos_embed"] = value.unsqueeze(0)
-        elif k == "proj":
-            out["head.weight"] = value.t()
-        else:
-            for old, new in _OPENCLIP_RENAMES:
-                k = k.replace(old, new)
-            out[k] = value
-    return out
-
 
 @dataclass
 class TeacherOutput:
@@ -260,13 +210,12 @@ def _check(source: str, what: str, found: Any, expected: Any) -> None:
 def _read(path: str | dict, format: str) -> tuple[Any, Any, str, str]:
     """``(object for the loader, canonical checkpoint, source name, origin format)``; open_clip
     towers are renamed to timm's names first."""
-    obj = safe_torch_load(path) if isinstance(path, str) else path
+    obj = read_checkpoint(path) if isinstance(path, str) else path
     source = path if isinstance(path, str) else "<in-memory teacher checkpoint>"
-    state = obj.get("state_dict", obj.get("model", obj)) if isinstance(obj, dict) else obj
-    prefix = _openclip_prefix(state) if isinstance(state, dict) else None
     origin = format
-    if prefix is not None:
-        obj, origin, format = openclip_visual_to_timm(state, prefix), "open_clip", "timm"
+    tower = detect(Probe.of(obj), ("teacher",))  # a CLIP image tower: renamed to timm's names first
+    if tower is not None:
+        obj, origin, format = tower.to_timm(obj), tower.name, "timm"
     try:
         ckpt = to_canonical(obj, format)
     except CheckpointFormatError as e:
