@@ -7,6 +7,7 @@ from typing import Any, ClassVar, Sequence
 import torch
 import torch.nn as nn
 
+from ..checkpoint import format_of_method
 from ..data.constants import IMAGENET_PIXEL_MEAN, IMAGENET_PIXEL_STD
 from .encoder import PretrainEncoder
 
@@ -46,7 +47,9 @@ class PretrainModel(nn.Module):
     * ``label``: its name in messages and reports (``"MAE"``);
     * ``batch_keys``: what each sample of its batches holds (``"image"``, MoCo v3's second view
       ``"image2"``, ``"label"``, BEiT's block mask ``"mask"``);
-    * ``uses_teacher``: it takes a frozen teacher (:mod:`vitdet_bench.pretrain.teacher`).
+    * ``uses_teacher``: it takes a frozen teacher (:mod:`vitdet_bench.pretrain.teacher`);
+    * :meth:`official_format`: the checkpoint format of its official release, from the format
+      module whose layout names the method (``None`` when it has none here).
 
     Args:
         encoder: the :class:`PretrainEncoder` whose ViT is exported.
@@ -68,6 +71,11 @@ class PretrainModel(nn.Module):
             raise ValueError(f"pre-training method {cls.method!r} is defined twice: {known.__qualname__} and "
                              f"{cls.__qualname__}")
         PRETRAIN_METHODS[cls.method] = cls
+
+    @classmethod
+    def official_format(cls) -> str | None:
+        """The checkpoint format of the method's official release (``tools/convert_checkpoint.py --to``)."""
+        return format_of_method(cls.method)
 
     @classmethod
     def label_of(cls, method: str) -> str:
