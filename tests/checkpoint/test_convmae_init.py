@@ -11,7 +11,7 @@ import os
 import pytest
 import torch
 
-from conftest import REPO
+from helpers import REPO
 from vitdet_bench.checkpoint import CheckpointError, load_init_checkpoint, safe_torch_load, save_backbone_export
 from vitdet_bench.config import LazyConfig, instantiate
 from vitdet_bench.engine import run

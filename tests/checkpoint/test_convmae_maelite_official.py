@@ -6,7 +6,7 @@ files (``module.model.`` inside ``"model"``) load as backbones and as whole meth
 The official models are written here as their repositories build them: ConvMAE's
 ``models_convmae.MaskedAutoencoderConvViT`` (its ``PatchEmbed``, ``CBlock`` and ``CMlp`` transcribed
 from ``vision_transformer.py``, its ``Block`` is timm's), MAE-Lite's MAE wrapper around
-``models_mae.MaskedAutoencoderViT`` (MAE's model: ``OfficialMAE`` of ``test_continued_pretraining``),
+``models_mae.MaskedAutoencoderViT`` (MAE's model: ``OfficialMAE`` of ``helpers.official``),
 so their ``state_dict()`` is the official layout (checked against ``official_key_lists.json``) and
 their forward the official loss."""
 
@@ -23,9 +23,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 from timm.models.vision_transformer import Block
 
-from conftest import FIXTURES, REPO
-from pretrain_helpers import pretrain_args
-from test_continued_pretraining import OfficialMAE, mae_training_file, randomize, save
+from helpers import FIXTURES, REPO
+from helpers.official import OfficialMAE, mae_training_file, official_convmae_base_state, randomize, save
+from helpers.pretrain import pretrain_args
 from vitdet_bench.checkpoint import (
     CheckpointError,
     CheckpointFormatError,
@@ -222,9 +222,8 @@ def _teacher(tmp_path):
 
 def test_the_official_models_here_have_the_reference_key_lists():
     assert _shape_free(OfficialConvMAE().state_dict()) == set(OFFICIAL_KEYS["convmae"])
-    from test_convmae import _official_convmae_base_state  # ConvMAE-B's shapes, the other transcription
 
-    assert _shape_free(_official_convmae_base_state()) == set(OFFICIAL_KEYS["convmae"])
+    assert _shape_free(official_convmae_base_state()) == set(OFFICIAL_KEYS["convmae"])
     plain = maelite_file(OfficialMAE())["model"]
     assert _shape_free(plain) == set(OFFICIAL_KEYS["maelite"])
     distill = maelite_file(OfficialMAE(), teacher=OfficialMAE(), adapter=torch.zeros(3, HEADS, 1, 1))["model"]

@@ -27,7 +27,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import DEMO_CONFIG, FIXTURES, REPO
+from helpers import DEMO_CONFIG, FIXTURES, REPO
 from vitdet_bench.checkpoint import (
     CheckpointError,
     Checkpointer,

@@ -7,7 +7,7 @@ import os
 import pytest
 import torch
 
-from conftest import REPO
+from helpers import REPO
 from vitdet_bench.config import LazyConfig, instantiate
 
 CONFIGS = sorted(

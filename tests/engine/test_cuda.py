@@ -23,7 +23,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from conftest import DEMO_CONFIG
+from helpers import DEMO_CONFIG
 from vitdet_bench.benchmark.throughput import sdpa_kernels
 from vitdet_bench.config import LazyConfig, instantiate
 from vitdet_bench.engine import build_model, resolve_num_classes

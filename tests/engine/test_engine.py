@@ -9,7 +9,7 @@ import sys
 import pytest
 import torch
 
-from conftest import DEMO_CONFIG, FAST_OVERRIDES, REPO
+from helpers import DEMO_CONFIG, FAST_OVERRIDES, REPO
 from vitdet_bench.checkpoint import CheckpointError, Checkpointer
 from vitdet_bench.engine import HookBase, PeriodicCheckpointer, SimpleTrainer, default_argument_parser, main
 

@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import torch
 
-from conftest import DEMO_CONFIG, REPO
+from helpers import DEMO_CONFIG, REPO
 from vitdet_bench.checkpoint import Checkpointer
 from vitdet_bench.config import LazyConfig, instantiate
 from vitdet_bench.engine import Predictor, build_model, resolve_num_classes

@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from conftest import DEMO_CONFIG, FAST_OVERRIDES, REPO
+from helpers import DEMO_CONFIG, FAST_OVERRIDES, REPO
 from vitdet_bench.engine import HookBase, default_argument_parser, main
 from vitdet_bench.utils.lock import LockError
 

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torchvision.ops import box_iou
 
-from conftest import DEMO_CONFIG, REPO
+from helpers import DEMO_CONFIG, REPO
 from vitdet_bench.benchmark.throughput import benchmark_detector, format_speed_report, sdpa_kernels
 from vitdet_bench.config import LazyConfig, instantiate
 from vitdet_bench.engine import Predictor, build_model, resolve_num_classes

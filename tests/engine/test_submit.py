@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from conftest import DEMO_CONFIG, FAST_OVERRIDES, REPO
+from helpers import DEMO_CONFIG, FAST_OVERRIDES, REPO
 from vitdet_bench.benchmark import Runner, load_benchmark
 from vitdet_bench.engine.submit import (
     JobRecord,

@@ -48,8 +48,8 @@ from vitdet_bench.checkpoint import (
 from vitdet_bench.config import LazyConfig, instantiate
 from vitdet_bench.modeling import ViT
 from vitdet_bench.pretrain import (
-    BEiT,
     MAE,
+    BEiT,
     ConvMAE,
     FastConvMAE,
     MAELite,

@@ -7,7 +7,8 @@ import torch
 from timm.layers import resize_rel_pos_bias_table
 from timm.models.vision_transformer import VisionTransformer
 
-from vitdet_bench.modeling import SimpleFeaturePyramid, ViT, build_vit
+from helpers.vit import randomize, tiny_vit
+from vitdet_bench.modeling import SimpleFeaturePyramid, build_vit
 from vitdet_bench.modeling.backbone import (
     FPN,
     MultiScaleAdapter,
@@ -16,22 +17,6 @@ from vitdet_bench.modeling.backbone import (
     resize_rel_pos_table,
     vit_preset,
 )
-
-
-def tiny_vit(**kwargs):
-    args = dict(img_size=96, patch_size=16, embed_dim=64, depth=2, num_heads=4, pretrain_img_size=96)
-    args.update(kwargs)
-    return ViT(**args)
-
-
-def randomize(module, std=0.05, seed=0):
-    """Non-trivial values everywhere (biases, tables, layer scale), reproducibly."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, p in module.named_parameters():
-            noise = torch.randn(p.shape, generator=g) * std
-            p.copy_(1.0 + noise if name.endswith(("norm1.weight", "norm2.weight")) else noise)
-    return module
 
 
 def feats(model, x):

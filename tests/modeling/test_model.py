@@ -6,7 +6,7 @@ import os
 import pytest
 import torch
 
-from conftest import REPO
+from helpers import REPO
 from vitdet_bench.config import LazyConfig, instantiate
 from vitdet_bench.modeling.backbone import ViT, window_partition, window_unpartition
 from vitdet_bench.modeling.detector import LevelRoIAlign

@@ -15,7 +15,7 @@ import torch.nn as nn
 from PIL import Image
 from torchvision import transforms as T
 
-from conftest import REPO
+from helpers import REPO
 from vitdet_bench.checkpoint import save_backbone_export
 from vitdet_bench.config import LazyConfig, instantiate
 from vitdet_bench.data.constants import IMAGENET_PIXEL_MEAN, IMAGENET_PIXEL_STD

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import REPO
+from helpers import REPO
 from vitdet_bench.checkpoint import load_backbone_checkpoint
 from vitdet_bench.checkpoint import safe_torch_load
 from vitdet_bench.config import LazyConfig, instantiate
@@ -29,7 +29,7 @@ from vitdet_bench.pretrain import (
     random_masking,
 )
 from vitdet_bench.pretrain.engine import pretrain_main
-from pretrain_helpers import pretrain_args, resumed_run_equals_one_run
+from helpers.pretrain import pretrain_args, resumed_run_equals_one_run
 
 DEMO_CONFIGS = {
     "tokenizer": "projects/BEiT/configs/tokenizer_vq_demo.py",

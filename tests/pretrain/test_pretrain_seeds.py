@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from timm.layers import resample_patch_embed
 from timm.models.vision_transformer import VisionTransformer, _convert_openai_clip
 
-from conftest import REPO
+from helpers import REPO
 from vitdet_bench.checkpoint import CheckpointError, CheckpointFormatError, save_backbone_export
 from vitdet_bench.checkpoint import safe_torch_load
 from vitdet_bench.config import LazyConfig, instantiate
@@ -30,7 +30,7 @@ from vitdet_bench.pretrain import (
     build_teacher,
     negative_cosine_loss,
 )
-from pretrain_helpers import resumed_run_equals_one_run
+from helpers.pretrain import resumed_run_equals_one_run
 
 
 def _randomize(module: torch.nn.Module, seed: int = 0) -> torch.nn.Module:

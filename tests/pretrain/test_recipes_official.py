@@ -16,7 +16,7 @@ from timm.scheduler import CosineLRScheduler
 from torchvision.transforms import InterpolationMode, RandomResizedCrop
 from torchvision.transforms import functional as F
 
-from conftest import REPO
+from helpers import REPO
 from vitdet_bench.config import LazyConfig, instantiate
 from vitdet_bench.pretrain import mae_transform
 from vitdet_bench.pretrain.crop import RandomInterpolationResizedCrop

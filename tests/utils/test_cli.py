@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from conftest import DEMO_CONFIG, REPO
+from helpers import DEMO_CONFIG, REPO
 from vitdet_bench.engine import default_argument_parser
 
 

@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from conftest import REPO
+from helpers import REPO
 from vitdet_bench.utils import lock as lock_module
 from vitdet_bench.utils.lock import DirectoryLock, LockError, read_lock_holder
 
