@@ -21,9 +21,9 @@ A README command with a tool this file has no recipe for fails, naming the comma
 
 import json
 import os
-import shutil
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 
@@ -249,7 +249,8 @@ def run_detectron2_conversion(words: list[str], env: dict) -> None:
              "roi_heads.mask_predictor.mask_fcn_logits.weight": 1, "roi_heads.mask_predictor.mask_fcn_logits.bias": 1}
     for k in ours:
         n = slots.get(k, 0)
-        assert torch.equal(back[k][n:], ours[k][n:]) and not back[k][:n].any() if n else torch.equal(back[k], ours[k]), k
+        same = torch.equal(back[k][n:], ours[k][n:]) and not back[k][:n].any() if n else torch.equal(back[k], ours[k])
+        assert same, k
 
 
 def _hydra_list(items: list[str]) -> str:
@@ -286,7 +287,8 @@ def run_tool(words: list[str], env: dict, out_name: str) -> None:
         from vitdet_bench.checkpoint import safe_torch_load
 
         written = safe_torch_load(words[-1])["model"]
-        assert {"mask_token", "decoder_pred.weight", "blocks.0.attn.qkv.weight", "cls_token"} <= set(written), _out(proc)
+        expected = {"mask_token", "decoder_pred.weight", "blocks.0.attn.qkv.weight", "cls_token"}
+        assert expected <= set(written), _out(proc)
         return
     if tool == "convert_checkpoint.py" and ("--to" in words or "--from" in words and "detectron2" in words):
         return run_detectron2_conversion(words, env)

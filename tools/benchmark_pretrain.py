@@ -29,17 +29,14 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from tabulate import tabulate  # noqa: E402
 
-from vitdet_bench.utils.cli import CommandLineParser  # noqa: E402
-from vitdet_bench.utils.timing import time_steps  # noqa: E402
-
 from vitdet_bench.checkpoint import EXPORT_TAG  # noqa: E402
 from vitdet_bench.modeling.backbone import VIT_PRESETS  # noqa: E402
 from vitdet_bench.pretrain import (  # noqa: E402
-    BEiT,
     MAE,
+    BEiT,
+    BlockMaskGenerator,
     ConvMAE,
     FastConvMAE,
-    BlockMaskGenerator,
     FeatureMIM,
     MAELite,
     MoCoV3,
@@ -49,12 +46,15 @@ from vitdet_bench.pretrain import (  # noqa: E402
     build_pretrain_encoder,
     build_teacher,
 )
+from vitdet_bench.utils.cli import CommandLineParser  # noqa: E402
+from vitdet_bench.utils.timing import time_steps  # noqa: E402
 
 
 def _batch(n: int, size: int, grid: int, keys: tuple[str, ...]) -> list[dict]:
     """``n`` random samples holding ``keys`` (a method's ``batch_keys``), the same for every method."""
     g = torch.Generator().manual_seed(0)
-    gen = BlockMaskGenerator(grid, num_masking_patches=int(round(0.4 * grid * grid)), min_num_patches=min(16, grid * grid // 4))
+    gen = BlockMaskGenerator(grid, num_masking_patches=int(round(0.4 * grid * grid)),
+                             min_num_patches=min(16, grid * grid // 4))
     out = []
     for i in range(n):
         s = {"image": torch.rand(3, size, size, generator=g) * 255, "label": i % 10}
@@ -83,7 +83,8 @@ class _PlainStep(torch.nn.Module):
 def _teacher(arch: str, size: int):
     """A frozen teacher of architecture ``arch`` with random weights (as an in-memory export)."""
     enc = build_pretrain_encoder(arch, img_size=size, pos_embed="sincos")
-    export = {"format": EXPORT_TAG, "model": enc.export_state(), "meta": {"num_heads": enc.vit.blocks[0].attn.num_heads}}
+    meta = {"num_heads": enc.vit.blocks[0].attn.num_heads}
+    export = {"format": EXPORT_TAG, "model": enc.export_state(), "meta": meta}
     return build_teacher(export, image_size=size, name=f"random {arch}")
 
 
@@ -186,9 +187,11 @@ def main(argv=None) -> None:
         params = sum(p.numel() for p in model.parameters() if p.requires_grad) / 1e6
         rows.append([name, f"{t:.3f}", f"{ips:.1f}", f"{ips / ref:.2f}", f"{params:.2f}"])
         print(f"{name}: {t:.3f} s / step", flush=True)
-    print(f"\n{args.arch} at {args.size} px, batch {args.batch}, {args.device}, amp {args.amp}; median of {args.iters} steps "
-          f"after {args.warmup} warm-up; torch {torch.__version__}, {torch.get_num_threads()} threads\n")
-    print(tabulate(rows, headers=["method", "s / step", "img / s", "x reference img/s", "trainable params (M)"], tablefmt="github"))
+    print(f"\n{args.arch} at {args.size} px, batch {args.batch}, {args.device}, amp {args.amp}; median of "
+          f"{args.iters} steps after {args.warmup} warm-up; torch {torch.__version__}, {torch.get_num_threads()} "
+          "threads\n")
+    headers = ["method", "s / step", "img / s", "x reference img/s", "trainable params (M)"]
+    print(tabulate(rows, headers=headers, tablefmt="github"))
     if CONVMAE in step_s and FASTCONVMAE in step_s:
         sizes = convvit_sizes(args.arch)
         print(f"\nConvViT for {args.arch}: widths {sizes['embed_dims']}, depths {sizes['depths']}, "

@@ -12,11 +12,21 @@ import sys
 import pytest
 import torch
 
+from vitdet_bench.benchmark import device_check
+from vitdet_bench.benchmark.device_check import (
+    DRY_RUN_BUDGET_S,
+    FULL_BUDGET_S,
+    SYNC_BN,
+    Step,
+    error_line,
+    format_device_report,
+    plan,
+    run_device_check,
+)
+
 from helpers import REPO
 from helpers.device_check import check_dry_run_report, run_dry_run
-from vitdet_bench.benchmark import device_check
-from vitdet_bench.benchmark.device_check import (DRY_RUN_BUDGET_S, FULL_BUDGET_S, SYNC_BN, Step, error_line,
-                                                 format_device_report, plan, run_device_check)
+
 
 @pytest.mark.slow  # the whole dry run: about 1.5 minutes on two CPU cores
 def test_dry_run_writes_every_row(tmp_path_factory, demo_root):

@@ -11,16 +11,16 @@ import pytest
 import torch
 from timm.models.beit import Beit
 
-from helpers import REPO
-from helpers.vit import GRID, IMG, containers, randomize, timm_vit, tiny_vit
-
 from vitdet_bench.checkpoint import (
-    CheckpointError,
     Checkpointer,
+    CheckpointError,
     detect_format,
     load_backbone_checkpoint,
     safe_torch_load,
 )
+
+from helpers import REPO
+from helpers.vit import GRID, IMG, containers, randomize, timm_vit, tiny_vit
 
 
 def timm_patch_features(m, x):
@@ -180,9 +180,9 @@ def test_unsafe_and_unknown_files_fail_clearly(tmp_path):
 
 
 def test_init_checkpoint_loads_a_pretrained_backbone_into_the_detector(tmp_path):
-    from helpers import DEMO_CONFIG
-
     from vitdet_bench.config import LazyConfig, instantiate
+
+    from helpers import DEMO_CONFIG
 
     cfg = LazyConfig.load(DEMO_CONFIG)
     cfg.model.num_classes = 4

@@ -22,26 +22,6 @@ import torch.nn as nn
 import torch.nn.functional as F
 from timm.models.vision_transformer import VisionTransformer
 
-from helpers import FIXTURES, REPO
-from helpers.official import (
-    DEC_DIM,
-    DEC_HEADS,
-    DEPTH,
-    DIM,
-    HEADS,
-    IMG,
-    P,
-    OfficialMAE,
-    StubTokenizer,
-    beit_encoder,
-    fixed_mask,
-    mae_training_file,
-    official_logits,
-    official_state,
-    randomize,
-    save,
-)
-from helpers.pretrain import pretrain_args
 from vitdet_bench.checkpoint import (
     CheckpointError,
     load_backbone_checkpoint,
@@ -52,6 +32,27 @@ from vitdet_bench.checkpoint import (
 from vitdet_bench.config import LazyConfig, instantiate
 from vitdet_bench.pretrain import MAE, BEiT, MoCoV3, SupervisedViT, build_pretrain_encoder
 from vitdet_bench.pretrain.engine import pretrain_main
+
+from helpers import FIXTURES, REPO
+from helpers.official import (
+    DEC_DIM,
+    DEC_HEADS,
+    DEPTH,
+    DIM,
+    HEADS,
+    IMG,
+    OfficialMAE,
+    P,
+    StubTokenizer,
+    beit_encoder,
+    fixed_mask,
+    mae_training_file,
+    official_logits,
+    official_state,
+    randomize,
+    save,
+)
+from helpers.pretrain import pretrain_args
 
 L = (IMG // P) ** 2
 with open(os.path.join(FIXTURES, "official_key_lists.json")) as _f:
@@ -229,7 +230,8 @@ def test_position_tables_resize_as_the_detectors_do(tmp_path):
 def test_another_methods_checkpoint_fails_naming_the_file_and_both_methods(tmp_path):
     official = randomize(OfficialMoCoV3(), seed=5)
     path = save(tmp_path, "vit-b-300ep.pth.tar", {"epoch": 300, "arch": "vit_base",
-                                                 "state_dict": {"module." + k: v for k, v in official.state_dict().items()}})
+                                                 "state_dict": {"module." + k: v
+                                                                for k, v in official.state_dict().items()}})
     model = our_mae()
     before = {k: v.clone() for k, v in model.state_dict().items()}
     with pytest.raises(CheckpointError) as e:
@@ -297,7 +299,8 @@ def test_official_files_load_into_the_official_models(tmp_path):
 
 
 def _convert_tool():
-    spec = importlib.util.spec_from_file_location("convert_checkpoint", os.path.join(REPO, "tools", "convert_checkpoint.py"))
+    spec = importlib.util.spec_from_file_location("convert_checkpoint",
+                                                  os.path.join(REPO, "tools", "convert_checkpoint.py"))
     tool = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(tool)
     return tool.main

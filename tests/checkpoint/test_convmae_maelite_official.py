@@ -23,9 +23,6 @@ import torch.nn as nn
 import torch.nn.functional as F
 from timm.models.vision_transformer import Block
 
-from helpers import FIXTURES, REPO
-from helpers.official import OfficialMAE, mae_training_file, official_convmae_base_state, randomize, save
-from helpers.pretrain import pretrain_args
 from vitdet_bench.checkpoint import (
     CheckpointError,
     CheckpointFormatError,
@@ -37,9 +34,20 @@ from vitdet_bench.checkpoint import (
 )
 from vitdet_bench.config import LazyConfig, instantiate
 from vitdet_bench.modeling import ViT
-from vitdet_bench.pretrain import MAE, ConvMAE, FastConvMAE, MAELite, build_convmae_encoder, build_pretrain_encoder
-from vitdet_bench.pretrain import build_teacher
+from vitdet_bench.pretrain import (
+    MAE,
+    ConvMAE,
+    FastConvMAE,
+    MAELite,
+    build_convmae_encoder,
+    build_pretrain_encoder,
+    build_teacher,
+)
 from vitdet_bench.pretrain.engine import pretrain_main
+
+from helpers import FIXTURES, REPO
+from helpers.official import OfficialMAE, mae_training_file, official_convmae_base_state, randomize, save
+from helpers.pretrain import pretrain_args
 
 with open(os.path.join(FIXTURES, "official_key_lists.json")) as _f:
     OFFICIAL_KEYS = json.load(_f)

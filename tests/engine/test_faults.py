@@ -20,10 +20,11 @@ import textwrap
 import pytest
 import torch
 
+from vitdet_bench.checkpoint import Checkpointer, CheckpointError
+from vitdet_bench.engine import HookBase, PeriodicCheckpointer, SimpleTrainer, default_argument_parser, main
+
 from helpers import DEMO_CONFIG, FAST_OVERRIDES, REPO
 from helpers.runs import fake_finished_run
-from vitdet_bench.checkpoint import CheckpointError, Checkpointer
-from vitdet_bench.engine import HookBase, PeriodicCheckpointer, SimpleTrainer, default_argument_parser, main
 
 TINY = [*FAST_OVERRIDES, "train.eval_period=-1", "train.log_period=1"]
 

@@ -108,11 +108,13 @@ def mae_decoder(dim: int = DIM, dec: int = 32, grid: int = GRID, seed: int = 3) 
     """``models_mae``'s decoder, mask token and prediction head (one block)."""
     g = torch.Generator().manual_seed(seed)
     block = _randomize(Block(dec, 2, 4.0, qkv_bias=True), seed)
-    out = {"mask_token": torch.randn(1, 1, dec, generator=g), "decoder_embed.weight": torch.randn(dec, dim, generator=g),
+    out = {"mask_token": torch.randn(1, 1, dec, generator=g),
+           "decoder_embed.weight": torch.randn(dec, dim, generator=g),
            "decoder_embed.bias": torch.randn(dec, generator=g),
            "decoder_pos_embed": torch.randn(1, grid * grid + 1, dec, generator=g),
            "decoder_norm.weight": torch.randn(dec, generator=g), "decoder_norm.bias": torch.randn(dec, generator=g),
-           "decoder_pred.weight": torch.randn(768, dec, generator=g), "decoder_pred.bias": torch.randn(768, generator=g)}
+           "decoder_pred.weight": torch.randn(768, dec, generator=g),
+           "decoder_pred.bias": torch.randn(768, generator=g)}
     out.update({f"decoder_blocks.0.{k}": v for k, v in block.state_dict().items()})
     return out
 
@@ -180,7 +182,8 @@ def openclip_state(width: int = 32, depth: int = 2, patch: int = 8, img: int = 3
         "visual.class_embedding": torch.randn(width, generator=g),
         "visual.positional_embedding": torch.randn(n, width, generator=g),
         "visual.ln_pre.weight": torch.randn(width, generator=g), "visual.ln_pre.bias": torch.randn(width, generator=g),
-        "visual.ln_post.weight": torch.randn(width, generator=g), "visual.ln_post.bias": torch.randn(width, generator=g),
+        "visual.ln_post.weight": torch.randn(width, generator=g),
+        "visual.ln_post.bias": torch.randn(width, generator=g),
         "visual.proj": torch.randn(width, out, generator=g),
         "token_embedding.weight": torch.randn(10, width, generator=g),
     }
@@ -537,7 +540,8 @@ def _method_cases(rec: _Recorder) -> None:
     export = os.path.join(rec.tmp, "export_method_mae.pth")
     save_backbone_export(mae_model.export_state(), export, mae_model.export_meta())
     files = {"mae_encoder_only": rec.path("m_enc.pth", enc_only), "timm_flat": rec.path("m_flat.pth", flat),
-             "maelite": rec.path("m_maelite.pth", maelite), "maelite_distill": rec.path("m_distill.pth", maelite_distill),
+             "maelite": rec.path("m_maelite.pth", maelite),
+             "maelite_distill": rec.path("m_distill.pth", maelite_distill),
              "export_mae": export}
     for name, path in files.items():
         for target_name in ("mae", "mocov3", "supervised", "supervised_3", "maelite"):

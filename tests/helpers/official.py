@@ -211,7 +211,8 @@ def official_logits(sd: dict, images: torch.Tensor, masked: torch.Tensor) -> tor
         qkv = (h @ sd[p + "attn.qkv.weight"].t() + qkv_bias).reshape(b, length, 3, HEADS, hd).permute(2, 0, 3, 1, 4)
         q, k, v = qkv[0], qkv[1], qkv[2]
         attn = ((q * hd**-0.5) @ k.transpose(-2, -1) + bias).softmax(dim=-1)
-        out = (attn @ v).transpose(1, 2).reshape(b, length, d) @ sd[p + "attn.proj.weight"].t() + sd[p + "attn.proj.bias"]
+        out = (attn @ v).transpose(1, 2).reshape(b, length, d)
+        out = out @ sd[p + "attn.proj.weight"].t() + sd[p + "attn.proj.bias"]
         x = x + sd[p + "gamma_1"] * out
         h = F.layer_norm(x, (d,), sd[p + "norm2.weight"], sd[p + "norm2.bias"], eps=1e-6)
         h = F.gelu(h @ sd[p + "mlp.fc1.weight"].t() + sd[p + "mlp.fc1.bias"])

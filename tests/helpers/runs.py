@@ -51,7 +51,8 @@ def planted_detections(gt_json: str, path: str) -> str:
         m[:20, :20] = 1
         rle = mask_utils.encode(m)
         rle["counts"] = rle["counts"].decode()
-        dets.append({"image_id": im["id"], "category_id": cats[0], "bbox": [0, 0, 20, 20], "score": 0.5, "segmentation": rle})
+        dets.append({"image_id": im["id"], "category_id": cats[0], "bbox": [0, 0, 20, 20], "score": 0.5,
+                     "segmentation": rle})
     with open(path, "w") as f:
         json.dump(dets, f)
     return path

@@ -43,7 +43,8 @@ def containers(state):
     enc = {k: v for k, v in state.items() if not k.startswith("head.")}
     mae_pretrain = {
         "model": {**enc, "mask_token": torch.zeros(1, 1, 32), "decoder_embed.weight": torch.zeros(32, 64),
-                  "decoder_pos_embed": torch.zeros(1, GRID * GRID + 1, 32), "decoder_blocks.0.norm1.weight": torch.ones(32),
+                  "decoder_pos_embed": torch.zeros(1, GRID * GRID + 1, 32),
+                  "decoder_blocks.0.norm1.weight": torch.ones(32),
                   "decoder_pred.weight": torch.zeros(768, 32)},
         "optimizer": {"state": {}, "param_groups": []},
         "epoch": 799,

@@ -7,7 +7,6 @@ import torch
 from timm.layers import resize_rel_pos_bias_table
 from timm.models.vision_transformer import VisionTransformer
 
-from helpers.vit import randomize, tiny_vit
 from vitdet_bench.modeling import SimpleFeaturePyramid, build_vit
 from vitdet_bench.modeling.backbone import (
     FPN,
@@ -17,6 +16,8 @@ from vitdet_bench.modeling.backbone import (
     resize_rel_pos_table,
     vit_preset,
 )
+
+from helpers.vit import randomize, tiny_vit
 
 
 def feats(model, x):
@@ -149,7 +150,8 @@ def test_rel_pos_table_resize_cubic_is_an_interpolating_bicubic_spline():
     )
     out = resize_rel_pos_table(table, (src, src), (dst, dst), mode="cubic")
     d = np.arange(-(dst - 1), dst, dtype=np.float64)
-    expected = torch.tensor(np.stack([np.array([[poly(y, x, h) for x in d] for y in d]).reshape(-1) for h in range(2)], 1))
+    expected = torch.tensor(np.stack([np.array([[poly(y, x, h) for x in d] for y in d]).reshape(-1)
+                                      for h in range(2)], 1))
     # The outermost source sample sits within the bisection tolerance (1e-6) of the outermost
     # target offset; FITPACK clamps to its range there, so the border ring is exact only to ~1e-4.
     inner = torch.zeros(2 * dst - 1, 2 * dst - 1, dtype=torch.bool)

@@ -16,6 +16,13 @@ import torch.nn.functional as F
 from timm.models.beit import RelativePositionBias as TimmRelativePositionBias
 from timm.models.beit import gen_relative_position_index
 
+from vitdet_bench.checkpoint import load_backbone_checkpoint, safe_torch_load, save_backbone_export
+from vitdet_bench.config import LazyConfig, instantiate
+from vitdet_bench.modeling import ViT
+from vitdet_bench.modeling.backbone import RelativePositionBias
+from vitdet_bench.pretrain import MAE, BEiT, MoCoV3, SupervisedViT, build_pretrain_encoder
+from vitdet_bench.solver import LRMultiplier
+
 from helpers import REPO
 from helpers.official import (
     DEPTH,
@@ -31,12 +38,6 @@ from helpers.official import (
     official_logits,
     official_state,
 )
-from vitdet_bench.checkpoint import load_backbone_checkpoint, safe_torch_load, save_backbone_export
-from vitdet_bench.config import LazyConfig, instantiate
-from vitdet_bench.modeling import ViT
-from vitdet_bench.modeling.backbone import RelativePositionBias
-from vitdet_bench.pretrain import MAE, BEiT, MoCoV3, SupervisedViT, build_pretrain_encoder
-from vitdet_bench.solver import LRMultiplier
 
 # --- the official model, written out --------------------------------------------------------
 
@@ -114,7 +115,8 @@ def test_logits_loss_and_gradients_equal_the_official_model_with_cls_rows():
     ref_grad = ref_sd["rel_pos_bias.relative_position_bias_table"].grad
     torch.testing.assert_close(table.grad, ref_grad, atol=1e-6, rtol=1e-4)
     assert ref_grad[-3:].abs().min() > 0  # the cls rows are learned from the first step
-    torch.testing.assert_close(model.encoder.vit.blocks[0].attn.qkv.weight.grad, ref_sd["blocks.0.attn.qkv.weight"].grad,
+    torch.testing.assert_close(model.encoder.vit.blocks[0].attn.qkv.weight.grad,
+                               ref_sd["blocks.0.attn.qkv.weight"].grad,
                                atol=1e-6, rtol=1e-4)
     # Without the cls rows (what the model did before), the same weights give other logits.
     zero_cls = dict(sd)
@@ -143,7 +145,8 @@ def test_official_checkpoint_keeps_cls_rows_through_load_and_export(tmp_path):
     assert torch.equal(exported["rel_pos_bias.relative_position_bias_table"], table)
 
     # tools/convert_checkpoint.py keeps them too, and its output loads back unchanged.
-    spec = importlib.util.spec_from_file_location("convert_checkpoint", os.path.join(REPO, "tools", "convert_checkpoint.py"))
+    spec = importlib.util.spec_from_file_location("convert_checkpoint",
+                                                  os.path.join(REPO, "tools", "convert_checkpoint.py"))
     tool = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(tool)
     convert = tool.main
@@ -160,14 +163,16 @@ def test_official_checkpoint_keeps_cls_rows_through_load_and_export(tmp_path):
     report = load_backbone_checkpoint(detector_vit, export)
     assert report.ok, report.summary()
     dropped = {k for k, how in report.converted if "3 cls rows" in how and "dropped: the model has no cls token" in how}
-    assert dropped == {"rel_pos_bias_window.relative_position_bias_table", "rel_pos_bias_global.relative_position_bias_table"}
+    assert dropped == {"rel_pos_bias_window.relative_position_bias_table",
+                       "rel_pos_bias_global.relative_position_bias_table"}
     assert "cls rows" in report.summary()
     assert torch.equal(detector_vit.rel_pos_bias_window.relative_position_bias_table, table[:-3])
 
     # A table without cls rows (an older export) gives the pre-training encoder zero cls rows, reported.
     old = {k: v for k, v in exported.items()}
     old["rel_pos_bias.relative_position_bias_table"] = table[:-3]
-    report = load_backbone_checkpoint(BEiT(beit_encoder(), StubTokenizer(torch.zeros(1))), {"model": old}, format="beit")
+    report = load_backbone_checkpoint(BEiT(beit_encoder(), StubTokenizer(torch.zeros(1))), {"model": old},
+                                      format="beit")
     assert any("3 cls rows zero-initialised" in how for _, how in report.converted)
 
 
@@ -249,7 +254,8 @@ def test_beit_parameter_groups_are_optim_factorys():
             BLOCK + "ls2.gamma", "encoder.norm.weight", "encoder.norm.bias", "lm_head.bias",
         },
         "decay 0.05": {
-            "mask_token", "encoder.vit.patch_embed.proj.weight", "encoder.vit.rel_pos_bias_global.relative_position_bias_table",
+            "mask_token", "encoder.vit.patch_embed.proj.weight",
+            "encoder.vit.rel_pos_bias_global.relative_position_bias_table",
             BLOCK + "attn.qkv.weight", BLOCK + "attn.proj.weight", BLOCK + "mlp.fc1.weight", BLOCK + "mlp.fc2.weight",
             "lm_head.weight",
         },
@@ -258,8 +264,8 @@ def test_beit_parameter_groups_are_optim_factorys():
 
 
 def test_mae_parameter_groups_are_add_weight_decays():
-    model = MAE(build_pretrain_encoder("vit_t", img_size=IMG, embed_dim=DIM, depth=1, num_heads=HEADS, pos_embed="sincos"),
-                decoder_dim=16, decoder_depth=1, decoder_num_heads=2)
+    encoder = build_pretrain_encoder("vit_t", img_size=IMG, embed_dim=DIM, depth=1, num_heads=HEADS, pos_embed="sincos")
+    model = MAE(encoder, decoder_dim=16, decoder_depth=1, decoder_num_heads=2)
     groups = _groups("projects/MAE/configs/mae_vit_b_800ep.py", model)
     dec = "decoder_blocks.0."
     assert groups == {
@@ -267,7 +273,8 @@ def test_mae_parameter_groups_are_add_weight_decays():
             "encoder.vit.patch_embed.proj.bias", BLOCK + "norm1.weight", BLOCK + "norm1.bias", BLOCK + "attn.qkv.bias",
             BLOCK + "attn.proj.bias", BLOCK + "norm2.weight", BLOCK + "norm2.bias", BLOCK + "mlp.fc1.bias",
             BLOCK + "mlp.fc2.bias", "encoder.norm.weight", "encoder.norm.bias", "decoder_embed.bias",
-            dec + "norm1.weight", dec + "norm1.bias", dec + "attn.qkv.bias", dec + "attn.proj.bias", dec + "norm2.weight",
+            dec + "norm1.weight", dec + "norm1.bias", dec + "attn.qkv.bias", dec + "attn.proj.bias",
+            dec + "norm2.weight",
             dec + "norm2.bias", dec + "mlp.fc1.bias", dec + "mlp.fc2.bias", "decoder_norm.weight", "decoder_norm.bias",
             "decoder_pred.bias",
         },
@@ -289,7 +296,8 @@ def test_mocov3_decays_every_parameter():
     groups = _groups("projects/MoCoV3/configs/mocov3_vit_b_300ep.py", model)
     heads = {f"{m}.{i}.{w}" for m, layers in (("projector", (1, 4)), ("predictor", (1,))) for i in layers
              for w in ("weight", "bias")}
-    heads |= {"projector.0.weight", "projector.3.weight", "projector.6.weight", "predictor.0.weight", "predictor.3.weight"}
+    heads |= {"projector.0.weight", "projector.3.weight", "projector.6.weight", "predictor.0.weight",
+              "predictor.3.weight"}
     assert groups == {
         "decay 0.1": {
             "encoder.cls_token", BLOCK + "norm1.weight", BLOCK + "norm1.bias", BLOCK + "attn.qkv.weight",

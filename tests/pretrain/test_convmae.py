@@ -13,16 +13,21 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import REPO
-from helpers.official import official_convmae_base_state
-from helpers.pretrain import pretrain_args, resumed_run_equals_one_run
-from vitdet_bench.checkpoint import CheckpointFormatError, load_backbone_checkpoint, save_backbone_export
-from vitdet_bench.checkpoint import safe_torch_load
+from vitdet_bench.checkpoint import (
+    CheckpointFormatError,
+    load_backbone_checkpoint,
+    safe_torch_load,
+    save_backbone_export,
+)
 from vitdet_bench.config import LazyConfig, instantiate
 from vitdet_bench.modeling import FPN, ConvViT, ViT, build_convvit
 from vitdet_bench.pretrain import ConvMAE, FastConvMAE, build_convmae_encoder, complementary_views, patchify
 from vitdet_bench.pretrain.convmae import upsample_visible, visible_map
 from vitdet_bench.pretrain.engine import pretrain_main
+
+from helpers import REPO
+from helpers.official import official_convmae_base_state
+from helpers.pretrain import pretrain_args, resumed_run_equals_one_run
 
 TINY = dict(embed_dims=(8, 12, 16), depths=(1, 1, 2), num_heads=2)
 DEMO_CONFIGS = {"convmae": "projects/ConvMAE/configs/convmae_convvit_tiny_demo.py",

@@ -111,7 +111,8 @@ def _match_qv_bias(fit: _Fit) -> None:
         elif p + "qkv.bias" in src and p + "q_bias" in target and p + "qkv.bias" not in target:
             b = src.pop(p + "qkv.bias")
             src[p + "q_bias"], src[p + "v_bias"] = b[:dim], b[2 * dim:]
-            fit.report.converted.append((p + "qkv.bias", "split into q_bias/v_bias (key bias dropped: softmax-invariant)"))
+            fit.report.converted.append((p + "qkv.bias",
+                                         "split into q_bias/v_bias (key bias dropped: softmax-invariant)"))
 
 
 def _split_cls_rows(table: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:

@@ -53,7 +53,8 @@ def get_rng_state() -> dict:
 def set_rng_state(state: dict) -> None:
     torch.set_rng_state(state["torch"])
     n = state["numpy"]
-    np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached_gaussian"]))
+    np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"],
+                         n["cached_gaussian"]))
     py = state["python"]
     random.setstate((py[0], tuple(py[1]), py[2]))
     if "cuda" in state and torch.cuda.is_available():
@@ -75,7 +76,8 @@ def load_model_weights(model: nn.Module, state_dict: dict[str, torch.Tensor], so
     ]
     bad = {k for k, _, _ in mismatched}
     incompatible = model.load_state_dict({k: v for k, v in state_dict.items() if k not in bad}, strict=False)
-    report = {"missing": sorted(incompatible.missing_keys), "unexpected": sorted(incompatible.unexpected_keys), "mismatched": mismatched}
+    report = {"missing": sorted(incompatible.missing_keys), "unexpected": sorted(incompatible.unexpected_keys),
+              "mismatched": mismatched}
     loaded = len(state_dict) - len(report["unexpected"]) - len(mismatched)
     logger.info("Loaded %d of %d tensors from %s", loaded, len(own), source)
     rows = [(k, "missing", "", str(tuple(own[k].shape))) for k in report["missing"]]

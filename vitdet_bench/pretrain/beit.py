@@ -53,7 +53,8 @@ class BEiT(PretrainModel):
         if not hasattr(tokenizer, "get_codebook_indices"):
             raise TypeError(f"tokenizer {type(tokenizer).__name__} has no get_codebook_indices(images)")
         if getattr(tokenizer, "patch_size", encoder.patch_size) != encoder.patch_size:
-            raise ValueError(f"tokenizer downsamples by {tokenizer.patch_size}, the ViT's patch size is {encoder.patch_size}")
+            raise ValueError(f"tokenizer downsamples by {tokenizer.patch_size}, the ViT's patch size is "
+                             f"{encoder.patch_size}")
         dim = encoder.embed_dim
         self.mask_token = nn.Parameter(torch.zeros(1, 1, dim))
         self.lm_head = nn.Linear(dim, tokenizer.vocab_size)

@@ -21,7 +21,6 @@ norm and the decoder are pre-training parts), in the names ConvMAE's detector us
 
 from __future__ import annotations
 
-
 import torch
 import torch.nn as nn
 

@@ -89,8 +89,8 @@ class ViTTeacher(nn.Module):
         self.proj = proj
         self.name = name
         self.info = dict(info or {})
-        self.register_buffer("pixel_mean", torch.tensor(pixel_mean, dtype=torch.float32).view(1, -1, 1, 1), persistent=False)
-        self.register_buffer("pixel_std", torch.tensor(pixel_std, dtype=torch.float32).view(1, -1, 1, 1), persistent=False)
+        for name, value in (("pixel_mean", pixel_mean), ("pixel_std", pixel_std)):
+            self.register_buffer(name, torch.tensor(value, dtype=torch.float32).view(1, -1, 1, 1), persistent=False)
         self.eval().requires_grad_(False)
 
     @property
@@ -185,7 +185,8 @@ def _infer_arch(state: dict[str, torch.Tensor], source: str) -> dict:
     """Width, depth, patch size, MLP ratio and biases of the ViT in a canonical state dict."""
     w = state.get("patch_embed.proj.weight")
     if w is None or w.ndim != 4:
-        raise CheckpointFormatError(f"{source}: no patch embedding 'patch_embed.proj.weight' (4-D): not a ViT a teacher can run")
+        raise CheckpointFormatError(f"{source}: no patch embedding 'patch_embed.proj.weight' (4-D): not a ViT a "
+                                    "teacher can run")
     if w.shape[-1] != w.shape[-2]:
         raise CheckpointFormatError(f"{source}: non-square patch kernel {tuple(w.shape)} in 'patch_embed.proj.weight'")
     if any(k.endswith("relative_position_bias_table") or k.startswith("rel_pos_bias.") for k in state):
@@ -298,13 +299,14 @@ def build_teacher(
     _check(source, "patch size", arch["patch_size"], checkpoint_patch_size)
     num_heads = _heads(meta, num_heads, width, source)
     if arch["patch_size"] != patch_size and not resample_patch_embed:
-        raise CheckpointError(f"{source}: the teacher's patch size is {arch['patch_size']}, the student's {patch_size}; "
-                              "set resample_patch_embed=True to resample its kernel")
+        raise CheckpointError(f"{source}: the teacher's patch size is {arch['patch_size']}, the student's "
+                              f"{patch_size}; set resample_patch_embed=True to resample its kernel")
     num_pos = ckpt.state["pos_embed"].shape[1] if arch["pos_embed"] else 0
     vit = ViT(img_size=image_size, patch_size=patch_size, embed_dim=width, depth=arch["depth"], num_heads=num_heads,
               mlp_ratio=arch["mlp_ratio"], qkv_bias=arch["qkv_bias"], norm_layer=partial(nn.LayerNorm, eps=norm_eps),
               act_layer=QuickGELU if act == "quick_gelu" else nn.GELU, use_abs_pos=arch["pos_embed"],
-              pretrain_img_size=image_size, pretrain_use_cls_token=arch["pos_embed"] and math.isqrt(num_pos) ** 2 != num_pos)
+              pretrain_img_size=image_size,
+              pretrain_use_cls_token=arch["pos_embed"] and math.isqrt(num_pos) ** 2 != num_pos)
     _load_vit(vit, obj, ckpt.format, arch, source)
     extras = {**ckpt.extras, **{k: v for k, v in ckpt.state.items() if k.startswith("norm_pre.")}}
     norm_pre = _layer_norm(extras, "norm_pre", width, norm_eps, source) if arch["norm_pre"] else nn.Identity()
@@ -336,7 +338,8 @@ def _layer_norm(extras: dict[str, torch.Tensor], key: str, width: int, eps: floa
     try:
         norm.load_state_dict({"weight": extras[f"{key}.weight"], "bias": extras[f"{key}.bias"]})
     except (KeyError, RuntimeError) as e:
-        raise CheckpointError(f"{source}: '{key}.weight' / '{key}.bias' do not form a LayerNorm of width {width}: {e}") from None
+        raise CheckpointError(f"{source}: '{key}.weight' / '{key}.bias' do not form a LayerNorm of width "
+                              f"{width}: {e}") from None
     return norm
 
 
@@ -344,7 +347,8 @@ def _projection(extras: dict[str, torch.Tensor], width: int, source: str) -> nn.
     w = extras.get("head.weight")
     if w is None or w.ndim != 2 or w.shape[1] != width:
         found = tuple(w.shape) if w is not None else "none"
-        raise CheckpointError(f"{source}: projection=True needs 'head.weight' (out, {width}) (CLIP's proj); found {found}")
+        raise CheckpointError(f"{source}: projection=True needs 'head.weight' (out, {width}) (CLIP's proj); found "
+                              f"{found}")
     proj = nn.Linear(width, w.shape[0], bias="head.bias" in extras)
     proj.load_state_dict({"weight": w, **({"bias": extras["head.bias"]} if "head.bias" in extras else {})})
     return proj

@@ -147,7 +147,8 @@ def _detector_vit(state: dict[str, torch.Tensor], out: CanonicalCheckpoint) -> d
     renamed to ours (its global one already has our name); neck and heads counted as dropped."""
     prefixes = {m.group(1) for k in state if (m := _DETECTOR_VIT.match(k))}
     if len(prefixes) != 1:
-        raise CheckpointFormatError(f"expected one ViT under backbone.net. or backbone.bottom_up.net., found {prefixes}")
+        raise CheckpointFormatError(f"expected one ViT under backbone.net. or backbone.bottom_up.net., found "
+                                    f"{prefixes}")
     prefix = prefixes.pop()
     kept = {}
     for k, v in state.items():
@@ -346,7 +347,9 @@ def _vit_to_detectron2(state: dict[str, torch.Tensor], vit: ViT) -> dict[str, to
             window = tuple(owner.window_size if isinstance(owner, RelativePositionBias) else owner.rel_pos_table_window)
             offsets, cls_rows = split_cls_entries(v, window)
             # BEiTDet's tables carry BEiT's cls rows (unused without a cls token): zeros when ours has none.
-            out[name] = torch.cat((offsets, cls_rows if cls_rows is not None else v.new_zeros(NUM_CLS_ENTRIES, v.shape[1])))
+            if cls_rows is None:
+                cls_rows = v.new_zeros(NUM_CLS_ENTRIES, v.shape[1])
+            out[name] = torch.cat((offsets, cls_rows))
             out[name.replace("relative_position_bias_table", "relative_position_index")] = (
                 gen_relative_position_index(window))
         else:
