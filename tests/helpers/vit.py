@@ -1,7 +1,6 @@
 """Small ViTs for tests: this project's (``tiny_vit``) and timm's (``timm_vit``) with non-trivial
 weights, and the same timm weights in each official container (MAE, MAE fine-tuned, DeiT, MoCo v3,
-timm), as ``shared/reference/checkpoint_formats.json`` describes them (key lists in
-``tests/fixtures/official_key_lists.json``)."""
+timm), as the official code writes them (key lists in ``tests/fixtures/official_key_lists.json``)."""
 
 import argparse
 
@@ -39,7 +38,7 @@ def timm_vit(img_size=IMG, **kw):
 
 
 def containers(state):
-    """The same weights in each official container (see shared/reference/checkpoint_formats.json)."""
+    """The same weights in each official container (key lists: tests/fixtures/official_key_lists.json)."""
     enc = {k: v for k, v in state.items() if not k.startswith("head.")}
     mae_pretrain = {
         "model": {**enc, "mask_token": torch.zeros(1, 1, 32), "decoder_embed.weight": torch.zeros(32, 64),

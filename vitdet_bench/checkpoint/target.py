@@ -20,6 +20,9 @@ __all__ = ["backbone_of", "find_convvit", "find_vit", "is_method_model", "model_
 def find_vit(model: nn.Module) -> tuple[ViT, str]:
     """The :class:`ViT` inside ``model`` (or ``model`` itself) and its dotted prefix.
 
+    Args:
+        model: a ViT, or a model holding one (DDP-wrapped or not).
+
     Raises:
         CheckpointError: ``model`` holds no ViT (naming its class).
     """
@@ -30,7 +33,11 @@ def find_vit(model: nn.Module) -> tuple[ViT, str]:
 
 
 def find_convvit(model: nn.Module) -> tuple[ConvViT, str] | None:
-    """The :class:`ConvViT` inside ``model`` (or ``model`` itself) and its dotted prefix; ``None`` if none."""
+    """The :class:`ConvViT` inside ``model`` (or ``model`` itself) and its dotted prefix; ``None`` if none.
+
+    Args:
+        model: a ConvViT, or a model holding one (DDP-wrapped or not).
+    """
     for name, module in unwrap_model(model).named_modules():
         if isinstance(module, ConvViT):
             return module, (name + "." if name else "")
@@ -39,7 +46,11 @@ def find_convvit(model: nn.Module) -> tuple[ConvViT, str] | None:
 
 def backbone_of(encoder: nn.Module | None) -> tuple[str, ViT | ConvViT] | None:
     """``(attribute, module)`` of a pre-training encoder's backbone: ``("vit", ViT)`` or
-    ``("convvit", ConvViT)``; ``None`` when it has neither."""
+    ``("convvit", ConvViT)``; ``None`` when it has neither.
+
+    Args:
+        encoder: a pre-training model's ``encoder`` (or ``None``).
+    """
     for name, kind in (("vit", ViT), ("convvit", ConvViT)):
         module = getattr(encoder, name, None)
         if isinstance(module, kind):
@@ -49,7 +60,11 @@ def backbone_of(encoder: nn.Module | None) -> tuple[str, ViT | ConvViT] | None:
 
 def is_method_model(model: nn.Module) -> bool:
     """Whether ``model`` is a pre-training method here (has ``method`` and an ``encoder`` with a
-    ViT, or ConvMAE's with a ConvViT)."""
+    ViT, or ConvMAE's with a ConvViT).
+
+    Args:
+        model: any model (DDP-wrapped or not).
+    """
     model = unwrap_model(model)
     return bool(getattr(model, "method", "")) and backbone_of(getattr(model, "encoder", None)) is not None
 

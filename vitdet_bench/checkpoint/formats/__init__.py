@@ -5,7 +5,7 @@ which backbone keys it is known not to have, its official whole-method layout fo
 writing back, and its label (see :class:`~.base.CheckpointFormat`). Adding a format is one new
 module whose class is decorated with :func:`~.registry.register_format`, and one import line below.
 The loaders (:mod:`vitdet_bench.checkpoint.backbone`, ``.method``, ``.init``) ask the registry and
-never name a format.
+its hooks, not format names.
 """
 
 # isort: off

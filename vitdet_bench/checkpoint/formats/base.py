@@ -316,22 +316,41 @@ class CheckpointFormat:
     # -- reading ------------------------------------------------------------------------------------
 
     def recognizes(self, probe: Probe) -> bool:
-        """Whether a loaded file is in this format (asked in :attr:`detect_order`)."""
+        """Whether a loaded file is in this format (asked in :attr:`detect_order`).
+
+        Args:
+            probe: the loaded file, its state dict and names (and the model, for run checkpoints).
+        """
         return False
 
     def backbone_state(self, state: dict[str, torch.Tensor], out: CanonicalCheckpoint) -> dict[str, torch.Tensor]:
         """The backbone's tensors of the file's state dict, in timm's ViT names; what the format
-        drops on its own is counted in ``out.dropped``. Default: DDP's ``module.`` removed."""
+        drops on its own is counted in ``out.dropped``. Default: DDP's ``module.`` removed.
+
+        Args:
+            state: the file's state dict.
+            out: the canonical checkpoint being built (its ``dropped`` and ``renamed`` are filled).
+        """
         return strip_prefix(state)
 
     def canonical(self, obj: Any) -> CanonicalCheckpoint:
-        """A loaded file in the detection ViT's names, independent of any model."""
+        """A loaded file in the detection ViT's names, independent of any model: the format's
+        :meth:`backbone_state`, then :func:`vit_names` (the drops every ViT file shares, BEiT's
+        layer-scale names).
+
+        Args:
+            obj: the loaded file.
+        """
         state, _ = find_state_dict(obj)
         out = CanonicalCheckpoint({}, self.name)
         return vit_names(self.backbone_state(state, out), out)
 
     def canonical_convvit(self, obj: Any) -> CanonicalCheckpoint:
-        """A loaded file in a ConvViT's names (formats that read into ``"convvit"``)."""
+        """A loaded file in a ConvViT's names (formats that read into ``"convvit"``).
+
+        Args:
+            obj: the loaded file.
+        """
         raise CheckpointFormatError(f"a '{self.name}' file holds no ConvViT")
 
     def expected_missing(self, key: str) -> bool:
@@ -339,25 +358,46 @@ class CheckpointFormat:
 
         Default: relative position (ViTDet's decomposed tables, BEiT-style bias tables) is learned
         in fine-tuning only and zero-initialised (the benchmarking paper, for every non-BEiT init).
+
+        Args:
+            key: a backbone tensor's name (the detection ViT's or ConvViT's).
         """
         return key.endswith(("rel_pos_h", "rel_pos_w", "relative_position_bias_table"))
 
     def to_timm(self, obj: Any) -> dict[str, torch.Tensor]:
-        """A teacher's file in timm's ViT names (formats that read into ``"teacher"``)."""
+        """A teacher's file in timm's ViT names (formats that read into ``"teacher"``).
+
+        Args:
+            obj: the loaded file.
+        """
         raise CheckpointFormatError(f"a '{self.name}' file is not read as a teacher's")
 
     def origin(self, ckpt: CanonicalCheckpoint) -> str:
-        """The format whose :meth:`expected_missing` applies to ``ckpt`` (an export's source)."""
+        """The format whose :meth:`expected_missing` applies to ``ckpt`` (an export's source).
+
+        Args:
+            ckpt: the file in canonical names (its ``meta`` says what produced an export).
+        """
         return self.name
 
     # -- a whole method (continued pre-training) ----------------------------------------------------
 
     def split_method_file(self, obj: Any) -> MethodFile:
-        """A whole-method file split by :attr:`layout`."""
-        state, _ = find_state_dict(obj)
-        return self._split_state(state, {})
+        """A whole-method file split by :attr:`layout` (continued pre-training).
 
-    def _split_state(self, state: dict[str, torch.Tensor], meta: dict) -> MethodFile:
+        Args:
+            obj: the loaded file.
+        """
+        state, _ = find_state_dict(obj)
+        return self.split_state(state, {})
+
+    def split_state(self, state: dict[str, torch.Tensor], meta: dict) -> MethodFile:
+        """A whole-method state dict split by :attr:`layout` (its prefix or DDP's ``module.`` removed).
+
+        Args:
+            state: the file's state dict.
+            meta: the file's metadata, carried along.
+        """
         layout = self.layout
         if layout.prefix and all(k.startswith(layout.prefix) for k in state):
             state = {k[len(layout.prefix):]: v for k, v in state.items()}
@@ -368,11 +408,21 @@ class CheckpointFormat:
 
     def fit_parts(self, plain: dict[str, torch.Tensor], model: nn.Module, report: LoadReport) -> tuple[str, ...]:
         """Adapt the method's other tensors (our names) to ``model`` in place; returns the prefixes of
-        model tensors the file is known not to hold. Default: nothing to adapt."""
+        model tensors the file is known not to hold. Default: nothing to adapt.
+
+        Args:
+            plain: the method's tensors outside its encoders, in our names (changed in place).
+            model: the pre-training model they load into.
+            report: the load report (conversions and drops are added).
+        """
         return ()
 
     def mismatch_hint(self, report: LoadReport) -> str | None:
-        """One sentence for a strict whole-method load that failed: where the missing part is."""
+        """One sentence for a strict whole-method load that failed: where the missing part is.
+
+        Args:
+            report: the failed load's report.
+        """
         return None
 
     # -- writing back -------------------------------------------------------------------------------
@@ -389,7 +439,16 @@ class CheckpointFormat:
 
     def check_encoder(self, enc: dict[str, torch.Tensor], source: str, where: str) -> None:
         """Raise when an encoder written back has a name the official model has no place for, or
-        lacks one it must have."""
+        lacks one it must have.
+
+        Args:
+            enc: the encoder in the official names.
+            source: the file they come from, for messages.
+            where: the encoder's name in the model, for messages.
+
+        Raises:
+            CheckpointError: naming the file, the encoder and the names.
+        """
         spec = self.official_encoder
         strange = [k for k in enc if not spec.pattern.match(k)]
         if strange:
@@ -422,9 +481,20 @@ class DetectorCheckpointFormat(CheckpointFormat):
     def detector_state(self, state: dict[str, torch.Tensor], model: nn.Module,
                        source: str) -> tuple[dict[str, torch.Tensor], CanonicalCheckpoint | None, LoadReport]:
         """The file's tensors in the model's names: ``(state, its ViT in canonical names or None (then
-        taken from state by the model's ViT prefix), the report so far)``."""
+        taken from state by the model's ViT prefix), the report so far)``.
+
+        Args:
+            state: the file's state dict.
+            model: the detector it initialises.
+            source: the file, for the report.
+        """
         return state, None, LoadReport(source=source, format=self.name, kind="Init checkpoint")
 
     def file_names(self, keys: list[str], model: nn.Module) -> tuple[list[str], str]:
-        """Model keys as the file names them (for messages), and a note saying whose names they are."""
+        """Model keys as the file names them (for messages), and a note saying whose names they are.
+
+        Args:
+            keys: the model's names.
+            model: the detector (its structure decides the file's names).
+        """
         return keys, ""

@@ -362,7 +362,7 @@ def from_detectron2(d2_state: dict[str, torch.Tensor], model: nn.Module,
     """Rename a Detectron2 detector state dict to ``model``'s names.
 
     Shapes are not checked here (:func:`vitdet_bench.checkpoint.load_init_checkpoint` does, with
-    the ViT part going through :func:`~vitdet_bench.checkpoint.backbone.adapt_to_vit`).
+    the ViT part going through :func:`~vitdet_bench.checkpoint.adapt.adapt_to_vit`).
 
     Returns:
         ``(state, vit, report)``: the non-ViT tensors in our names (class layouts converted), the

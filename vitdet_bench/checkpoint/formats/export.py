@@ -94,7 +94,7 @@ class ExportFormat(CheckpointFormat):
         return ckpt.meta.get("source_format") or format_of_method(ckpt.meta.get("method")) or self.name
 
     def split_method_file(self, obj: Any) -> MethodFile:
-        return self._split_state(obj["model"], dict(obj.get("meta") or {}))
+        return self.split_state(obj["model"], dict(obj.get("meta") or {}))
 
     def mismatch_hint(self, report: LoadReport) -> str | None:
         return ("A backbone export holds the encoder only; to continue a run of this project with its heads, "
