@@ -1,5 +1,6 @@
 # Two commands do everything: `make demo` (the main job: the five-initialization benchmark at demo
-# scale) and `make test` (the suite CI runs). `make demo-quick` is the 5-minute version.
+# scale) and `make test` (the suite CI runs: ruff's lint and import order, then pytest). `make demo-quick`
+# is the 5-minute version.
 # Both create or refresh .venv from requirements.lock + setup.py first.
 PYTHON ?= python3
 VENV := .venv
@@ -27,6 +28,7 @@ demo-detector: $(STAMP)
 	$(PY) tools/lazyconfig_train_net.py --config-file configs/demo/mask_rcnn_vit_tiny.py $(ARGS)
 
 test: $(STAMP)
+	$(PY) -m ruff check .
 	$(PY) -m pytest -q tests $(ARGS)
 
 clean-venv:

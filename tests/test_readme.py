@@ -21,16 +21,19 @@ A README command with a tool this file has no recipe for fails, naming the comma
 
 import json
 import os
-import shutil
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 
 import pytest
 import torch
 
-from conftest import DEMO_CONFIG, REPO
+from helpers import DEMO_CONFIG, REPO
+from helpers.device_check import check_dry_run_report, run_dry_run
+from helpers.runs import fake_finished_run
+from helpers.vit import containers, timm_vit
 
 README = os.path.join(REPO, "README.md")
 COMMAND = re.compile(r"^(python tools/\S+\.py|make\b|torchrun\b)")
@@ -75,16 +78,13 @@ def concrete_words(command: str) -> list[str]:
 @pytest.fixture(scope="module")
 def env(tmp_path_factory, demo_root):
     """Files the README's placeholders stand for, and the environment the commands run in."""
-    from test_checkpoint_formats import containers, timm_vit
-
-    from test_faults import _fake_finished_run
     from vitdet_bench.checkpoint import Checkpointer
     from vitdet_bench.config import LazyConfig
     from vitdet_bench.engine import build_model
 
     root = tmp_path_factory.mktemp("readme")
     run = root / "finished_run"
-    _fake_finished_run(str(run), demo_root)
+    fake_finished_run(str(run), demo_root)
     cfg = LazyConfig.load(str(run / "config.yaml"))
     torch.manual_seed(0)
     Checkpointer(build_model(cfg, torch.device("cpu")), str(run)).save("model_final", iteration=3)
@@ -249,7 +249,8 @@ def run_detectron2_conversion(words: list[str], env: dict) -> None:
              "roi_heads.mask_predictor.mask_fcn_logits.weight": 1, "roi_heads.mask_predictor.mask_fcn_logits.bias": 1}
     for k in ours:
         n = slots.get(k, 0)
-        assert torch.equal(back[k][n:], ours[k][n:]) and not back[k][:n].any() if n else torch.equal(back[k], ours[k]), k
+        same = torch.equal(back[k][n:], ours[k][n:]) and not back[k][:n].any() if n else torch.equal(back[k], ours[k])
+        assert same, k
 
 
 def _hydra_list(items: list[str]) -> str:
@@ -286,7 +287,8 @@ def run_tool(words: list[str], env: dict, out_name: str) -> None:
         from vitdet_bench.checkpoint import safe_torch_load
 
         written = safe_torch_load(words[-1])["model"]
-        assert {"mask_token", "decoder_pred.weight", "blocks.0.attn.qkv.weight", "cls_token"} <= set(written), _out(proc)
+        expected = {"mask_token", "decoder_pred.weight", "blocks.0.attn.qkv.weight", "cls_token"}
+        assert expected <= set(written), _out(proc)
         return
     if tool == "convert_checkpoint.py" and ("--to" in words or "--from" in words and "detectron2" in words):
         return run_detectron2_conversion(words, env)
@@ -329,8 +331,6 @@ def run_tool(words: list[str], env: dict, out_name: str) -> None:
     if tool == "device_check.py":
         # The README's command is the full check on a GPU; here it runs as its dry run, checked as
         # tests/benchmark/test_device_check.py checks it (the same run when both are collected).
-        from test_device_check import check_dry_run_report, run_dry_run
-
         out = words.index("--output")
         proc, folder = run_dry_run(words[2:out] + words[out + 2:], env["root"])
         check_dry_run_report(proc, folder)

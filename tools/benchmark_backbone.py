@@ -133,8 +133,9 @@ def main(argv: list[str] | None = None) -> int:
         names = [REFERENCE] + [n for n in args.only if n != REFERENCE]
     rows = []
     for name in names:
-        cmd = [sys.executable, os.path.abspath(__file__), "--worker", name, "--arch", args.arch, "--size", str(args.size),
-               "--batch", str(args.batch), "--iters", str(args.iters), "--warmup", str(args.warmup), "--device", args.device]
+        cmd = [sys.executable, os.path.abspath(__file__), "--worker", name, "--arch", args.arch,
+               "--size", str(args.size), "--batch", str(args.batch), "--iters", str(args.iters),
+               "--warmup", str(args.warmup), "--device", args.device]
         if args.no_flops:
             cmd.append("--no-flops")
         print(f"[benchmark_backbone] {name} ...", file=sys.stderr, flush=True)
@@ -174,8 +175,8 @@ def main(argv: list[str] | None = None) -> int:
             csv.writer(f).writerows([headers] + table)
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"arch": args.arch, "size": args.size, "batch": args.batch, "device": args.device, "rows": rows}, f,
-                      indent=2)
+            json.dump({"arch": args.arch, "size": args.size, "batch": args.batch, "device": args.device,
+                       "rows": rows}, f, indent=2)
     return 0
 
 

@@ -41,8 +41,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="add the profiler's top operators over STEPS steps / images (default 5)")
     parser.add_argument("--flops", action="store_true",
                         help="count the backbone's FLOPs; report achieved TFLOP/s and MFU per phase")
-    parser.add_argument("--demo-data", action="store_true", help="use the bundled demo dataset (demo_train / demo_val, its 4 "
-                        "classes) in place of the config's splits")
+    parser.add_argument("--demo-data", action="store_true",
+                        help="use the bundled demo dataset (demo_train / demo_val, its 4 classes) in place of the "
+                        "config's splits")
     parser.add_argument("--json", default=None, help="also write the report as JSON")
     args = parser.parse_args(argv)
     small = {f"--{k}": getattr(args, k) for k in ("batch", "warmup", "iters", "images") if getattr(args, k) < 1}

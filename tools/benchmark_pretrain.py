@@ -25,20 +25,18 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from tabulate import tabulate  # noqa: E402
-
-from vitdet_bench.utils.cli import CommandLineParser  # noqa: E402
-from vitdet_bench.utils.timing import time_steps  # noqa: E402
 
 from vitdet_bench.checkpoint import EXPORT_TAG  # noqa: E402
 from vitdet_bench.modeling.backbone import VIT_PRESETS  # noqa: E402
 from vitdet_bench.pretrain import (  # noqa: E402
-    BEiT,
     MAE,
+    BEiT,
+    BlockMaskGenerator,
     ConvMAE,
     FastConvMAE,
-    BlockMaskGenerator,
     FeatureMIM,
     MAELite,
     MoCoV3,
@@ -48,19 +46,21 @@ from vitdet_bench.pretrain import (  # noqa: E402
     build_pretrain_encoder,
     build_teacher,
 )
+from vitdet_bench.utils.cli import CommandLineParser  # noqa: E402
+from vitdet_bench.utils.timing import time_steps  # noqa: E402
 
 
-def _batch(n: int, size: int, grid: int, two_views: bool = False, masks: bool = False, labels: bool = False) -> list[dict]:
+def _batch(n: int, size: int, grid: int, keys: tuple[str, ...]) -> list[dict]:
+    """``n`` random samples holding ``keys`` (a method's ``batch_keys``), the same for every method."""
     g = torch.Generator().manual_seed(0)
-    gen = BlockMaskGenerator(grid, num_masking_patches=int(round(0.4 * grid * grid)), min_num_patches=min(16, grid * grid // 4))
+    gen = BlockMaskGenerator(grid, num_masking_patches=int(round(0.4 * grid * grid)),
+                             min_num_patches=min(16, grid * grid // 4))
     out = []
     for i in range(n):
         s = {"image": torch.rand(3, size, size, generator=g) * 255, "label": i % 10}
-        if two_views:
+        if "image2" in keys:
             s["image2"] = torch.rand(3, size, size, generator=g) * 255
-        if masks:
-            import numpy as np
-
+        if "mask" in keys:
             s["mask"] = torch.from_numpy(gen(np.random.default_rng(i)))
         out.append(s)
     return out
@@ -68,6 +68,8 @@ def _batch(n: int, size: int, grid: int, two_views: bool = False, masks: bool = 
 
 class _PlainStep(torch.nn.Module):
     """The reference: the encoder on all tokens, a sum loss."""
+
+    batch_keys = ("image", "label")
 
     def __init__(self, encoder) -> None:
         super().__init__()
@@ -81,7 +83,8 @@ class _PlainStep(torch.nn.Module):
 def _teacher(arch: str, size: int):
     """A frozen teacher of architecture ``arch`` with random weights (as an in-memory export)."""
     enc = build_pretrain_encoder(arch, img_size=size, pos_embed="sincos")
-    export = {"format": EXPORT_TAG, "model": enc.export_state(), "meta": {"num_heads": enc.vit.blocks[0].attn.num_heads}}
+    meta = {"num_heads": enc.vit.blocks[0].attn.num_heads}
+    export = {"format": EXPORT_TAG, "model": enc.export_state(), "meta": meta}
     return build_teacher(export, image_size=size, name=f"random {arch}")
 
 
@@ -92,37 +95,47 @@ def convvit_sizes(arch: str) -> dict:
     return dict(embed_dims=(w // 3, w // 2, w), depths=(2, 2, vit["depth"] - 1), num_heads=vit["num_heads"])
 
 
-def build(name: str, arch: str, size: int):
-    enc = lambda **kw: build_pretrain_encoder(arch, img_size=size, **kw)  # noqa: E731
-    if name == "plain ViT (reference)":
-        return _PlainStep(enc(pos_embed="sincos"))
-    if name == "MAE (decoder 512 x 8)":
-        return MAE(enc(pos_embed="sincos"))
-    if name == "MAE (MAE-Lite decoder 96 x 1)":
-        return MAE(enc(pos_embed="sincos"), decoder_dim=96, decoder_depth=1, decoder_num_heads=3)
-    if name == "MoCo v3":
-        return MoCoV3(enc(pos_embed="sincos", freeze_patch_embed=True))
-    if name == "BEiT (VQ tokenizer, 8192 codes)":
-        tok = VQTokenizer(patch_size=16, vocab_size=8192).eval()
-        return BEiT(enc(pos_embed="none", rel_pos_bias="shared", init_values=0.1, qv_bias=True), tok)
-    if name == "supervised (mixup + cutmix)":
-        return SupervisedViT(enc(), num_classes=1000)
-    if name == "feature-recon. MIM (ViT-B teacher)":
-        return FeatureMIM(enc(qv_bias=True), _teacher("vit_b", size))
-    if name == "MAE-Lite + attn. distill (ViT-B teacher)":
-        student = enc(pos_embed="sincos", **({"num_heads": 12} if arch == "vit_t" else {}))  # MAE-Lite's ViT-Tiny
-        return MAELite(student, _teacher("vit_b", size), decoder_dim=96, decoder_depth=1, decoder_num_heads=3)
-    if name == "ConvMAE (ConvViT, decoder 512 x 8)":
-        return ConvMAE(build_convmae_encoder(img_size=size, **convvit_sizes(arch)))
-    if name == "FastConvMAE (ConvViT, 4 views)":
-        return FastConvMAE(build_convmae_encoder(img_size=size, **convvit_sizes(arch)), num_views=4)
-    raise ValueError(name)
+def _vit(arch: str, size: int, **kw):
+    return build_pretrain_encoder(arch, img_size=size, **kw)
+
+
+def _convvit(arch: str, size: int):
+    return build_convmae_encoder(img_size=size, **convvit_sizes(arch))
+
+
+def _tokenizer():
+    return VQTokenizer(patch_size=16, vocab_size=8192).eval()
+
+
+def _student(arch: str, size: int):
+    return _vit(arch, size, pos_embed="sincos", **({"num_heads": 12} if arch == "vit_t" else {}))  # MAE-Lite's ViT-Tiny
 
 
 CONVMAE, FASTCONVMAE = "ConvMAE (ConvViT, decoder 512 x 8)", "FastConvMAE (ConvViT, 4 views)"
-METHODS = ["plain ViT (reference)", "MAE (decoder 512 x 8)", "MAE (MAE-Lite decoder 96 x 1)", "MoCo v3",
-           "BEiT (VQ tokenizer, 8192 codes)", "supervised (mixup + cutmix)",
-           "feature-recon. MIM (ViT-B teacher)", "MAE-Lite + attn. distill (ViT-B teacher)", CONVMAE, FASTCONVMAE]
+# The rows of the table: name -> how to build the step at (arch, size) (teacher: a frozen ViT-B or None).
+# The batch each row runs holds what its class's batch_keys name; methods with uses_teacher get one.
+ROWS = {
+    "plain ViT (reference)": (_PlainStep, lambda a, s, t: _PlainStep(_vit(a, s, pos_embed="sincos"))),
+    "MAE (decoder 512 x 8)": (MAE, lambda a, s, t: MAE(_vit(a, s, pos_embed="sincos"))),
+    "MAE (MAE-Lite decoder 96 x 1)": (MAE, lambda a, s, t: MAE(_vit(a, s, pos_embed="sincos"), decoder_dim=96,
+                                                               decoder_depth=1, decoder_num_heads=3)),
+    "MoCo v3": (MoCoV3, lambda a, s, t: MoCoV3(_vit(a, s, pos_embed="sincos", freeze_patch_embed=True))),
+    "BEiT (VQ tokenizer, 8192 codes)": (BEiT, lambda a, s, t: BEiT(_vit(a, s, pos_embed="none", rel_pos_bias="shared",
+                                                                        init_values=0.1, qv_bias=True), _tokenizer())),
+    "supervised (mixup + cutmix)": (SupervisedViT, lambda a, s, t: SupervisedViT(_vit(a, s), num_classes=1000)),
+    "feature-recon. MIM (ViT-B teacher)": (FeatureMIM, lambda a, s, t: FeatureMIM(_vit(a, s, qv_bias=True), t)),
+    "MAE-Lite + attn. distill (ViT-B teacher)": (MAELite, lambda a, s, t: MAELite(
+        _student(a, s), t, decoder_dim=96, decoder_depth=1, decoder_num_heads=3)),
+    CONVMAE: (ConvMAE, lambda a, s, t: ConvMAE(_convvit(a, s))),
+    FASTCONVMAE: (FastConvMAE, lambda a, s, t: FastConvMAE(_convvit(a, s), num_views=4)),
+}
+METHODS = list(ROWS)
+
+
+def build(name: str, arch: str, size: int):
+    """The training step of row ``name`` (its method's model) at ``arch`` and ``size``."""
+    cls, make = ROWS[name]
+    return make(arch, size, _teacher("vit_b", size) if getattr(cls, "uses_teacher", False) else None)
 
 
 def fast_vs_convmae(step_s: dict[str, float], batch: int, num_images: int = 1281167) -> str:
@@ -164,8 +177,7 @@ def main(argv=None) -> None:
     for name in args.only or METHODS:
         torch.manual_seed(0)
         model = build(name, args.arch, args.size).to(device).train()
-        batch = _batch(args.batch, args.size, grid, two_views=name.startswith("MoCo"),
-                       masks=name.startswith(("BEiT", "feature")))
+        batch = _batch(args.batch, args.size, grid, model.batch_keys)
 
         def step() -> None:
             with torch.autocast(device.type, dtype=getattr(torch, args.amp, None), enabled=args.amp != "none"):
@@ -181,9 +193,11 @@ def main(argv=None) -> None:
         params = sum(p.numel() for p in model.parameters() if p.requires_grad) / 1e6
         rows.append([name, f"{t:.3f}", f"{ips:.1f}", f"{ips / ref:.2f}", f"{params:.2f}"])
         print(f"{name}: {t:.3f} s / step", flush=True)
-    print(f"\n{args.arch} at {args.size} px, batch {args.batch}, {args.device}, amp {args.amp}; median of {args.iters} steps "
-          f"after {args.warmup} warm-up; torch {torch.__version__}, {torch.get_num_threads()} threads\n")
-    print(tabulate(rows, headers=["method", "s / step", "img / s", "x reference img/s", "trainable params (M)"], tablefmt="github"))
+    print(f"\n{args.arch} at {args.size} px, batch {args.batch}, {args.device}, amp {args.amp}; median of "
+          f"{args.iters} steps after {args.warmup} warm-up; torch {torch.__version__}, {torch.get_num_threads()} "
+          "threads\n")
+    headers = ["method", "s / step", "img / s", "x reference img/s", "trainable params (M)"]
+    print(tabulate(rows, headers=headers, tablefmt="github"))
     if CONVMAE in step_s and FASTCONVMAE in step_s:
         sizes = convvit_sizes(args.arch)
         print(f"\nConvViT for {args.arch}: widths {sizes['embed_dims']}, depths {sizes['depths']}, "

@@ -35,9 +35,9 @@ from vitdet_bench.checkpoint import (  # noqa: E402
     convert_detector_file,
     convert_method_file,
 )
-from vitdet_bench.utils.cli import CommandLineParser  # noqa: E402
 from vitdet_bench.checkpoint.convert import OUTPUT_LAYOUTS  # noqa: E402
 from vitdet_bench.config import InstantiationError  # noqa: E402
+from vitdet_bench.utils.cli import CommandLineParser  # noqa: E402
 from vitdet_bench.utils.logger import setup_logger  # noqa: E402
 
 BACKBONE_FORMATS = tuple(f for f in FORMATS if f != "vitdet_bench")

@@ -40,8 +40,13 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from vitdet_bench.benchmark.device_check import (DRY_RUN_BUDGET_S, FULL_BUDGET_S, format_device_report, plan,
-                                                     run_device_check)
+    from vitdet_bench.benchmark.device_check import (
+        DRY_RUN_BUDGET_S,
+        FULL_BUDGET_S,
+        format_device_report,
+        plan,
+        run_device_check,
+    )
     from vitdet_bench.utils.logger import setup_logger
 
     if args.print_plan:

@@ -1,8 +1,9 @@
-# Cascade Mask R-CNN, ViT-L from MAE, with the benchmarking paper's recipe (ViTDet's cascade ViT-L: 57.6 / 49.8 with its own recipe).
+# Cascade Mask R-CNN, ViT-L from MAE, with the benchmarking paper's recipe (ViTDet's cascade ViT-L: 57.6 / 49.8
+# with its own recipe).
 # Same backbone, neck, data and optimizer as mask_rcnn_vit_l_mae_100ep.py; three class-agnostic
 # box stages at IoU 0.5 / 0.6 / 0.7 (configs/common/models/cascade_mask_rcnn_vit.py).
-from ..common.models.cascade_mask_rcnn_vit import cascade_roi_heads
 from ..common.coco_schedule import epochs_to_iters
+from ..common.models.cascade_mask_rcnn_vit import cascade_roi_heads
 from .mask_rcnn_vit_l_mae_100ep import dataloader, lr_multiplier, model, optimizer, train
 
 model.roi_heads = cascade_roi_heads(model.roi_heads)

@@ -2,13 +2,12 @@
 # AdamW with parameter groups, linear warm-up + half-period cosine per iteration, and the
 # resumable training loader. Method files set the model, the views and the numbers, and state
 # their parameter groups (optimizer.params) as their official code forms them.
+import torch
 from omegaconf import OmegaConf
 
-import torch
-
 from vitdet_bench.config import LazyCall as L
-from vitdet_bench.pretrain import PretrainMapper, build_pretrain_train_loader, image_folder_dataset
 from vitdet_bench.data.constants import IMAGENET_TRAIN_IMAGES
+from vitdet_bench.pretrain import PretrainMapper, build_pretrain_train_loader, image_folder_dataset
 from vitdet_bench.solver import WarmupParamScheduler, cosine_schedule, get_optimizer_params
 from vitdet_bench.solver import epochs_to_iters as _epochs_to_iters
 

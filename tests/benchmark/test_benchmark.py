@@ -10,55 +10,13 @@ import sys
 
 import numpy as np
 import pytest
-from pycocotools import mask as mask_utils
 
 from conftest import REPO
+from helpers.runs import planted_detections as _planted_detections
 from vitdet_bench.benchmark import Runner, load_benchmark, write_report
 from vitdet_bench.benchmark.collect import METRICS, collect_run
 from vitdet_bench.data.demo import DEMO_VERSION
 from vitdet_bench.evaluation.tide import MAIN_ERRORS, SPECIAL_ERRORS, run_tide
-
-
-def _planted_detections(gt_json: str, path: str) -> str:
-    """Detections from the ground truth with planted errors: shifted boxes, wrong classes,
-    duplicates, background boxes and misses, with RLE masks."""
-    gt = json.load(open(gt_json))
-    rng = np.random.default_rng(0)
-    cats = [c["id"] for c in gt["categories"]]
-    images = {im["id"]: im for im in gt["images"]}
-    dets = []
-    for i, ann in enumerate(gt["annotations"]):
-        im = images[ann["image_id"]]
-        h, w = im["height"], im["width"]
-        if i % 7 == 0:
-            continue  # miss
-        x, y, bw, bh = ann["bbox"]
-        cat = ann["category_id"]
-        if i % 5 == 1:
-            x, y = x + 0.4 * bw, y + 0.3 * bh  # localisation error
-        if i % 6 == 2:
-            cat = cats[(cats.index(cat) + 1) % len(cats)]  # classification error
-        seg = ann["segmentation"]
-        if isinstance(seg, dict) and isinstance(seg["counts"], str):
-            rle = dict(seg)  # already compressed RLE
-        else:
-            rles = mask_utils.frPyObjects(seg, h, w)
-            rle = mask_utils.merge(rles) if isinstance(rles, list) else rles
-            rle["counts"] = rle["counts"].decode()
-        det = {"image_id": ann["image_id"], "category_id": cat, "bbox": [x, y, bw, bh],
-               "score": float(rng.uniform(0.3, 1.0)), "segmentation": rle}
-        dets.append(det)
-        if i % 4 == 3:
-            dets.append({**copy.deepcopy(det), "score": det["score"] * 0.9})  # duplicate
-    for im in list(images.values())[:5]:  # background detections
-        m = np.zeros((im["height"], im["width"]), dtype=np.uint8, order="F")
-        m[:20, :20] = 1
-        rle = mask_utils.encode(m)
-        rle["counts"] = rle["counts"].decode()
-        dets.append({"image_id": im["id"], "category_id": cats[0], "bbox": [0, 0, 20, 20], "score": 0.5, "segmentation": rle})
-    with open(path, "w") as f:
-        json.dump(dets, f)
-    return path
 
 
 def test_tide_numbers_equal_tidecv_called_directly(demo_root, tmp_path):

@@ -37,7 +37,8 @@ def analytic_vit_flops(size: int, window: int, global_blocks: list[int]) -> int:
     return total
 
 
-@pytest.mark.parametrize("size,window,global_blocks", [(128, 4, [1, 3]), (96, 4, [3]), (128, 8, []), (64, 4, [0, 1, 2, 3])])
+@pytest.mark.parametrize("size,window,global_blocks",
+                         [(128, 4, [1, 3]), (96, 4, [3]), (128, 8, []), (64, 4, [0, 1, 2, 3])])
 def test_vit_count_equals_the_analytic_count(size, window, global_blocks):
     vit = ViT(img_size=size, patch_size=P, embed_dim=D, depth=DEPTH, num_heads=HEADS, window_size=window,
               window_block_indexes=[i for i in range(DEPTH) if i not in global_blocks], pretrain_img_size=size,
@@ -46,7 +47,8 @@ def test_vit_count_equals_the_analytic_count(size, window, global_blocks):
     assert count_flops(vit, x) == analytic_vit_flops(size, window, global_blocks)
 
 
-@pytest.mark.parametrize("extra", [{}, {"use_rel_pos": True}, {"rel_pos_bias": "shared"}, {"mask_window_padding": True}])
+@pytest.mark.parametrize("extra",
+                         [{}, {"use_rel_pos": True}, {"rel_pos_bias": "shared"}, {"mask_window_padding": True}])
 def test_fused_and_explicit_attention_count_the_same(extra):
     kw = dict(img_size=96, patch_size=P, embed_dim=D, depth=2, num_heads=HEADS, window_size=4, window_block_indexes=[0],
               pretrain_img_size=96, **extra)

@@ -19,7 +19,7 @@ import time
 import pytest
 import torch
 
-from conftest import REPO
+from helpers import REPO
 
 BENCH = """
 benchmark = dict(

@@ -4,7 +4,7 @@ import os
 import subprocess
 import sys
 
-from conftest import REPO
+from helpers import REPO
 
 
 def _tool(name, *argv):

@@ -10,10 +10,11 @@ import sys
 import pytest
 import torch
 
-from conftest import DEMO_CONFIG, FAST_OVERRIDES, REPO
-from vitdet_bench.checkpoint import CheckpointError, Checkpointer, convert_backbone_file, convert_method_file
+from vitdet_bench.checkpoint import Checkpointer, CheckpointError, convert_backbone_file, convert_method_file
 from vitdet_bench.config import LazyConfig, instantiate
 from vitdet_bench.engine import build_model, default_argument_parser, main, resolve_num_classes
+
+from helpers import DEMO_CONFIG, FAST_OVERRIDES, REPO
 
 BAD_KEY = "roi_heads.box_predictor.cls_score.weight"
 

@@ -10,27 +10,17 @@ import sys
 import pytest
 import torch
 from timm.models.beit import Beit
-from timm.models.vision_transformer import VisionTransformer
-
-from conftest import REPO
-from test_backbone import randomize, tiny_vit
 
 from vitdet_bench.checkpoint import (
-    CheckpointError,
     Checkpointer,
+    CheckpointError,
     detect_format,
     load_backbone_checkpoint,
     safe_torch_load,
 )
 
-IMG = 96
-GRID = IMG // 16
-
-
-def timm_vit(img_size=IMG, **kw):
-    args = dict(img_size=img_size, patch_size=16, embed_dim=64, depth=2, num_heads=4, num_classes=10)
-    args.update(kw)
-    return randomize(VisionTransformer(**args), seed=1).eval()
+from helpers import REPO
+from helpers.vit import GRID, IMG, containers, randomize, timm_vit, tiny_vit
 
 
 def timm_patch_features(m, x):
@@ -41,30 +31,6 @@ def timm_patch_features(m, x):
     b, n, c = tokens.shape
     side = int(n**0.5)
     return tokens.reshape(b, side, side, c).permute(0, 3, 1, 2)
-
-
-def containers(state):
-    """The same weights in each official container (see shared/reference/checkpoint_formats.json)."""
-    enc = {k: v for k, v in state.items() if not k.startswith("head.")}
-    mae_pretrain = {
-        "model": {**enc, "mask_token": torch.zeros(1, 1, 32), "decoder_embed.weight": torch.zeros(32, 64),
-                  "decoder_pos_embed": torch.zeros(1, GRID * GRID + 1, 32), "decoder_blocks.0.norm1.weight": torch.ones(32),
-                  "decoder_pred.weight": torch.zeros(768, 32)},
-        "optimizer": {"state": {}, "param_groups": []},
-        "epoch": 799,
-        "args": argparse.Namespace(model="mae_vit_base_patch16", norm_pix_loss=True, blr=1.5e-4, input_size=224),
-    }
-    mae_finetuned = {"model": {("fc_norm." + k[5:] if k.startswith("norm.") else k): v for k, v in state.items()}}
-    deit = {"model": dict(state), "args": argparse.Namespace(model="deit_base_patch16_224", drop_path=0.1)}
-    moco = {"epoch": 300, "arch": "vit_base", "optimizer": {"state": {}, "param_groups": []}, "state_dict": {}}
-    for k, v in enc.items():
-        moco["state_dict"]["module.base_encoder." + k] = v
-        moco["state_dict"]["module.momentum_encoder." + k] = v + 1.0
-    for i in (0, 1, 3, 4, 6, 7):
-        moco["state_dict"][f"module.base_encoder.head.{i}.weight"] = torch.zeros(8)
-        moco["state_dict"][f"module.momentum_encoder.head.{i}.weight"] = torch.zeros(8)
-    moco["state_dict"]["module.predictor.0.weight"] = torch.zeros(8, 8)
-    return {"mae": mae_pretrain, "mae_finetuned": mae_finetuned, "deit": deit, "mocov3": moco, "timm": dict(state)}
 
 
 @pytest.mark.parametrize("container", ["mae", "mae_finetuned", "deit", "mocov3", "timm"])
@@ -214,9 +180,9 @@ def test_unsafe_and_unknown_files_fail_clearly(tmp_path):
 
 
 def test_init_checkpoint_loads_a_pretrained_backbone_into_the_detector(tmp_path):
-    from conftest import DEMO_CONFIG
-
     from vitdet_bench.config import LazyConfig, instantiate
+
+    from helpers import DEMO_CONFIG
 
     cfg = LazyConfig.load(DEMO_CONFIG)
     cfg.model.num_classes = 4

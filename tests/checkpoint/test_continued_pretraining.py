@@ -15,18 +15,13 @@ import importlib.util
 import json
 import os
 import re
-from functools import partial
 
 import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from timm.layers import PatchEmbed
-from timm.models.vision_transformer import Block, VisionTransformer
+from timm.models.vision_transformer import VisionTransformer
 
-from conftest import FIXTURES, REPO
-from pretrain_helpers import pretrain_args
-from test_beit_official import StubTokenizer, beit_encoder, fixed_mask, official_logits, official_state
 from vitdet_bench.checkpoint import (
     CheckpointError,
     load_backbone_checkpoint,
@@ -38,77 +33,33 @@ from vitdet_bench.config import LazyConfig, instantiate
 from vitdet_bench.pretrain import MAE, BEiT, MoCoV3, SupervisedViT, build_pretrain_encoder
 from vitdet_bench.pretrain.engine import pretrain_main
 
-DIM, DEPTH, HEADS, IMG, P = 32, 2, 2, 64, 16
+from helpers import FIXTURES, REPO
+from helpers.official import (
+    DEC_DIM,
+    DEC_HEADS,
+    DEPTH,
+    DIM,
+    HEADS,
+    IMG,
+    OfficialMAE,
+    P,
+    StubTokenizer,
+    beit_encoder,
+    fixed_mask,
+    mae_training_file,
+    official_logits,
+    official_state,
+    randomize,
+    save,
+)
+from helpers.pretrain import pretrain_args
+
 L = (IMG // P) ** 2
-DEC_DIM, DEC_HEADS = 16, 2
 with open(os.path.join(FIXTURES, "official_key_lists.json")) as _f:
     OFFICIAL_KEYS = json.load(_f)  # from shared/reference/checkpoint_formats.json
 
 
-def randomize(module: nn.Module, seed: int) -> nn.Module:
-    """Every float tensor (parameters and buffers) drawn anew, so no init coincidence hides a
-    tensor that was not loaded."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, t in module.state_dict().items():
-            if t.is_floating_point():
-                t.copy_(torch.randn(t.shape, generator=g) * (0.05 if t.ndim == 4 else 0.3) + ("var" in name))
-    return module
-
-
-def save(tmp_path, name: str, obj) -> str:
-    path = str(tmp_path / name)
-    torch.save(obj, path)
-    return path
-
-
 # --- the official models -------------------------------------------------------------------------
-
-class OfficialMAE(nn.Module):
-    """``models_mae.MaskedAutoencoderViT`` (timm's PatchEmbed and Block, LayerNorm eps 1e-6)."""
-
-    def __init__(self, dim: int = DIM, depth: int = DEPTH, img: int = IMG) -> None:
-        super().__init__()
-        norm = partial(nn.LayerNorm, eps=1e-6)
-        self.patch_embed = PatchEmbed(img, P, 3, dim)
-        n = self.patch_embed.num_patches
-        self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
-        self.pos_embed = nn.Parameter(torch.zeros(1, n + 1, dim), requires_grad=False)
-        self.blocks = nn.ModuleList(Block(dim, HEADS, 4.0, qkv_bias=True, norm_layer=norm) for _ in range(depth))
-        self.norm = norm(dim)
-        self.decoder_embed = nn.Linear(dim, DEC_DIM)
-        self.mask_token = nn.Parameter(torch.zeros(1, 1, DEC_DIM))
-        self.decoder_pos_embed = nn.Parameter(torch.zeros(1, n + 1, DEC_DIM), requires_grad=False)
-        self.decoder_blocks = nn.ModuleList([Block(DEC_DIM, DEC_HEADS, 4.0, qkv_bias=True, norm_layer=norm)])
-        self.decoder_norm = norm(DEC_DIM)
-        self.decoder_pred = nn.Linear(DEC_DIM, P * P * 3)
-
-    def forward(self, imgs: torch.Tensor, noise: torch.Tensor, mask_ratio: float = 0.75) -> torch.Tensor:
-        x = self.patch_embed(imgs) + self.pos_embed[:, 1:]
-        n, length, d = x.shape
-        keep = int(length * (1 - mask_ratio))
-        ids_shuffle = torch.argsort(noise, dim=1)
-        ids_restore = torch.argsort(ids_shuffle, dim=1)
-        x = torch.gather(x, 1, ids_shuffle[:, :keep].unsqueeze(-1).repeat(1, 1, d))
-        mask = torch.ones(n, length)
-        mask[:, :keep] = 0
-        mask = torch.gather(mask, 1, ids_restore)
-        x = torch.cat(((self.cls_token + self.pos_embed[:, :1]).expand(n, -1, -1), x), dim=1)
-        for blk in self.blocks:
-            x = blk(x)
-        x = self.decoder_embed(self.norm(x))
-        tokens = torch.cat((x[:, 1:], self.mask_token.repeat(n, length + 1 - x.shape[1], 1)), dim=1)
-        tokens = torch.gather(tokens, 1, ids_restore.unsqueeze(-1).repeat(1, 1, x.shape[2]))
-        x = torch.cat((x[:, :1], tokens), dim=1) + self.decoder_pos_embed
-        for blk in self.decoder_blocks:
-            x = blk(x)
-        pred = self.decoder_pred(self.decoder_norm(x))[:, 1:]
-        h = imgs.shape[2] // P
-        target = torch.einsum("nchpwq->nhwpqc", imgs.reshape(n, 3, h, P, h, P)).reshape(n, h * h, P * P * 3)
-        mean, var = target.mean(dim=-1, keepdim=True), target.var(dim=-1, keepdim=True)
-        target = (target - mean) / (var + 1.0e-6) ** 0.5  # norm_pix_loss
-        return (((pred - target) ** 2).mean(dim=-1) * mask).sum() / mask.sum()
-
 
 def moco_mlp(num_layers: int, input_dim: int, mlp_dim: int, output_dim: int) -> nn.Sequential:
     """``MoCo._build_mlp``: bias-free Linear layers, BN + ReLU between, a last BN without affine."""
@@ -166,12 +117,6 @@ def our_deit(num_classes: int = 5, **kw) -> SupervisedViT:
 
 def our_beit() -> BEiT:
     return BEiT(beit_encoder(), StubTokenizer(torch.zeros(1, IMG // P, IMG // P, dtype=torch.long)))
-
-
-def mae_training_file(state: dict) -> dict:
-    """What ``main_pretrain.py``'s ``misc.save_model`` writes (the args pickled as a Namespace)."""
-    return {"model": state, "optimizer": {"state": {}, "param_groups": []}, "epoch": 799, "scaler": {},
-            "args": argparse.Namespace(model="mae_vit_base_patch16", norm_pix_loss=True, mask_ratio=0.75)}
 
 
 # --- the official layouts ---------------------------------------------------------------------------
@@ -285,7 +230,8 @@ def test_position_tables_resize_as_the_detectors_do(tmp_path):
 def test_another_methods_checkpoint_fails_naming_the_file_and_both_methods(tmp_path):
     official = randomize(OfficialMoCoV3(), seed=5)
     path = save(tmp_path, "vit-b-300ep.pth.tar", {"epoch": 300, "arch": "vit_base",
-                                                 "state_dict": {"module." + k: v for k, v in official.state_dict().items()}})
+                                                 "state_dict": {"module." + k: v
+                                                                for k, v in official.state_dict().items()}})
     model = our_mae()
     before = {k: v.clone() for k, v in model.state_dict().items()}
     with pytest.raises(CheckpointError) as e:
@@ -353,7 +299,8 @@ def test_official_files_load_into_the_official_models(tmp_path):
 
 
 def _convert_tool():
-    spec = importlib.util.spec_from_file_location("convert_checkpoint", os.path.join(REPO, "tools", "convert_checkpoint.py"))
+    spec = importlib.util.spec_from_file_location("convert_checkpoint",
+                                                  os.path.join(REPO, "tools", "convert_checkpoint.py"))
     tool = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(tool)
     return tool.main

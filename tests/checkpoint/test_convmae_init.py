@@ -11,11 +11,12 @@ import os
 import pytest
 import torch
 
-from conftest import REPO
 from vitdet_bench.checkpoint import CheckpointError, load_init_checkpoint, safe_torch_load, save_backbone_export
 from vitdet_bench.config import LazyConfig, instantiate
 from vitdet_bench.engine import run
 from vitdet_bench.pretrain.engine import run_pretrain
+
+from helpers import REPO
 
 METHODS = {
     "convmae": ("projects/ConvMAE/configs/convmae_convvit_tiny_demo.py", "configs/demo/bench/convvit_convmae.py"),

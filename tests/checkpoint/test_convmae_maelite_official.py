@@ -6,7 +6,7 @@ files (``module.model.`` inside ``"model"``) load as backbones and as whole meth
 The official models are written here as their repositories build them: ConvMAE's
 ``models_convmae.MaskedAutoencoderConvViT`` (its ``PatchEmbed``, ``CBlock`` and ``CMlp`` transcribed
 from ``vision_transformer.py``, its ``Block`` is timm's), MAE-Lite's MAE wrapper around
-``models_mae.MaskedAutoencoderViT`` (MAE's model: ``OfficialMAE`` of ``test_continued_pretraining``),
+``models_mae.MaskedAutoencoderViT`` (MAE's model: ``OfficialMAE`` of ``helpers.official``),
 so their ``state_dict()`` is the official layout (checked against ``official_key_lists.json``) and
 their forward the official loss."""
 
@@ -23,9 +23,6 @@ import torch.nn as nn
 import torch.nn.functional as F
 from timm.models.vision_transformer import Block
 
-from conftest import FIXTURES, REPO
-from pretrain_helpers import pretrain_args
-from test_continued_pretraining import OfficialMAE, mae_training_file, randomize, save
 from vitdet_bench.checkpoint import (
     CheckpointError,
     CheckpointFormatError,
@@ -37,9 +34,20 @@ from vitdet_bench.checkpoint import (
 )
 from vitdet_bench.config import LazyConfig, instantiate
 from vitdet_bench.modeling import ViT
-from vitdet_bench.pretrain import MAE, ConvMAE, FastConvMAE, MAELite, build_convmae_encoder, build_pretrain_encoder
-from vitdet_bench.pretrain import build_teacher
+from vitdet_bench.pretrain import (
+    MAE,
+    ConvMAE,
+    FastConvMAE,
+    MAELite,
+    build_convmae_encoder,
+    build_pretrain_encoder,
+    build_teacher,
+)
 from vitdet_bench.pretrain.engine import pretrain_main
+
+from helpers import FIXTURES, REPO
+from helpers.official import OfficialMAE, mae_training_file, official_convmae_base_state, randomize, save
+from helpers.pretrain import pretrain_args
 
 with open(os.path.join(FIXTURES, "official_key_lists.json")) as _f:
     OFFICIAL_KEYS = json.load(_f)
@@ -222,9 +230,8 @@ def _teacher(tmp_path):
 
 def test_the_official_models_here_have_the_reference_key_lists():
     assert _shape_free(OfficialConvMAE().state_dict()) == set(OFFICIAL_KEYS["convmae"])
-    from test_convmae import _official_convmae_base_state  # ConvMAE-B's shapes, the other transcription
 
-    assert _shape_free(_official_convmae_base_state()) == set(OFFICIAL_KEYS["convmae"])
+    assert _shape_free(official_convmae_base_state()) == set(OFFICIAL_KEYS["convmae"])
     plain = maelite_file(OfficialMAE())["model"]
     assert _shape_free(plain) == set(OFFICIAL_KEYS["maelite"])
     distill = maelite_file(OfficialMAE(), teacher=OfficialMAE(), adapter=torch.zeros(3, HEADS, 1, 1))["model"]

@@ -27,10 +27,10 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import DEMO_CONFIG, FIXTURES, REPO
 from vitdet_bench.checkpoint import (
-    CheckpointError,
     Checkpointer,
+    CheckpointError,
+    detectron2_names,
     is_detectron2_checkpoint,
     load_backbone_checkpoint,
     load_detectron2_pickle,
@@ -38,8 +38,9 @@ from vitdet_bench.checkpoint import (
     safe_torch_load,
     to_detectron2,
 )
-from vitdet_bench.checkpoint.detectron2 import detectron2_names
 from vitdet_bench.config import InstantiationError, LazyConfig, instantiate
+
+from helpers import DEMO_CONFIG, FIXTURES, REPO
 
 GOLDEN = json.load(open(os.path.join(FIXTURES, "detectron2_golden.json"), encoding="utf-8"))
 MODELS = ("mask_rcnn_vitdet", "cascade_mask_rcnn_vitdet", "bench_mask_rcnn_vit_beit")

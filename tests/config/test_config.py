@@ -8,7 +8,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from vitdet_bench.config import ConfigKeyError, InstantiationError, L, LazyConfig, instantiate
 
-from conftest import FIXTURES, REPO
+from helpers import FIXTURES, REPO
 
 HERE = os.path.join(FIXTURES, "configs")
 

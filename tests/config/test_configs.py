@@ -7,8 +7,9 @@ import os
 import pytest
 import torch
 
-from conftest import REPO
 from vitdet_bench.config import LazyConfig, instantiate
+
+from helpers import REPO
 
 CONFIGS = sorted(
     os.path.relpath(p, REPO)
@@ -112,7 +113,8 @@ def test_every_public_name_of_a_config_is_a_setting(path):
     with _patch_import():
         exec(compile(source, filename, "exec"), namespace)
     dead = [n for n in dict.fromkeys(assigned) if not isinstance(namespace[n], (DictConfig, ListConfig, dict))]
-    assert not dead, f"{path}: {dead} are not config nodes (LazyConfig drops them): name them _{dead[0]} or make them nodes"
+    assert not dead, (f"{path}: {dead} are not config nodes (LazyConfig drops them): name them _{dead[0]} or make "
+                      "them nodes")
     # A constant imported from a helper module (``DEMO_VIT``) would be saved as a setting of its own.
     constants = [n for n in imported if n.isupper() and isinstance(namespace[n], (DictConfig, ListConfig, dict))]
     assert not constants, f"{path}: {constants} are constants, not settings: import them as _{constants[0]}"

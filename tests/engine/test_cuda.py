@@ -23,7 +23,6 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from conftest import DEMO_CONFIG
 from vitdet_bench.benchmark.throughput import sdpa_kernels
 from vitdet_bench.config import LazyConfig, instantiate
 from vitdet_bench.engine import build_model, resolve_num_classes
@@ -33,6 +32,8 @@ from vitdet_bench.engine.train_loop import SimpleTrainer
 from vitdet_bench.modeling import ViT
 from vitdet_bench.modeling.detector.mask_paste import paste_masks
 from vitdet_bench.utils.events import EventStorage
+
+from helpers import DEMO_CONFIG
 
 NO_CUDA = f"needs a CUDA device: none here (torch {torch.__version__}, built for CUDA {torch.version.cuda})"
 ON_CUDA = [pytest.mark.cuda, pytest.mark.skipif(not torch.cuda.is_available(), reason=NO_CUDA)]

@@ -9,9 +9,10 @@ import sys
 import pytest
 import torch
 
-from conftest import DEMO_CONFIG, FAST_OVERRIDES, REPO
-from vitdet_bench.checkpoint import CheckpointError, Checkpointer
+from vitdet_bench.checkpoint import Checkpointer, CheckpointError
 from vitdet_bench.engine import HookBase, PeriodicCheckpointer, SimpleTrainer, default_argument_parser, main
+
+from helpers import DEMO_CONFIG, FAST_OVERRIDES, REPO
 
 
 def run_main(*argv):
@@ -29,7 +30,8 @@ def trained_run(tmp_path_factory):
 
 def test_output_directory_has_detectron2_files(trained_run):
     files = set(os.listdir(trained_run))
-    assert {"config.yaml", "log.txt", "metrics.json", "last_checkpoint", "model_0000014.pth", "model_final.pth"} <= files
+    assert {"config.yaml", "log.txt", "metrics.json", "last_checkpoint", "model_0000014.pth",
+            "model_final.pth"} <= files
     assert any(f.startswith("events.out.tfevents") for f in files)
     assert open(os.path.join(trained_run, "last_checkpoint")).read().strip() == "model_final.pth"
     lines = [json.loads(line) for line in open(os.path.join(trained_run, "metrics.json"))]
@@ -226,7 +228,8 @@ def test_num_classes_comes_from_the_data_or_must_agree_with_it(demo_root):
     resolve_num_classes(cfg)
     assert cfg.model.num_classes == 4  # the demo's circle / square / triangle / star
     cfg.model.num_classes = 80
-    with pytest.raises(ValueError, match=r"model.num_classes=80 but dataset 'demo_train' \(.*train.json\) has 4 classes"):
+    with pytest.raises(ValueError,
+                       match=r"model.num_classes=80 but dataset 'demo_train' \(.*train.json\) has 4 classes"):
         resolve_num_classes(cfg)
     # Supervised pre-training fills it from the images' classes through the same rule.
     from vitdet_bench.pretrain.engine import _fill_num_classes

@@ -20,9 +20,11 @@ import textwrap
 import pytest
 import torch
 
-from conftest import DEMO_CONFIG, FAST_OVERRIDES, REPO
-from vitdet_bench.checkpoint import CheckpointError, Checkpointer
+from vitdet_bench.checkpoint import Checkpointer, CheckpointError
 from vitdet_bench.engine import HookBase, PeriodicCheckpointer, SimpleTrainer, default_argument_parser, main
+
+from helpers import DEMO_CONFIG, FAST_OVERRIDES, REPO
+from helpers.runs import fake_finished_run
 
 TINY = [*FAST_OVERRIDES, "train.eval_period=-1", "train.log_period=1"]
 
@@ -331,26 +333,6 @@ benchmark = dict(name="faults", output_dir="{out}", inits=dict(
 """
 
 
-def _fake_finished_run(run_dir, demo_root):
-    """A finished 4-iteration run's files, written by hand: config.yaml, metrics.json with a final
-    evaluation, and detections (the ground truth with planted errors) as the COCO results file."""
-    from vitdet_bench.config import LazyConfig
-
-    os.makedirs(os.path.join(run_dir, "inference"))
-    cfg = LazyConfig.apply_overrides(LazyConfig.load(DEMO_CONFIG), ["train.max_iter=4", "model.num_classes=4",
-                                                                    "dataloader.test.dataset.names=demo_minival"])
-    LazyConfig.save(cfg, os.path.join(run_dir, "config.yaml"))
-    rows = [{"iteration": i, "total_loss": 4.0 - i, "time": 0.5} for i in range(4)]
-    rows[-1].update({f"{t}/{m}": 10.0 + i for i, (t, m) in enumerate(
-        (t, m) for t in ("bbox", "segm") for m in ("AP", "AP50", "AP75", "APs", "APm", "APl"))})
-    with open(os.path.join(run_dir, "metrics.json"), "w") as f:
-        f.writelines(json.dumps(r) + "\n" for r in rows)
-    from test_benchmark import _planted_detections
-
-    _planted_detections(os.path.join(demo_root, "minival.json"),
-                        os.path.join(run_dir, "inference", "coco_instances_results.json"))
-
-
 def test_collection_reports_every_run_when_some_files_are_cut_or_wrong(demo_root, tmp_path):
     from vitdet_bench.benchmark import Runner, load_benchmark, write_report
 
@@ -358,7 +340,7 @@ def test_collection_reports_every_run_when_some_files_are_cut_or_wrong(demo_root
     bench.write_text(_BENCH.format(out=tmp_path / "out", cfg=DEMO_CONFIG))
     spec = load_benchmark(str(bench))
     for init in spec.inits:
-        _fake_finished_run(spec.run_dir(init.name), demo_root)
+        fake_finished_run(spec.run_dir(init.name), demo_root)
 
     def cut(path, keep):
         text = open(path).read()

@@ -8,10 +8,11 @@ import sys
 import numpy as np
 import torch
 
-from conftest import DEMO_CONFIG, REPO
 from vitdet_bench.checkpoint import Checkpointer
 from vitdet_bench.config import LazyConfig, instantiate
 from vitdet_bench.engine import Predictor, build_model, resolve_num_classes
+
+from helpers import DEMO_CONFIG, REPO
 
 
 def _saved_model(tmp_path):
@@ -107,7 +108,8 @@ def test_custom_dataset_end_to_end(demo_root, tmp_path):
     cfg = LazyConfig.load(str(out / "config.yaml"))
     assert cfg.model.num_classes == 2
     predictor = Predictor(cfg, str(out / "model_final.pth"))
-    assert predictor.class_names == ["buoy", "kite"] and predictor.model.roi_heads.box_predictor.cls_score.out_features == 3
+    assert predictor.class_names == ["buoy", "kite"]
+    assert predictor.model.roi_heads.box_predictor.cls_score.out_features == 3
 
 
 def test_batched_evaluation_equals_one_image_at_a_time(demo_root, tmp_path):
@@ -229,9 +231,9 @@ def test_a_bad_image_mid_list_leaves_the_previous_output_intact_or_is_listed_as_
 
 
 def test_predict_inputs_that_are_folders_or_missing(demo_root, tmp_path):
-    from vitdet_bench.engine.predict_images import collect_images
-
     import pytest
+
+    from vitdet_bench.engine.predict_images import collect_images
 
     with pytest.raises(FileNotFoundError, match="nope.jpg does not exist"):
         collect_images([str(tmp_path / "nope.jpg")])

@@ -16,10 +16,11 @@ import shutil
 import pytest
 import torch
 
-from conftest import DEMO_CONFIG, FAST_OVERRIDES
 from vitdet_bench.checkpoint import CheckpointError
 from vitdet_bench.engine import default_argument_parser, main
 from vitdet_bench.engine.run_dir import RunDirError, clear_run
+
+from helpers import DEMO_CONFIG, FAST_OVERRIDES
 
 TINY = [*FAST_OVERRIDES, "train.log_period=1", "train.checkpointer.period=2", "train.eval_period=0"]
 
@@ -270,8 +271,9 @@ def test_a_missing_pretraining_init_checkpoint_is_found_before_the_pool_is_drawn
     import argparse
 
     import vitdet_bench.pretrain.data as pretrain_data
-    from conftest import REPO
     from vitdet_bench.pretrain.engine import pretrain_main
+
+    from helpers import REPO
 
     def no_pool(*args, **kwargs):
         raise AssertionError("the pool was drawn before the init checkpoint was checked")
@@ -291,8 +293,9 @@ def test_resume_of_a_finished_pretraining_only_restores_a_missing_export(tmp_pat
     """Issue 27 #2 for pre-training: --resume of a finished run trains nothing; when its backbone_final.pth
     is missing (the export failed after model_final.pth was written) it is exported again, equal to the one
     the run wrote, and nothing else changes."""
-    from conftest import REPO
     from vitdet_bench.pretrain.engine import run_pretrain
+
+    from helpers import REPO
 
     out = tmp_path / "mae"
     argv = ["--config-file", os.path.join(REPO, "projects/MAE/configs/mae_vit_tiny_demo.py"), "train.max_iter=2",

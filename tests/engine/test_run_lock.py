@@ -13,9 +13,10 @@ import time
 
 import pytest
 
-from conftest import DEMO_CONFIG, FAST_OVERRIDES, REPO
 from vitdet_bench.engine import HookBase, default_argument_parser, main
 from vitdet_bench.utils.lock import LockError
+
+from helpers import DEMO_CONFIG, FAST_OVERRIDES, REPO
 
 TINY = [*FAST_OVERRIDES, "train.eval_period=-1", "train.log_period=1", "train.checkpointer.period=100",
         "train.max_iter=3"]

@@ -13,13 +13,14 @@ import torch
 import torch.nn.functional as F
 from torchvision.ops import box_iou
 
-from conftest import DEMO_CONFIG, REPO
 from vitdet_bench.benchmark.throughput import benchmark_detector, format_speed_report, sdpa_kernels
 from vitdet_bench.config import LazyConfig, instantiate
 from vitdet_bench.engine import Predictor, build_model, resolve_num_classes
 from vitdet_bench.engine.speed import compile_module, inference_amp_dtype, inference_context
 from vitdet_bench.modeling import ViT
 from vitdet_bench.modeling.backbone.utils import SDPA_BIAS_ALIGNMENT, sdpa_attn_bias
+
+from helpers import DEMO_CONFIG, REPO
 
 BENCH_CONFIG = os.path.join(REPO, "configs", "demo", "bench_vit_tiny.py")
 CPU = torch.device("cpu")

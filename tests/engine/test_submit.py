@@ -14,7 +14,6 @@ import time
 
 import pytest
 
-from conftest import DEMO_CONFIG, FAST_OVERRIDES, REPO
 from vitdet_bench.benchmark import Runner, load_benchmark
 from vitdet_bench.engine.submit import (
     JobRecord,
@@ -25,6 +24,8 @@ from vitdet_bench.engine.submit import (
     read_jobs,
     strip_launcher_arguments,
 )
+
+from helpers import DEMO_CONFIG, FAST_OVERRIDES, REPO
 
 
 def test_time_limits_read_as_slurm_reads_them():

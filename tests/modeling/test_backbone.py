@@ -7,7 +7,7 @@ import torch
 from timm.layers import resize_rel_pos_bias_table
 from timm.models.vision_transformer import VisionTransformer
 
-from vitdet_bench.modeling import SimpleFeaturePyramid, ViT, build_vit
+from vitdet_bench.modeling import SimpleFeaturePyramid, build_vit
 from vitdet_bench.modeling.backbone import (
     FPN,
     MultiScaleAdapter,
@@ -17,21 +17,7 @@ from vitdet_bench.modeling.backbone import (
     vit_preset,
 )
 
-
-def tiny_vit(**kwargs):
-    args = dict(img_size=96, patch_size=16, embed_dim=64, depth=2, num_heads=4, pretrain_img_size=96)
-    args.update(kwargs)
-    return ViT(**args)
-
-
-def randomize(module, std=0.05, seed=0):
-    """Non-trivial values everywhere (biases, tables, layer scale), reproducibly."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, p in module.named_parameters():
-            noise = torch.randn(p.shape, generator=g) * std
-            p.copy_(1.0 + noise if name.endswith(("norm1.weight", "norm2.weight")) else noise)
-    return module
+from helpers.vit import randomize, tiny_vit
 
 
 def feats(model, x):
@@ -164,7 +150,8 @@ def test_rel_pos_table_resize_cubic_is_an_interpolating_bicubic_spline():
     )
     out = resize_rel_pos_table(table, (src, src), (dst, dst), mode="cubic")
     d = np.arange(-(dst - 1), dst, dtype=np.float64)
-    expected = torch.tensor(np.stack([np.array([[poly(y, x, h) for x in d] for y in d]).reshape(-1) for h in range(2)], 1))
+    expected = torch.tensor(np.stack([np.array([[poly(y, x, h) for x in d] for y in d]).reshape(-1)
+                                      for h in range(2)], 1))
     # The outermost source sample sits within the bisection tolerance (1e-6) of the outermost
     # target offset; FITPACK clamps to its range there, so the border ring is exact only to ~1e-4.
     inner = torch.zeros(2 * dst - 1, 2 * dst - 1, dtype=torch.bool)

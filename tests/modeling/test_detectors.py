@@ -7,9 +7,10 @@ import pytest
 import torch
 from torchvision.ops import box_iou, roi_align
 
-from conftest import DEMO_CONFIG, FAST_OVERRIDES, REPO
 from vitdet_bench.config import LazyConfig, instantiate
 from vitdet_bench.modeling.detector import LevelRoIAlign, StandardRoIHeads, box_regression_loss
+
+from helpers import DEMO_CONFIG, FAST_OVERRIDES, REPO
 
 CASCADE_DEMO = os.path.join(REPO, "configs", "demo", "cascade_mask_rcnn_vit_tiny.py")
 

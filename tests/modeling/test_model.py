@@ -6,11 +6,12 @@ import os
 import pytest
 import torch
 
-from conftest import REPO
 from vitdet_bench.config import LazyConfig, instantiate
 from vitdet_bench.modeling.backbone import ViT, window_partition, window_unpartition
 from vitdet_bench.modeling.detector import LevelRoIAlign
 from vitdet_bench.solver import WarmupParamScheduler, cosine_schedule, get_optimizer_params, step_schedule
+
+from helpers import REPO
 
 
 @pytest.mark.parametrize("hw", [(14, 14), (16, 20), (5, 9)])

@@ -16,7 +16,6 @@ import torch.nn.functional as F
 from timm.models.beit import RelativePositionBias as TimmRelativePositionBias
 from timm.models.beit import gen_relative_position_index
 
-from conftest import REPO
 from vitdet_bench.checkpoint import load_backbone_checkpoint, safe_torch_load, save_backbone_export
 from vitdet_bench.config import LazyConfig, instantiate
 from vitdet_bench.modeling import ViT
@@ -24,114 +23,23 @@ from vitdet_bench.modeling.backbone import RelativePositionBias
 from vitdet_bench.pretrain import MAE, BEiT, MoCoV3, SupervisedViT, build_pretrain_encoder
 from vitdet_bench.solver import LRMultiplier
 
-DIM, DEPTH, HEADS, IMG, P = 32, 2, 2, 64, 16
-GRID = IMG // P
-N = GRID * GRID
-VOCAB = 16
-
-
-class StubTokenizer(nn.Module):
-    """Fixed visual tokens, so the loss is a function of the model alone."""
-
-    vocab_size = VOCAB
-    patch_size = P
-
-    def __init__(self, ids: torch.Tensor) -> None:
-        super().__init__()
-        self.ids = ids
-
-    def get_codebook_indices(self, images: torch.Tensor) -> torch.Tensor:
-        return self.ids
-
-
-def beit_encoder(**kw):
-    args = dict(img_size=IMG, embed_dim=DIM, depth=DEPTH, num_heads=HEADS, pos_embed="none", rel_pos_bias="shared",
-                init_values=0.1, qv_bias=True)
-    args.update(kw)
-    return build_pretrain_encoder("vit_t", **args)
-
+from helpers import REPO
+from helpers.official import (
+    DEPTH,
+    DIM,
+    GRID,
+    HEADS,
+    IMG,
+    VOCAB,
+    StubTokenizer,
+    beit_encoder,
+    fixed_mask,
+    official_index,
+    official_logits,
+    official_state,
+)
 
 # --- the official model, written out --------------------------------------------------------
-
-def official_index(h: int, w: int) -> torch.Tensor:
-    """modeling_finetune.RelativePositionBias's index, transcribed: offsets (dy, dx) of token
-    pairs at rows 1.., then cls->token (row 0) = R - 3, token->cls (column 0) = R - 2 and
-    cls->cls = R - 1, with R = (2h - 1)(2w - 1) + 3 table rows."""
-    n, rows = h * w, (2 * h - 1) * (2 * w - 1) + 3
-    index = torch.empty(n + 1, n + 1, dtype=torch.long)
-    for i in range(n):
-        for j in range(n):
-            (yi, xi), (yj, xj) = divmod(i, w), divmod(j, w)
-            index[i + 1, j + 1] = (yi - yj + h - 1) * (2 * w - 1) + (xi - xj + w - 1)
-    index[0, :] = rows - 3
-    index[:, 0] = rows - 2
-    index[0, 0] = rows - 1
-    return index
-
-
-def official_state(seed: int = 0) -> dict[str, torch.Tensor]:
-    """A random BEiT pre-training state dict in the official key names (checkpoint_formats.json,
-    beit_vit_b16_pretrain_shared_relpos, at DIM / DEPTH / HEADS), cls rows non-zero."""
-    g = torch.Generator().manual_seed(seed)
-
-    def r(*shape, scale=0.2):
-        return torch.randn(*shape, generator=g) * scale
-
-    sd = {
-        "cls_token": r(1, 1, DIM, scale=1.0),
-        "mask_token": r(1, 1, DIM, scale=1.0),
-        "patch_embed.proj.weight": r(DIM, 3, P, P, scale=0.05),
-        "patch_embed.proj.bias": r(DIM),
-        "rel_pos_bias.relative_position_bias_table": r((2 * GRID - 1) ** 2 + 3, HEADS, scale=1.0),
-        "rel_pos_bias.relative_position_index": official_index(GRID, GRID),
-        "norm.weight": 1 + r(DIM),
-        "norm.bias": r(DIM),
-        "lm_head.weight": r(VOCAB, DIM),
-        "lm_head.bias": r(VOCAB),
-    }
-    for i in range(DEPTH):
-        p = f"blocks.{i}."
-        sd.update({
-            p + "gamma_1": 0.5 + r(DIM), p + "gamma_2": 0.5 + r(DIM),
-            p + "norm1.weight": 1 + r(DIM), p + "norm1.bias": r(DIM),
-            p + "attn.q_bias": r(DIM), p + "attn.v_bias": r(DIM), p + "attn.qkv.weight": r(3 * DIM, DIM),
-            p + "attn.proj.weight": r(DIM, DIM), p + "attn.proj.bias": r(DIM),
-            p + "norm2.weight": 1 + r(DIM), p + "norm2.bias": r(DIM),
-            p + "mlp.fc1.weight": r(4 * DIM, DIM), p + "mlp.fc1.bias": r(4 * DIM),
-            p + "mlp.fc2.weight": r(DIM, 4 * DIM), p + "mlp.fc2.bias": r(DIM),
-        })
-    return sd
-
-
-def official_logits(sd: dict, images: torch.Tensor, masked: torch.Tensor) -> torch.Tensor:
-    """VisionTransformerForMaskedImageModeling.forward(images, masked), written out by hand:
-    mask token in, cls token first, every block adds the shared bias (cls rows included) to the
-    scaled logits before softmax, layer scale, final norm, lm_head on the masked tokens."""
-    x = F.conv2d(images, sd["patch_embed.proj.weight"], sd["patch_embed.proj.bias"], stride=P)
-    b, d, gh, gw = x.shape
-    x = x.flatten(2).transpose(1, 2)
-    w = masked.flatten(1).unsqueeze(-1).float()
-    x = x * (1 - w) + sd["mask_token"] * w
-    x = torch.cat((sd["cls_token"].expand(b, -1, -1), x), dim=1)
-    length = x.shape[1]
-    index = official_index(gh, gw)
-    bias = sd["rel_pos_bias.relative_position_bias_table"][index.view(-1)].view(length, length, -1).permute(2, 0, 1)
-    hd = d // HEADS
-    for i in range(DEPTH):
-        p = f"blocks.{i}."
-        h = F.layer_norm(x, (d,), sd[p + "norm1.weight"], sd[p + "norm1.bias"], eps=1e-6)
-        qkv_bias = torch.cat((sd[p + "attn.q_bias"], torch.zeros(d), sd[p + "attn.v_bias"]))
-        qkv = (h @ sd[p + "attn.qkv.weight"].t() + qkv_bias).reshape(b, length, 3, HEADS, hd).permute(2, 0, 3, 1, 4)
-        q, k, v = qkv[0], qkv[1], qkv[2]
-        attn = ((q * hd**-0.5) @ k.transpose(-2, -1) + bias).softmax(dim=-1)
-        out = (attn @ v).transpose(1, 2).reshape(b, length, d) @ sd[p + "attn.proj.weight"].t() + sd[p + "attn.proj.bias"]
-        x = x + sd[p + "gamma_1"] * out
-        h = F.layer_norm(x, (d,), sd[p + "norm2.weight"], sd[p + "norm2.bias"], eps=1e-6)
-        h = F.gelu(h @ sd[p + "mlp.fc1.weight"].t() + sd[p + "mlp.fc1.bias"])
-        x = x + sd[p + "gamma_2"] * (h @ sd[p + "mlp.fc2.weight"].t() + sd[p + "mlp.fc2.bias"])
-    x = F.layer_norm(x, (d,), sd["norm.weight"], sd["norm.bias"], eps=1e-6)[:, 1:]
-    return x[masked.flatten(1)] @ sd["lm_head.weight"].t() + sd["lm_head.bias"]
-
 
 def beit_from_official(sd: dict, ids: torch.Tensor) -> BEiT:
     """Our BEiT with the official weights: the ViT through the checkpoint loader (the path
@@ -147,14 +55,6 @@ def beit_from_official(sd: dict, ids: torch.Tensor) -> BEiT:
         model.lm_head.weight.copy_(sd["lm_head.weight"])
         model.lm_head.bias.copy_(sd["lm_head.bias"])
     return model
-
-
-def fixed_mask(batch: int = 2) -> torch.Tensor:
-    g = torch.Generator().manual_seed(3)
-    masked = torch.zeros(batch, GRID, GRID, dtype=torch.bool)
-    for b in range(batch):
-        masked.view(batch, -1)[b, torch.randperm(N, generator=g)[:6]] = True
-    return masked
 
 
 # --- 1. the shared table's cls rows -----------------------------------------------------------
@@ -215,7 +115,8 @@ def test_logits_loss_and_gradients_equal_the_official_model_with_cls_rows():
     ref_grad = ref_sd["rel_pos_bias.relative_position_bias_table"].grad
     torch.testing.assert_close(table.grad, ref_grad, atol=1e-6, rtol=1e-4)
     assert ref_grad[-3:].abs().min() > 0  # the cls rows are learned from the first step
-    torch.testing.assert_close(model.encoder.vit.blocks[0].attn.qkv.weight.grad, ref_sd["blocks.0.attn.qkv.weight"].grad,
+    torch.testing.assert_close(model.encoder.vit.blocks[0].attn.qkv.weight.grad,
+                               ref_sd["blocks.0.attn.qkv.weight"].grad,
                                atol=1e-6, rtol=1e-4)
     # Without the cls rows (what the model did before), the same weights give other logits.
     zero_cls = dict(sd)
@@ -244,7 +145,8 @@ def test_official_checkpoint_keeps_cls_rows_through_load_and_export(tmp_path):
     assert torch.equal(exported["rel_pos_bias.relative_position_bias_table"], table)
 
     # tools/convert_checkpoint.py keeps them too, and its output loads back unchanged.
-    spec = importlib.util.spec_from_file_location("convert_checkpoint", os.path.join(REPO, "tools", "convert_checkpoint.py"))
+    spec = importlib.util.spec_from_file_location("convert_checkpoint",
+                                                  os.path.join(REPO, "tools", "convert_checkpoint.py"))
     tool = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(tool)
     convert = tool.main
@@ -261,14 +163,16 @@ def test_official_checkpoint_keeps_cls_rows_through_load_and_export(tmp_path):
     report = load_backbone_checkpoint(detector_vit, export)
     assert report.ok, report.summary()
     dropped = {k for k, how in report.converted if "3 cls rows" in how and "dropped: the model has no cls token" in how}
-    assert dropped == {"rel_pos_bias_window.relative_position_bias_table", "rel_pos_bias_global.relative_position_bias_table"}
+    assert dropped == {"rel_pos_bias_window.relative_position_bias_table",
+                       "rel_pos_bias_global.relative_position_bias_table"}
     assert "cls rows" in report.summary()
     assert torch.equal(detector_vit.rel_pos_bias_window.relative_position_bias_table, table[:-3])
 
     # A table without cls rows (an older export) gives the pre-training encoder zero cls rows, reported.
     old = {k: v for k, v in exported.items()}
     old["rel_pos_bias.relative_position_bias_table"] = table[:-3]
-    report = load_backbone_checkpoint(BEiT(beit_encoder(), StubTokenizer(torch.zeros(1))), {"model": old}, format="beit")
+    report = load_backbone_checkpoint(BEiT(beit_encoder(), StubTokenizer(torch.zeros(1))), {"model": old},
+                                      format="beit")
     assert any("3 cls rows zero-initialised" in how for _, how in report.converted)
 
 
@@ -350,7 +254,8 @@ def test_beit_parameter_groups_are_optim_factorys():
             BLOCK + "ls2.gamma", "encoder.norm.weight", "encoder.norm.bias", "lm_head.bias",
         },
         "decay 0.05": {
-            "mask_token", "encoder.vit.patch_embed.proj.weight", "encoder.vit.rel_pos_bias_global.relative_position_bias_table",
+            "mask_token", "encoder.vit.patch_embed.proj.weight",
+            "encoder.vit.rel_pos_bias_global.relative_position_bias_table",
             BLOCK + "attn.qkv.weight", BLOCK + "attn.proj.weight", BLOCK + "mlp.fc1.weight", BLOCK + "mlp.fc2.weight",
             "lm_head.weight",
         },
@@ -359,8 +264,8 @@ def test_beit_parameter_groups_are_optim_factorys():
 
 
 def test_mae_parameter_groups_are_add_weight_decays():
-    model = MAE(build_pretrain_encoder("vit_t", img_size=IMG, embed_dim=DIM, depth=1, num_heads=HEADS, pos_embed="sincos"),
-                decoder_dim=16, decoder_depth=1, decoder_num_heads=2)
+    encoder = build_pretrain_encoder("vit_t", img_size=IMG, embed_dim=DIM, depth=1, num_heads=HEADS, pos_embed="sincos")
+    model = MAE(encoder, decoder_dim=16, decoder_depth=1, decoder_num_heads=2)
     groups = _groups("projects/MAE/configs/mae_vit_b_800ep.py", model)
     dec = "decoder_blocks.0."
     assert groups == {
@@ -368,7 +273,8 @@ def test_mae_parameter_groups_are_add_weight_decays():
             "encoder.vit.patch_embed.proj.bias", BLOCK + "norm1.weight", BLOCK + "norm1.bias", BLOCK + "attn.qkv.bias",
             BLOCK + "attn.proj.bias", BLOCK + "norm2.weight", BLOCK + "norm2.bias", BLOCK + "mlp.fc1.bias",
             BLOCK + "mlp.fc2.bias", "encoder.norm.weight", "encoder.norm.bias", "decoder_embed.bias",
-            dec + "norm1.weight", dec + "norm1.bias", dec + "attn.qkv.bias", dec + "attn.proj.bias", dec + "norm2.weight",
+            dec + "norm1.weight", dec + "norm1.bias", dec + "attn.qkv.bias", dec + "attn.proj.bias",
+            dec + "norm2.weight",
             dec + "norm2.bias", dec + "mlp.fc1.bias", dec + "mlp.fc2.bias", "decoder_norm.weight", "decoder_norm.bias",
             "decoder_pred.bias",
         },
@@ -390,7 +296,8 @@ def test_mocov3_decays_every_parameter():
     groups = _groups("projects/MoCoV3/configs/mocov3_vit_b_300ep.py", model)
     heads = {f"{m}.{i}.{w}" for m, layers in (("projector", (1, 4)), ("predictor", (1,))) for i in layers
              for w in ("weight", "bias")}
-    heads |= {"projector.0.weight", "projector.3.weight", "projector.6.weight", "predictor.0.weight", "predictor.3.weight"}
+    heads |= {"projector.0.weight", "projector.3.weight", "projector.6.weight", "predictor.0.weight",
+              "predictor.3.weight"}
     assert groups == {
         "decay 0.1": {
             "encoder.cls_token", BLOCK + "norm1.weight", BLOCK + "norm1.bias", BLOCK + "attn.qkv.weight",

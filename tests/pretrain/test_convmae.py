@@ -13,15 +13,21 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import REPO
-from vitdet_bench.checkpoint import CheckpointFormatError, load_backbone_checkpoint, save_backbone_export
-from vitdet_bench.checkpoint.checkpointer import safe_torch_load
+from vitdet_bench.checkpoint import (
+    CheckpointFormatError,
+    load_backbone_checkpoint,
+    safe_torch_load,
+    save_backbone_export,
+)
 from vitdet_bench.config import LazyConfig, instantiate
 from vitdet_bench.modeling import FPN, ConvViT, ViT, build_convvit
 from vitdet_bench.pretrain import ConvMAE, FastConvMAE, build_convmae_encoder, complementary_views, patchify
 from vitdet_bench.pretrain.convmae import upsample_visible, visible_map
 from vitdet_bench.pretrain.engine import pretrain_main
-from pretrain_helpers import pretrain_args, resumed_run_equals_one_run
+
+from helpers import REPO
+from helpers.official import official_convmae_base_state
+from helpers.pretrain import pretrain_args, resumed_run_equals_one_run
 
 TINY = dict(embed_dims=(8, 12, 16), depths=(1, 1, 2), num_heads=2)
 DEMO_CONFIGS = {"convmae": "projects/ConvMAE/configs/convmae_convvit_tiny_demo.py",
@@ -288,50 +294,8 @@ def test_a_vit_checkpoint_given_to_the_convvit_fails_and_changes_nothing(tmp_pat
 
 # --- the official checkpoint layout ---------------------------------------------------------------------
 
-def _official_convmae_base_state() -> dict[str, torch.Tensor]:
-    """ConvMAE-B's pre-training state dict as models_convmae.py (convmae_convvit_base_patch16_dec512d8b)
-    names and shapes it: embed [256, 384, 768], depth [2, 2, 11], 12 heads, decoder 512 x 8, 224 px."""
-    g = torch.Generator().manual_seed(0)
-    shapes: dict[str, tuple] = {}
-
-    def block(prefix, dim, conv):
-        for n in ("norm1", "norm2"):
-            shapes[f"{prefix}.{n}.weight"] = shapes[f"{prefix}.{n}.bias"] = (dim,)
-        if conv:  # CBlock: conv1, depthwise 5x5 "attn", conv2, 1x1-conv MLP
-            shapes.update({f"{prefix}.conv1.weight": (dim, dim, 1, 1), f"{prefix}.conv2.weight": (dim, dim, 1, 1),
-                           f"{prefix}.attn.weight": (dim, 1, 5, 5), f"{prefix}.mlp.fc1.weight": (4 * dim, dim, 1, 1),
-                           f"{prefix}.mlp.fc2.weight": (dim, 4 * dim, 1, 1)})
-            for n in ("conv1", "conv2", "attn", "mlp.fc2"):
-                shapes[f"{prefix}.{n}.bias"] = (dim,)
-        else:  # timm 0.3.2 Block
-            shapes.update({f"{prefix}.attn.qkv.weight": (3 * dim, dim), f"{prefix}.attn.qkv.bias": (3 * dim,),
-                           f"{prefix}.attn.proj.weight": (dim, dim), f"{prefix}.attn.proj.bias": (dim,),
-                           f"{prefix}.mlp.fc1.weight": (4 * dim, dim), f"{prefix}.mlp.fc2.weight": (dim, 4 * dim),
-                           f"{prefix}.mlp.fc2.bias": (dim,)})
-        shapes[f"{prefix}.mlp.fc1.bias"] = (4 * dim,)
-
-    for i, (cin, cout, p) in enumerate(((3, 256, 4), (256, 384, 2), (384, 768, 2)), start=1):
-        shapes.update({f"patch_embed{i}.proj.weight": (cout, cin, p, p), f"patch_embed{i}.proj.bias": (cout,),
-                       f"patch_embed{i}.norm.weight": (cout,), f"patch_embed{i}.norm.bias": (cout,)})
-    shapes.update({"patch_embed4.weight": (768, 768), "patch_embed4.bias": (768,),
-                   "stage1_output_decode.weight": (768, 256, 4, 4), "stage1_output_decode.bias": (768,),
-                   "stage2_output_decode.weight": (768, 384, 2, 2), "stage2_output_decode.bias": (768,),
-                   "pos_embed": (1, 196, 768), "norm.weight": (768,), "norm.bias": (768,),
-                   "decoder_embed.weight": (512, 768), "decoder_embed.bias": (512,), "mask_token": (1, 1, 512),
-                   "decoder_pos_embed": (1, 196, 512), "decoder_norm.weight": (512,), "decoder_norm.bias": (512,),
-                   "decoder_pred.weight": (768, 512), "decoder_pred.bias": (768,)})
-    for i in range(2):
-        block(f"blocks1.{i}", 256, True)
-        block(f"blocks2.{i}", 384, True)
-    for i in range(11):
-        block(f"blocks3.{i}", 768, False)
-    for i in range(8):
-        block(f"decoder_blocks.{i}", 512, False)
-    return {k: torch.randn(s, generator=g) for k, s in shapes.items()}
-
-
 def test_official_convmae_checkpoint_loads_with_its_pretraining_parts_dropped(tmp_path):
-    state = _official_convmae_base_state()
+    state = official_convmae_base_state()
     path = tmp_path / "convmae_base.pth"
     # main_pretrain.py's misc.save_model container, argparse args included.
     torch.save({"model": state, "optimizer": {}, "epoch": 1599, "args": argparse.Namespace(model="convmae")}, path)

@@ -15,12 +15,13 @@ import torch.nn as nn
 from PIL import Image
 from torchvision import transforms as T
 
-from conftest import REPO
 from vitdet_bench.checkpoint import save_backbone_export
 from vitdet_bench.config import LazyConfig, instantiate
 from vitdet_bench.data.constants import IMAGENET_PIXEL_MEAN, IMAGENET_PIXEL_STD
-from vitdet_bench.pretrain import MAE, FeatureMIM, build_pretrain_encoder
+from vitdet_bench.pretrain import MAE, build_pretrain_encoder
 from vitdet_bench.solver import LRMultiplier, WarmupParamScheduler, cosine_schedule
+
+from helpers import REPO
 
 EVA_CONFIG = "projects/EVA/configs/eva_vit_b_clip_l14_800ep.py"
 IMG = 64

@@ -13,9 +13,7 @@ import torch.nn.functional as F
 from timm.layers import resample_patch_embed
 from timm.models.vision_transformer import VisionTransformer, _convert_openai_clip
 
-from conftest import REPO
-from vitdet_bench.checkpoint import CheckpointError, CheckpointFormatError, save_backbone_export
-from vitdet_bench.checkpoint.checkpointer import safe_torch_load
+from vitdet_bench.checkpoint import CheckpointError, CheckpointFormatError, safe_torch_load, save_backbone_export
 from vitdet_bench.config import LazyConfig, instantiate
 from vitdet_bench.modeling import ViT
 from vitdet_bench.pretrain import (
@@ -30,7 +28,9 @@ from vitdet_bench.pretrain import (
     build_teacher,
     negative_cosine_loss,
 )
-from pretrain_helpers import resumed_run_equals_one_run
+
+from helpers import REPO
+from helpers.pretrain import resumed_run_equals_one_run
 
 
 def _randomize(module: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
@@ -62,8 +62,8 @@ def _hand_logits(x: torch.Tensor, attn) -> torch.Tensor:
 @pytest.mark.parametrize("qv_bias", [False, True])
 def test_captured_logits_equal_q_k_scale_by_hand(qv_bias):
     torch.manual_seed(0)
-    vit = _randomize(ViT(img_size=64, pretrain_img_size=64, patch_size=16, embed_dim=32, depth=3, num_heads=4, qv_bias=qv_bias,
-                         window_size=2, window_block_indexes=[0], attn_logits_blocks=[-1])).eval()
+    vit = _randomize(ViT(img_size=64, pretrain_img_size=64, patch_size=16, embed_dim=32, depth=3, num_heads=4,
+                         qv_bias=qv_bias, window_size=2, window_block_indexes=[0], attn_logits_blocks=[-1])).eval()
     x = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
         vit(x)
@@ -112,7 +112,8 @@ def test_negative_cosine_loss_equals_the_direct_formula():
     assert float(negative_cosine_loss(pred, target)) == pytest.approx(-sum(cos) / 3, rel=1e-6)
     assert float(negative_cosine_loss(target, target)) == pytest.approx(-1.0)
     # Invariant to the prediction's scale per row, as cosine is.
-    assert float(negative_cosine_loss(pred * torch.tensor([[2.0], [0.1], [7.0]]), target)) == pytest.approx(-sum(cos) / 3)
+    scaled = pred * torch.tensor([[2.0], [0.1], [7.0]])
+    assert float(negative_cosine_loss(scaled, target)) == pytest.approx(-sum(cos) / 3)
     with pytest.raises(ValueError, match="differ in shape"):
         negative_cosine_loss(pred, target[:2])
 
@@ -133,8 +134,12 @@ def test_attention_distill_loss_equals_mse_through_a_head_mixing_1x1_conv():
 
 def _mae_export(path, width=32, depth=2, heads=2, img=64, seed=0, method=MAE) -> str:
     torch.manual_seed(seed)
-    enc = build_pretrain_encoder("vit_t", img_size=img, embed_dim=width, depth=depth, num_heads=heads, pos_embed="sincos")
-    model = MAE(enc, decoder_dim=16, decoder_depth=1, decoder_num_heads=2) if method is MAE else MoCoV3(enc, dim=8, mlp_dim=16)
+    enc = build_pretrain_encoder("vit_t", img_size=img, embed_dim=width, depth=depth, num_heads=heads,
+                                 pos_embed="sincos")
+    if method is MAE:
+        model = MAE(enc, decoder_dim=16, decoder_depth=1, decoder_num_heads=2)
+    else:
+        model = MoCoV3(enc, dim=8, mlp_dim=16)
     _randomize(model.encoder, seed)
     save_backbone_export(model.export_state(), str(path), model.export_meta())
     return str(path)
@@ -178,7 +183,8 @@ def _openclip_state(width=32, depth=2, patch=8, img=32, out=24, seed=0) -> dict:
           "logit_scale": torch.tensor(4.6)}
     for i in range(depth):
         p = f"visual.transformer.resblocks.{i}."
-        sd.update({p + "ln_1.weight": 1 + r(width), p + "ln_1.bias": r(width), p + "attn.in_proj_weight": r(3 * width, width),
+        sd.update({p + "ln_1.weight": 1 + r(width), p + "ln_1.bias": r(width),
+                   p + "attn.in_proj_weight": r(3 * width, width),
                    p + "attn.in_proj_bias": r(3 * width), p + "attn.out_proj.weight": r(width, width),
                    p + "attn.out_proj.bias": r(width), p + "ln_2.weight": 1 + r(width), p + "ln_2.bias": r(width),
                    p + "mlp.c_fc.weight": r(4 * width, width), p + "mlp.c_fc.bias": r(4 * width),
@@ -237,7 +243,8 @@ def test_feature_mim_targets_are_the_teachers_features_of_the_masked_patches(tmp
     assert float(loss) == pytest.approx(float(-F.cosine_similarity(pred, target, dim=-1).mean()), rel=1e-6)
     loss.backward()
     assert model.lm_head.weight.grad is not None and model.mask_token.grad.abs().sum() > 0
-    assert "teacher" not in dict(model.named_parameters()) and not any(k.startswith("teacher") for k in model.state_dict())
+    assert "teacher" not in dict(model.named_parameters())
+    assert not any(k.startswith("teacher") for k in model.state_dict())
     meta = model.export_meta()
     assert meta["method_name"] == "feature-reconstruction MIM (teacher = MAE export)"
     assert meta["teacher"]["path"] == teacher.info["path"] and meta["teacher"]["out_dim"] == 32
@@ -255,7 +262,8 @@ def test_maelite_teacher_sees_exactly_the_students_visible_tokens(tmp_path):
     # The visible set is MAE's: the 4 patches with the smallest noise, in that order.
     ids_keep = torch.argsort(noise, dim=1)[:, :4]
     assert torch.equal(terms["ids_keep"], ids_keep)
-    assert all(set(ids_keep[b].tolist()) == set(torch.nonzero(terms["mask"][b] == 0).flatten().tolist()) for b in range(2))
+    assert all(set(ids_keep[b].tolist()) == set(torch.nonzero(terms["mask"][b] == 0).flatten().tolist())
+               for b in range(2))
     # The teacher's logits by hand from timm's ViT on [cls, visible patches] only.
     ref = _timm_reference(path, heads=2)
     x = (raw - teacher.pixel_mean) / teacher.pixel_std
@@ -311,7 +319,8 @@ def test_wrong_teacher_checkpoints_fail_naming_the_file(tmp_path):
     del state["model"]["blocks.1.mlp.fc2.weight"]
     broken = str(tmp_path / "broken.pth")
     torch.save(state, broken)
-    with pytest.raises(CheckpointError, match=r"broken\.pth.*does not take this checkpoint whole.*blocks.1.mlp.fc2.weight"):
+    with pytest.raises(CheckpointError,
+                       match=r"broken\.pth.*does not take this checkpoint whole.*blocks.1.mlp.fc2.weight"):
         build_teacher(broken, image_size=64)
     # BEiT-style relative position tables cannot run on a token subset.
     beit = {"model": {**{k: v for k, v in state["model"].items() if k != "pos_embed"},
@@ -338,7 +347,8 @@ def test_paper_configs_carry_the_recipes():
     assert (eva.optimizer.lr, tuple(eva.optimizer.betas), eva.optimizer.eps, eva.optimizer.weight_decay) == (
         1e-3, (0.9, 0.98), 1e-6, 0.05)
     assert eva.train.clip_grad.enabled and eva.train.clip_grad.max_norm == 3.0
-    assert eva.model.encoder.drop_path_rate == 0.1 and eva.model.encoder.qv_bias and eva.model.encoder.pos_embed == "learned"
+    encoder = eva.model.encoder
+    assert encoder.drop_path_rate == 0.1 and encoder.qv_bias and encoder.pos_embed == "learned"
     assert eva.dataloader.train.mapper.mask_generator.num_masking_patches == 80  # 105 / 256 of a 14 x 14 grid
     assert (eva.teacher.embed_dim, eva.teacher.depth, eva.teacher.checkpoint_patch_size, eva.teacher.act) == (
         1024, 24, 14, "quick_gelu")

@@ -16,11 +16,12 @@ from timm.scheduler import CosineLRScheduler
 from torchvision.transforms import InterpolationMode, RandomResizedCrop
 from torchvision.transforms import functional as F
 
-from conftest import REPO
 from vitdet_bench.config import LazyConfig, instantiate
 from vitdet_bench.pretrain import mae_transform
 from vitdet_bench.pretrain.crop import RandomInterpolationResizedCrop
 from vitdet_bench.solver import LRMultiplier, WarmupParamScheduler, cosine_schedule
+
+from helpers import REPO
 
 MAELITE_CONFIG = "projects/MAELite/configs/maelite_vit_tiny_400ep.py"
 DEIT_CONFIG = "projects/Supervised/configs/deit_vit_b_300ep.py"

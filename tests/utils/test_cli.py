@@ -11,8 +11,9 @@ import sys
 
 import pytest
 
-from conftest import DEMO_CONFIG, REPO
 from vitdet_bench.engine import default_argument_parser
+
+from helpers import DEMO_CONFIG, REPO
 
 
 def test_overrides_are_exactly_the_key_value_words():

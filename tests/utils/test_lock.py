@@ -15,9 +15,10 @@ import time
 
 import pytest
 
-from conftest import REPO
 from vitdet_bench.utils import lock as lock_module
 from vitdet_bench.utils.lock import DirectoryLock, LockError, read_lock_holder
+
+from helpers import REPO
 
 _HOLDER = textwrap.dedent("""
     import os, sys, time

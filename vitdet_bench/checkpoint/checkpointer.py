@@ -22,7 +22,7 @@ from tabulate import tabulate
 
 from ..utils.comm import unwrap_model
 from .init import load_init_checkpoint
-from .io import CheckpointError, atomic_torch_save, atomic_write_text, find_nonfinite, refuse_nonfinite, safe_torch_load
+from .io import CheckpointError, atomic_torch_save, atomic_write_text, find_nonfinite, read_checkpoint, refuse_nonfinite
 
 __all__ = [
     "Checkpointer",
@@ -53,7 +53,8 @@ def get_rng_state() -> dict:
 def set_rng_state(state: dict) -> None:
     torch.set_rng_state(state["torch"])
     n = state["numpy"]
-    np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached_gaussian"]))
+    np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"],
+                         n["cached_gaussian"]))
     py = state["python"]
     random.setstate((py[0], tuple(py[1]), py[2]))
     if "cuda" in state and torch.cuda.is_available():
@@ -75,7 +76,8 @@ def load_model_weights(model: nn.Module, state_dict: dict[str, torch.Tensor], so
     ]
     bad = {k for k, _, _ in mismatched}
     incompatible = model.load_state_dict({k: v for k, v in state_dict.items() if k not in bad}, strict=False)
-    report = {"missing": sorted(incompatible.missing_keys), "unexpected": sorted(incompatible.unexpected_keys), "mismatched": mismatched}
+    report = {"missing": sorted(incompatible.missing_keys), "unexpected": sorted(incompatible.unexpected_keys),
+              "mismatched": mismatched}
     loaded = len(state_dict) - len(report["unexpected"]) - len(mismatched)
     logger.info("Loaded %d of %d tensors from %s", loaded, len(own), source)
     rows = [(k, "missing", "", str(tuple(own[k].shape))) for k in report["missing"]]
@@ -160,7 +162,7 @@ class Checkpointer:
             if bad is not None and os.path.abspath(path) == os.path.abspath(bad):
                 continue
             try:
-                data = safe_torch_load(path)
+                data = read_checkpoint(path)
             except CheckpointError:
                 continue
             if isinstance(data, dict) and "model" in data and not find_nonfinite(data["model"]):
@@ -181,7 +183,7 @@ class Checkpointer:
         if not full:
             load_init_checkpoint(self.model, path, **self.init_options)
             return {}
-        data = safe_torch_load(path)
+        data = read_checkpoint(path)
         if not isinstance(data, dict):
             raise CheckpointError(f"Checkpoint {path} holds a {type(data).__name__}, not a dict")
         state = data.pop("model", None) if "model" in data else data
@@ -241,7 +243,7 @@ class Checkpointer:
                 continue
             seen.add(path)
             try:
-                data = safe_torch_load(path)
+                data = read_checkpoint(path)
             except CheckpointError:
                 continue
             if not find_nonfinite({k: v for k, v in data.items() if k != "rng"} if isinstance(data, dict) else data):

@@ -28,11 +28,21 @@ import torch.nn as nn
 from timm.layers import resample_patch_embed
 
 from ..config import LazyConfig, instantiate
-from .backbone import DETECTOR_FORMATS, EXPORT_TAG, find_state_dict, save_backbone_export, to_canonical
-from .detectron2 import num_classes_in, save_detectron2_checkpoint, to_detectron2
+from .formats import (
+    DETECTOR_FORMATS,
+    EXPORT_TAG,
+    METHOD_LAYOUTS,
+    find_state_dict,
+    get_format,
+    num_classes_in,
+    save_backbone_export,
+    save_detectron2_checkpoint,
+    to_canonical,
+    to_detectron2,
+)
 from .init import detect_init_format, load_init_checkpoint
 from .io import CheckpointError, atomic_torch_save, read_checkpoint, refuse_nonfinite
-from .method import METHOD_LAYOUTS, to_official
+from .method import to_official
 from .report import LoadReport
 
 __all__ = ["OUTPUT_LAYOUTS", "check_output_file", "convert_backbone_file", "convert_detector_file",
@@ -193,7 +203,7 @@ def convert_method_file(src: str, dst: str, to: str) -> dict[str, Any]:
     Args:
         src: a run's checkpoint (``model_final.pth`` / ``model_NNNNNNN.pth`` of ``tools/pretrain_net.py``).
         dst: the official file to write.
-        to: one of :data:`~.method.WRITABLE_LAYOUTS` (``mae``, ``beit``, ``mocov3``, ``deit``, ``convmae``).
+        to: one of :data:`~.formats.WRITABLE_LAYOUTS` (``mae``, ``beit``, ``mocov3``, ``deit``, ``convmae``).
 
     Returns:
         the object written (see :func:`~.method.to_official`).
@@ -217,6 +227,6 @@ def convert_method_file(src: str, dst: str, to: str) -> dict[str, Any]:
     atomic_torch_save(official, dst)
     layout = METHOD_LAYOUTS[to]
     weights, _ = find_state_dict(official)
-    logger.info("wrote %s: %d tensors in %s's layout (%s); continue with %s", dst, len(weights), layout.label,
+    logger.info("wrote %s: %d tensors in %s's layout (%s); continue with %s", dst, len(weights), get_format(to).label,
                 ", ".join(k for k in official if k != layout.container) or "weights only", layout.resume)
     return official

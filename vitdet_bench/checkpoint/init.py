@@ -1,22 +1,23 @@
 """``train.init_checkpoint``: load any accepted file into a detector, report it once, and stop on gaps.
 
-Three kinds of file initialise a detector, each read by one converter:
+Three kinds of file initialise a detector, each read through its format (:mod:`.formats`):
 
-* ``detector``: this project's own checkpoint (``model_final.pth``), names as the model's;
-* ``detectron2``: a Detectron2 checkpoint (model-zoo ``.pkl`` or ``.pth``), renamed by
-  :mod:`.detectron2` (class order, background slots);
-* a pre-trained backbone (``mae``, ``mocov3``, ``beit``, ``deit``, ``timm``, ``vitdet_bench``
-  exports), read by :mod:`.backbone`; the neck and heads then start from their initial values. A
-  detector on the ConvViT reads ConvMAE / FastConvMAE files instead (``convmae``, ``vitdet_bench``
-  exports of those runs), by :mod:`.convmae`.
+* a whole detector (``detector``: this project's own checkpoint, names as the model's;
+  ``detectron2``: a Detectron2 checkpoint, model-zoo ``.pkl`` or ``.pth``, renamed by its format
+  module: class order, background slots);
+* a pre-trained backbone (``mae``, ``mocov3``, ``beit``, ``deit``, ``timm``, ``maelite``,
+  ``vitdet``, ``vitdet_bench`` exports), read by :mod:`.backbone`; the neck and heads then start
+  from their initial values. A detector on the ConvViT reads ConvMAE / FastConvMAE files instead
+  (``convmae``, ``vitdet_bench`` exports of those runs).
 
 A pre-training model (``tools/pretrain_net.py``) takes a pre-training file whole instead (the
 method's encoders, tokens and heads; :mod:`.method`; ConvMAE's ``convmae`` files too), and its own
 run checkpoints as a detector does.
 
-The converter is the one named by ``format`` or, with ``"auto"``, the one whose names the file
-uses (a pre-training model takes a run checkpoint of this project, ``encoder.vit.*``, by name). Whole-detector files pass their ViT part through :func:`.backbone.adapt_to_vit` too, so a
-ViTDet checkpoint loads into a model of another input size (position tables resized). Then one
+The format is the one named by ``format`` or, with ``"auto"``, the first whose recognition accepts
+the file (a pre-training model takes a run checkpoint of this project, ``encoder.vit.*``, by name).
+Whole-detector files pass their ViT part through :func:`.adapt.adapt_to_vit` too, so a ViTDet
+checkpoint loads into a model of another input size (position tables resized). Then one
 :class:`~.report.LoadReport` is logged, and with ``strict`` (``train.init_strict``, on by default)
 any model tensor the file should have provided and did not (a checkpoint of another width, one
 without the neck) stops the run with the missing names listed. Weights holding NaN or inf are
@@ -32,57 +33,48 @@ import torch
 import torch.nn as nn
 
 from ..utils.comm import unwrap_model
-from .backbone import (
+from .adapt import adapt_to_convvit, adapt_to_vit
+from .backbone import convvit_canonical
+from .formats import (
+    CONVVIT_FORMATS,
     DETECTOR_FORMATS,
-    EXPORT_TAG,
-    FORMATS,
+    INIT_FORMATS,
     CanonicalCheckpoint,
     CheckpointFormatError,
-    adapt_to_vit,
-    detect_format,
+    DetectorCheckpointFormat,
+    Probe,
+    detect,
     find_state_dict,
-    find_vit,
+    get_format,
     to_canonical,
+    unrecognized,
 )
-from .convmae import (CONVVIT_FORMATS, adapt_to_convvit, convvit_canonical, detect_convvit_format, find_convvit,
-                      has_convvit_names)
-from .detectron2 import detectron2_names, from_detectron2, is_detectron2_checkpoint
 from .io import CheckpointError, read_checkpoint, refuse_nonfinite
-from .method import describe_init_source, is_method_model, load_method_checkpoint
+from .lineage import describe_init_source
+from .method import load_method_checkpoint
 from .report import LoadReport, compress_keys
+from .target import find_convvit, find_vit, is_method_model
 
 __all__ = ["INIT_FORMATS", "detect_init_format", "load_init_checkpoint"]
 
 logger = logging.getLogger(__name__)
 
-INIT_FORMATS = ("auto",) + DETECTOR_FORMATS + FORMATS + ("convmae",)
-
-
-def _is_own_detector_state(model: nn.Module, state: dict[str, torch.Tensor]) -> bool:
-    """Most of the file's tensors carry the model's own names (a checkpoint of this model's kind)."""
-    own = unwrap_model(model).state_dict()
-    return sum(k in own for k in state) >= 0.5 * len(state)
-
 
 def detect_init_format(obj: Any, model: nn.Module) -> str:
-    """Which converter reads a loaded file: one of :data:`INIT_FORMATS` other than ``"auto"``."""
-    if isinstance(obj, dict) and obj.get("format") == EXPORT_TAG:
-        return "vitdet_bench"
-    if is_detectron2_checkpoint(obj):
-        return "detectron2"
-    state, _ = find_state_dict(obj)
-    if state is not None and _is_own_detector_state(model, state):
-        return "detector"
-    if state is not None and is_method_model(model) and any(k.startswith("encoder.vit.blocks.") for k in state):
-        return "detector"  # a pre-training run of this project (another method's, maybe): our own names
-    if has_convvit_names(obj):
-        return detect_convvit_format(obj)  # ConvMAE's ConvViT (or a plain ViT's refusal)
-    try:
-        return detect_format(obj)
-    except CheckpointFormatError as e:
+    """Which format reads a loaded file into ``model``: one of :data:`INIT_FORMATS` other than
+    ``"auto"`` (the formats' own recognition, in their detection order: this project's exports,
+    Detectron2's and this project's detector checkpoints, ConvMAE's files, then the ViT formats).
+
+    Raises:
+        CheckpointFormatError: no format recognises it (saying what it holds).
+    """
+    probe = Probe.of(obj, model)
+    found = detect(probe, ("detector", "convvit", "vit"))
+    if found is None:
         raise CheckpointFormatError(
-            f"neither a checkpoint of this detector (its own or Detectron2's names) nor a pre-trained ViT: {e}"
-        ) from None
+            f"neither a checkpoint of this detector (its own or Detectron2's names) nor a pre-trained ViT: "
+            f"{unrecognized(probe)}")
+    return found.name
 
 
 def _fit_detector_state(
@@ -200,20 +192,17 @@ def load_init_checkpoint(
     if is_method_model(model) and format not in DETECTOR_FORMATS:
         # A pre-training model continues from the whole method: encoder(s), tokens and heads.
         return load_method_checkpoint(model, obj, format, source, strict, resize_patch_embed, rel_pos_resize)
-    if format == "convmae" and find_convvit(model) is None:
-        raise CheckpointFormatError(f"{source}: a ConvMAE checkpoint (a ConvViT: patch_embed1-4, blocks1-3), but "
+    fmt = get_format(format)
+    if "vit" not in fmt.reads_into and "detector" not in fmt.reads_into and find_convvit(model) is None:
+        raise CheckpointFormatError(f"{source}: a {fmt.label} checkpoint (a ConvViT: patch_embed1-4, blocks1-3), but "
                                     f"{type(unwrap_model(model)).__name__}'s backbone is a plain ViT: use a ConvViT "
                                     "detector (configs/COCO/mask_rcnn_convvit_b_convmae_25ep.py)")
     try:
-        if format in DETECTOR_FORMATS:
+        if isinstance(fmt, DetectorCheckpointFormat):
             state, _ = find_state_dict(obj)
             if state is None:
                 raise CheckpointFormatError(f"no state dict found in a '{format}' checkpoint")
-            vit_ckpt = None
-            if format == "detectron2":
-                state, vit_ckpt, report = from_detectron2(state, model, source)
-            else:
-                report = LoadReport(source=source, format=format, kind="Init checkpoint")
+            state, vit_ckpt, report = fmt.detector_state(state, model, source)
             state = _fit_detector_state(model, state, vit_ckpt, report, resize_patch_embed, rel_pos_resize)
         elif find_convvit(model) is not None:
             state, report = _convvit_report(model, obj, format, source)
@@ -236,11 +225,9 @@ def load_init_checkpoint(
         if hasattr(unwrap_model(model), "init_source"):
             unwrap_model(model).init_source = describe_init_source(obj, format, source)
     if strict and report.missing_unexpected:
-        missing = report.missing_unexpected
-        where = ""
-        if format == "detectron2":  # name them as the user's file would
-            theirs = detectron2_names(model)[0]
-            missing, where = [theirs.get(k, k) for k in missing], " (Detectron2's names)"
+        missing, where = report.missing_unexpected, ""
+        if isinstance(fmt, DetectorCheckpointFormat):  # name them as the user's file would
+            missing, where = fmt.file_names(missing, model)
         names = compress_keys(missing)
         raise CheckpointError(
             f"{source}: {len(missing)} tensors of the model are missing from this '{format}' checkpoint "

@@ -30,6 +30,8 @@ from typing import Any, Iterator
 import numpy as np
 import torch
 
+from ..utils.file_io import atomic_write
+
 __all__ = [
     "CheckpointError",
     "atomic_pickle_dump",
@@ -48,20 +50,12 @@ class CheckpointError(RuntimeError):
 
 
 def _atomic_write(path: str, write: Any, mode: str = "wb") -> None:
-    """Write through ``write(file)`` to ``path.tmp.PID``, fsync, then rename over ``path``."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = f"{path}.tmp.{os.getpid()}"
+    """:func:`~vitdet_bench.utils.file_io.atomic_write`, a failure raised as :class:`CheckpointError`
+    naming the file, the cause and the free space."""
     try:
-        with open(tmp, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        atomic_write(path, write, mode)
     except (OSError, RuntimeError) as e:
         raise CheckpointError(_write_failure(path, e)) from e
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 def _write_failure(path: str, error: BaseException) -> str:

@@ -1,5 +1,6 @@
 """Training engine: loop and hooks, AMP, checkpoints, distributed launch, the train / test drivers."""
 
+from ..utils.events import EventStorage, get_event_storage
 from .defaults import (
     build_model,
     create_ddp_model,
@@ -16,7 +17,6 @@ from .defaults import (
     run,
     save_run_config,
 )
-from ..utils.events import EventStorage, get_event_storage
 from .hooks import EvalHook, IterationTimer, LRScheduler, PeriodicCheckpointer, PeriodicWriter
 from .launch import launch
 from .predict_images import predict_images

@@ -36,7 +36,7 @@ def _backend() -> str:
 
 
 def _under_torchrun() -> bool:
-    return "TORCHELASTIC_RUN_ID" in os.environ or ("RANK" in os.environ and "WORLD_SIZE" in os.environ and "LOCAL_RANK" in os.environ)
+    return "TORCHELASTIC_RUN_ID" in os.environ or all(k in os.environ for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK"))
 
 
 def launch(
@@ -104,7 +104,8 @@ def _distributed_worker(
     backend = _backend()
     if backend == "nccl":
         if num_gpus_per_machine > torch.cuda.device_count():
-            raise RuntimeError(f"--num-gpus {num_gpus_per_machine} but only {torch.cuda.device_count()} GPUs are visible")
+            raise RuntimeError(f"--num-gpus {num_gpus_per_machine} but only {torch.cuda.device_count()} GPUs are "
+                               "visible")
         torch.cuda.set_device(local_rank)
     rank = machine_rank * num_gpus_per_machine + local_rank
     dist.init_process_group(backend, init_method=dist_url, world_size=world_size, rank=rank, timeout=timeout)

@@ -27,6 +27,7 @@ import yaml
 from omegaconf import DictConfig
 
 from ..config import LazyConfig
+from ..utils.file_io import atomic_write
 
 __all__ = [
     "RunDirError",
@@ -341,7 +342,7 @@ def truncate_metrics(path: str, start_iter: int) -> int:
             else:
                 dropped += 1
     if dropped:
-        _atomic_write(path, "".join(kept).encode("utf-8"))
+        atomic_write(path, lambda f: f.write("".join(kept).encode("utf-8")))
     return dropped
 
 
@@ -400,7 +401,7 @@ def record_final_evaluation(path: str, iteration: int, results: dict[str, dict[s
             break
     else:
         lines.append(json.dumps({"iteration": iteration, **flat}, sort_keys=True))
-    _atomic_write(path, "".join(line + "\n" for line in lines if line.strip()).encode("utf-8"))
+    atomic_write(path, lambda f: f.write("".join(line + "\n" for line in lines if line.strip()).encode("utf-8")))
 
 
 def truncate_events(output_dir: str, start_iter: int) -> int:
@@ -429,21 +430,13 @@ def truncate_events(output_dir: str, start_iter: int) -> int:
         if len(kept) == len(records) and os.path.getsize(path) == sum(len(r) + 16 for r in records):
             continue
         total += len(records) - len(kept)
-        tmp = f"{path}.tmp.{os.getpid()}"
-        with open(tmp, "wb") as f:
-            writer = RecordWriter(f)
-            for raw in kept:
+
+        def write(f: Any, records: list[bytes] = kept) -> None:
+            writer = RecordWriter(f)  # kept records, byte for byte
+            for raw in records:
                 writer.write(raw)
             writer.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+
+        atomic_write(path, write)
     return total
 
-
-def _atomic_write(path: str, data: bytes) -> None:
-    tmp = f"{path}.tmp.{os.getpid()}"
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)

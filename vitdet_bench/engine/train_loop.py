@@ -11,7 +11,6 @@ Hook call order, for every hook in registration order:
 from __future__ import annotations
 
 import contextlib
-
 import logging
 import resource
 import time

@@ -112,7 +112,8 @@ def match_table(gt_json: str | COCO, results: list[dict] | str, task: str) -> Ma
             categories[cat] = _CategoryMatches(
                 np.concatenate(img_idx)[order], (dtm != 0) & ~dtig, (dtm == 0) & ~dtig, gt)
         else:
-            categories[cat] = _CategoryMatches(np.zeros(0, np.int64), np.zeros((t, 0), bool), np.zeros((t, 0), bool), gt)
+            categories[cat] = _CategoryMatches(np.zeros(0, np.int64), np.zeros((t, 0), bool), np.zeros((t, 0), bool),
+                                               gt)
     return MatchTable(np.asarray(p.imgIds), np.asarray(p.iouThrs), np.asarray(p.recThrs), categories)
 
 

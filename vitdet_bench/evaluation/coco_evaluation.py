@@ -25,14 +25,16 @@ from tabulate import tabulate
 from ..data.catalog import get_metadata
 from ..utils import comm
 
-__all__ = ["COCOEvaluator", "inference_on_dataset", "evaluate_coco_results", "instances_to_coco_json", "format_results_table"]
+__all__ = ["COCOEvaluator", "inference_on_dataset", "evaluate_coco_results", "instances_to_coco_json",
+           "format_results_table"]
 
 logger = logging.getLogger(__name__)
 
 METRIC_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl")
 
 
-def instances_to_coco_json(output: dict, image_id: int, dataset_ids: Sequence[int], with_masks: bool = True) -> list[dict]:
+def instances_to_coco_json(output: dict, image_id: int, dataset_ids: Sequence[int],
+                           with_masks: bool = True) -> list[dict]:
     """Convert one image's detections (XYXY boxes, 0-based labels, bool masks) to COCO results."""
     if len(output["boxes"]) == 0:
         return []
@@ -118,7 +120,8 @@ def evaluate_coco_results(
         summary = "\n".join(line for line in buf.getvalue().splitlines() if line.lstrip().startswith("Average"))
         logger.info("COCOeval (%s):\n%s", task, summary)
         # pycocotools reports -1 where a metric is undefined (no GT in that area range).
-        metrics = {m: float(ev.stats[i] * 100) if ev.stats[i] >= 0 else float("nan") for i, m in enumerate(METRIC_NAMES)}
+        metrics = {m: float(ev.stats[i] * 100) if ev.stats[i] >= 0 else float("nan")
+                   for i, m in enumerate(METRIC_NAMES)}
         if class_names is not None:
             precision = ev.eval["precision"]  # (iou, recall, class, area, maxdets)
             for k, name in enumerate(class_names):

@@ -10,11 +10,11 @@ the numbers are tidecv's own.
 from __future__ import annotations
 
 import contextlib
-import tempfile
 import io
 import json
 import logging
 import os
+import tempfile
 import warnings
 from typing import Sequence
 
@@ -129,7 +129,8 @@ def tide_markdown(results: dict[str, dict]) -> str:
     for task, title in (("bbox", "Box"), ("segm", "Mask")):
         headers, rows = tide_table(results, task)
         if rows:
-            parts.append(f"### {title}: dAP per error type (tidecv)\n\n" + tabulate(rows, headers=headers, tablefmt="github"))
+            table = tabulate(rows, headers=headers, tablefmt="github")
+            parts.append(f"### {title}: dAP per error type (tidecv)\n\n" + table)
     return "\n\n".join(parts) + "\n"
 
 

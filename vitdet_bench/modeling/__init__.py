@@ -4,4 +4,14 @@ from .backbone import FPN, ConvViT, MultiScaleAdapter, SimpleFeaturePyramid, ViT
 from .detector import MaskRCNN
 from .layers import get_norm
 
-__all__ = ["FPN", "ConvViT", "MaskRCNN", "MultiScaleAdapter", "SimpleFeaturePyramid", "ViT", "build_convvit", "build_vit", "get_norm"]
+__all__ = [
+    "FPN",
+    "ConvViT",
+    "MaskRCNN",
+    "MultiScaleAdapter",
+    "SimpleFeaturePyramid",
+    "ViT",
+    "build_convvit",
+    "build_vit",
+    "get_norm",
+]

@@ -1,10 +1,13 @@
-"""Pre-training companion: MAE, MoCo v3, BEiT (with a pluggable tokenizer), supervised ViTs,
-feature-reconstruction MIM (EVA with a CLIP teacher) and MAE-Lite (with attention distillation), and
-ConvMAE / FastConvMAE on the hybrid ConvViT, exporting backbones the detector loads with nothing
-missing. Configs: ``projects/<Method>/configs``."""
+"""Pre-training: MAE, MoCo v3, BEiT, supervised (DeiT), feature-reconstruction MIM, MAE-Lite, ConvMAE, FastConvMAE.
+
+Each method is a :class:`PretrainModel` over one backbone interface (BEiT with a pluggable tokenizer,
+feature-reconstruction MIM with a frozen teacher, as EVA with a CLIP one, MAE-Lite with attention
+distillation, ConvMAE / FastConvMAE on the hybrid ConvViT) that states its facts as class attributes
+(:data:`PRETRAIN_METHODS`) and exports a backbone the detector loads with nothing missing. Configs:
+``projects/<Method>/configs``."""
 
 from .beit import BEiT
-from .common import PretrainModel
+from .common import PRETRAIN_METHODS, PretrainModel, method_label
 from .convmae import ConvMAE, ConvMAEEncoder, build_convmae_encoder
 from .data import (
     PretrainMapper,
@@ -42,6 +45,7 @@ __all__ = [
     "MAE",
     "MAELite",
     "MoCoV3",
+    "PRETRAIN_METHODS",
     "PretrainEncoder",
     "PretrainMapper",
     "PretrainModel",
@@ -64,6 +68,7 @@ __all__ = [
     "image_folder_dataset",
     "mae_loss",
     "mae_transform",
+    "method_label",
     "moco_transforms",
     "momentum_at",
     "negative_cosine_loss",

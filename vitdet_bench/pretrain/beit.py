@@ -45,19 +45,22 @@ class BEiT(PretrainModel):
     """
 
     method = "beit"
+    label = "BEiT"
+    batch_keys = ("image", "label", "mask")  # the block mask is drawn by the mapper
 
     def __init__(self, encoder: PretrainEncoder, tokenizer: nn.Module, **kwargs) -> None:
         super().__init__(encoder, **kwargs)
         if not hasattr(tokenizer, "get_codebook_indices"):
             raise TypeError(f"tokenizer {type(tokenizer).__name__} has no get_codebook_indices(images)")
         if getattr(tokenizer, "patch_size", encoder.patch_size) != encoder.patch_size:
-            raise ValueError(f"tokenizer downsamples by {tokenizer.patch_size}, the ViT's patch size is {encoder.patch_size}")
+            raise ValueError(f"tokenizer downsamples by {tokenizer.patch_size}, the ViT's patch size is "
+                             f"{encoder.patch_size}")
         dim = encoder.embed_dim
         self.mask_token = nn.Parameter(torch.zeros(1, 1, dim))
         self.lm_head = nn.Linear(dim, tokenizer.vocab_size)
         self._init_weights()
         # Frozen and kept out of state_dict / parameters: it is an input pipeline, not a model part.
-        self.__dict__["tokenizer"] = tokenizer.eval().requires_grad_(False)
+        self.attach_frozen("tokenizer", tokenizer)
 
     @torch.no_grad()
     def _init_weights(self, std: float = 0.02) -> None:
@@ -81,11 +84,6 @@ class BEiT(PretrainModel):
         for layer_id, blk in enumerate(enc.vit.blocks, start=1):
             blk.attn.proj.weight.div_((2.0 * layer_id) ** 0.5)
             blk.mlp.fc2.weight.div_((2.0 * layer_id) ** 0.5)
-
-    def _apply(self, fn, *args, **kwargs):
-        # Move the (unregistered) tokenizer along with the model.
-        self.__dict__["tokenizer"] = self.__dict__["tokenizer"]._apply(fn, *args, **kwargs)
-        return super()._apply(fn, *args, **kwargs)
 
     def forward_logits(self, images: torch.Tensor, bool_masked: torch.Tensor) -> torch.Tensor:
         """Visual-token logits ``(num_masked, vocab)`` for the masked patches of normalised ``images``."""

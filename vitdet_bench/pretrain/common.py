@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, ClassVar, Sequence
 
 import torch
 import torch.nn as nn
 
+from ..checkpoint import format_of_method
 from ..data.constants import IMAGENET_PIXEL_MEAN, IMAGENET_PIXEL_STD
 from .encoder import PretrainEncoder
 from .views import PendingView, render_views
 
-__all__ = ["PretrainModel", "stack_images"]
+__all__ = ["PRETRAIN_METHODS", "PretrainModel", "method_label", "stack_images"]
+
+# Method name -> its PretrainModel class; each class registers itself when it is defined.
+PRETRAIN_METHODS: dict[str, type["PretrainModel"]] = {}
+
+
+def method_label(method: str) -> str:
+    """A method's name in messages and reports (its class's ``label``); the name itself when unknown."""
+    cls = PRETRAIN_METHODS.get(method)
+    return cls.label if cls is not None else method
 
 
 def stack_images(batch: list[dict], key: str = "image", device: torch.device | str | None = None) -> torch.Tensor:
@@ -36,13 +46,49 @@ class PretrainModel(nn.Module):
     The pixel mean / std are the detector's (ImageNet statistics on the 0-255 RGB scale), so the
     exported backbone sees the same input distribution in both stages.
 
+    Each method states its facts as class attributes, read by the tools, the reports and the
+    checkpoint loaders (the official layout of its files lives in its checkpoint format module,
+    ``vitdet_bench/checkpoint/formats/``, which names the method):
+
+    * ``method``: its name in configs, exports and run checkpoints (``"mae"``); defining it
+      registers the class in :data:`PRETRAIN_METHODS`;
+    * ``label``: its name in messages and reports (``"MAE"``);
+    * ``batch_keys``: what each sample of its batches holds (``"image"``, MoCo v3's second view
+      ``"image2"``, ``"label"``, BEiT's block mask ``"mask"``);
+    * ``uses_teacher``: it takes a frozen teacher (:mod:`vitdet_bench.pretrain.teacher`);
+    * :meth:`official_format`: the checkpoint format of its official release, from the format
+      module whose layout names the method (``None`` when it has none here).
+
     Args:
         encoder: the :class:`PretrainEncoder` whose ViT is exported.
         pixel_mean: RGB mean on the 0-255 scale.
         pixel_std: RGB std on the 0-255 scale.
     """
 
-    method: str = ""
+    method: ClassVar[str] = ""
+    label: ClassVar[str] = ""
+    batch_keys: ClassVar[tuple[str, ...]] = ("image", "label")
+    uses_teacher: ClassVar[bool] = False
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "method" not in cls.__dict__:
+            return  # a subclass of a method without a name of its own is that method
+        known = PRETRAIN_METHODS.get(cls.method)
+        if known is not None and (known.__module__, known.__qualname__) != (cls.__module__, cls.__qualname__):
+            raise ValueError(f"pre-training method {cls.method!r} is defined twice: {known.__qualname__} and "
+                             f"{cls.__qualname__}")
+        PRETRAIN_METHODS[cls.method] = cls
+
+    @classmethod
+    def official_format(cls) -> str | None:
+        """The checkpoint format of the method's official release (``tools/convert_checkpoint.py --to``)."""
+        return format_of_method(cls.method)
+
+    @classmethod
+    def label_of(cls, method: str) -> str:
+        """Another method's label (a checkpoint's), by its name (:func:`method_label`)."""
+        return method_label(method)
 
     def __init__(
         self,

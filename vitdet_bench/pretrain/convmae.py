@@ -21,7 +21,6 @@ norm and the decoder are pre-training parts), in the names ConvMAE's detector us
 
 from __future__ import annotations
 
-
 import torch
 import torch.nn as nn
 
@@ -155,6 +154,7 @@ class ConvMAE(PretrainModel):
     """
 
     method = "convmae"
+    label = "ConvMAE"
 
     def __init__(
         self,

@@ -11,8 +11,7 @@ import random
 
 import torch.nn as nn
 from PIL import Image
-from torchvision.transforms import InterpolationMode
-from torchvision.transforms import RandomResizedCrop
+from torchvision.transforms import InterpolationMode, RandomResizedCrop
 from torchvision.transforms import functional as F
 
 __all__ = ["CROP_INTERPOLATIONS", "RandomInterpolationResizedCrop", "random_resized_crop"]

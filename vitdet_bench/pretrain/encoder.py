@@ -57,7 +57,8 @@ class PretrainEncoder(nn.Module):
         if pos_embed not in ("learned", "sincos", "none"):
             raise ValueError(f"pos_embed must be 'learned', 'sincos' or 'none', got {pos_embed!r}")
         if (pos_embed == "none") != (vit.pos_embed is None):
-            raise ValueError(f"pos_embed={pos_embed!r} but the ViT was built with use_abs_pos={vit.pos_embed is not None}")
+            raise ValueError(f"pos_embed={pos_embed!r} but the ViT was built with "
+                             f"use_abs_pos={vit.pos_embed is not None}")
         if vit.pos_embed is not None and vit.pretrain_use_cls_token != cls_token:
             raise ValueError("the ViT's pretrain_use_cls_token must equal cls_token (pos_embed has the cls slot)")
         table = vit.rel_pos_bias_global
@@ -111,7 +112,8 @@ class PretrainEncoder(nn.Module):
             return None
         n = self.grid[0] * self.grid[1]
         if num_tokens - self.num_prefix_tokens != n:
-            raise ValueError(f"relative position bias needs the full {n}-token grid, got {num_tokens - self.num_prefix_tokens} tokens")
+            raise ValueError(f"relative position bias needs the full {n}-token grid, got "
+                             f"{num_tokens - self.num_prefix_tokens} tokens")
         return table(with_cls=self.cls_token is not None)
 
     def forward_blocks(self, tokens: torch.Tensor) -> torch.Tensor:

@@ -24,10 +24,7 @@ from typing import Callable
 import torch.nn as nn
 from omegaconf import DictConfig, OmegaConf
 
-from ..checkpoint.backbone import save_backbone_export
-from ..checkpoint.method import INIT_SOURCE_FILE, lineage_text
-from ..checkpoint.io import atomic_write_text
-from ..utils.comm import unwrap_model
+from ..checkpoint import INIT_SOURCE_FILE, atomic_write_text, lineage_text, save_backbone_export
 from ..config import instantiate
 from ..engine.defaults import (
     check_run_keys,
@@ -41,6 +38,7 @@ from ..engine.launch import launch
 from ..engine.submit import SubmitError, launcher_requested, submit_tool
 from ..engine.train_loop import HookBase
 from ..utils import comm
+from ..utils.comm import unwrap_model
 from ..utils.logger import setup_logger
 from .tokenizers import save_tokenizer
 
@@ -172,7 +170,8 @@ def pretrain_main(args: argparse.Namespace, product: str = "backbone",
 
     ``extra_hooks(model, trainer)`` adds hooks (the benchmark runner's progress bar)."""
     if getattr(args, "eval_only", False):
-        raise SystemExit("--eval-only has no meaning for pre-training; evaluate the exported backbone by fine-tuning it")
+        raise SystemExit("--eval-only has no meaning for pre-training; evaluate the exported backbone by fine-tuning "
+                         "it")
     cfg = load_config(args.config_file, args.opts)
     check_run_keys(cfg)
     output_dir = cfg.train.output_dir
@@ -221,7 +220,8 @@ def _run(product: str, description: str, argv: list[str] | None) -> None:
 
 def run_pretrain(argv: list[str] | None = None) -> None:
     """Entry point of ``tools/pretrain_net.py``."""
-    _run("backbone", "Pre-train a ViT (MAE, MoCo v3, BEiT, supervised, feature-reconstruction MIM, MAE-Lite) from a LazyConfig and export the backbone", argv)
+    _run("backbone", "Pre-train a backbone (MAE, MoCo v3, BEiT, supervised, feature-reconstruction MIM, MAE-Lite, "
+         "ConvMAE, FastConvMAE) from a LazyConfig and export it", argv)
 
 
 def run_train_tokenizer(argv: list[str] | None = None) -> None:

@@ -41,6 +41,7 @@ class FastConvMAE(ConvMAE):
     """
 
     method = "fastconvmae"
+    label = "FastConvMAE"
 
     def __init__(self, encoder: ConvMAEEncoder, num_views: int = 4, **kwargs) -> None:
         if "mask_ratio" in kwargs:

@@ -49,6 +49,9 @@ class FeatureMIM(PretrainModel):
     """
 
     method = "feature_mim"
+    label = "feature-reconstruction MIM"
+    batch_keys = ("image", "label", "mask")  # the block mask is drawn by the mapper
+    uses_teacher = True
 
     def __init__(self, encoder: PretrainEncoder, teacher: ViTTeacher, init_std: float = 0.02, **kwargs) -> None:
         super().__init__(encoder, **kwargs)
@@ -57,8 +60,8 @@ class FeatureMIM(PretrainModel):
         grid = encoder.img_size // encoder.patch_size
         if teacher.patch_size != encoder.patch_size or teacher.grid not in (None, grid):
             raise ValueError(f"teacher {teacher.name} ({teacher.info.get('path')}) runs at patch {teacher.patch_size}, "
-                             f"grid {teacher.grid}; the student at patch {encoder.patch_size}, grid {grid}: build it with "
-                             "the student's image_size and patch_size")
+                             f"grid {teacher.grid}; the student at patch {encoder.patch_size}, grid {grid}: build it "
+                             "with the student's image_size and patch_size")
         dim = encoder.embed_dim
         self.mask_token = nn.Parameter(torch.zeros(1, 1, dim))
         self.lm_head = nn.Linear(dim, teacher.out_dim)
@@ -107,13 +110,15 @@ class FeatureMIM(PretrainModel):
         x = enc.forward_blocks(enc.prepend_cls(enc.add_pos(x)))[:, enc.num_prefix_tokens:]
         return self.lm_head(x[masked])
 
-    def forward_terms(self, raw: torch.Tensor, bool_masked: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def forward_terms(self, raw: torch.Tensor,
+                      bool_masked: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``(loss, pred, target)`` for 0-255 images ``raw`` and their masks (``target``: the
         teacher's features of the masked patches, ``(num_masked, out_dim)``)."""
         masked = bool_masked.flatten(1).bool()
         features = self.teacher(raw).features  # no_grad inside; the teacher sees the whole crop
         if features.shape[1] != masked.shape[1]:
-            raise ValueError(f"teacher gives {features.shape[1]} patch features, the mask has {masked.shape[1]} patches")
+            raise ValueError(f"teacher gives {features.shape[1]} patch features, the mask has {masked.shape[1]} "
+                             "patches")
         target = features[masked]
         pred = self.forward_prediction(self.normalize(raw), masked)
         return negative_cosine_loss(pred, target), pred, target

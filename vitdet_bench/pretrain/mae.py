@@ -32,7 +32,8 @@ def add_mae_decoder(model: nn.Module, embed_dim: int, decoder_dim: int, decoder_
     model.mask_token = nn.Parameter(torch.zeros(1, 1, decoder_dim))
     model.register_buffer("decoder_pos_embed", sincos_pos_embed(grid, decoder_dim, cls_token))
     model.decoder_blocks = nn.ModuleList(
-        TimmBlock(decoder_dim, decoder_num_heads, mlp_ratio=4.0, qkv_bias=True, norm_layer=partial(nn.LayerNorm, eps=1e-6))
+        TimmBlock(decoder_dim, decoder_num_heads, mlp_ratio=4.0, qkv_bias=True,
+                  norm_layer=partial(nn.LayerNorm, eps=1e-6))
         for _ in range(decoder_depth)
     )
     model.decoder_norm = nn.LayerNorm(decoder_dim, eps=1e-6)
@@ -97,6 +98,7 @@ class MAE(PretrainModel):
     """
 
     method = "mae"
+    label = "MAE"
 
     def __init__(
         self,
@@ -110,7 +112,8 @@ class MAE(PretrainModel):
     ) -> None:
         super().__init__(encoder, **kwargs)
         if encoder.vit.pos_embed is None or encoder.vit.rel_pos_bias_global is not None:
-            raise ValueError("MAE's encoder sees a random subset of tokens: it needs absolute positions and no bias table")
+            raise ValueError("MAE's encoder sees a random subset of tokens: it needs absolute positions and no bias "
+                             "table")
         if not 0 < mask_ratio < 1:
             raise ValueError(f"mask_ratio must be in (0, 1), got {mask_ratio}")
         self.mask_ratio = mask_ratio

@@ -25,7 +25,8 @@ from .teacher import ViTTeacher
 __all__ = ["MAELite", "attention_distill_loss"]
 
 
-def attention_distill_loss(student: torch.Tensor, teacher: torch.Tensor, adapter: nn.Module | None = None) -> torch.Tensor:
+def attention_distill_loss(student: torch.Tensor, teacher: torch.Tensor,
+                           adapter: nn.Module | None = None) -> torch.Tensor:
     """MSE between (adapted) student and teacher attention logits, in float32.
 
     Args:
@@ -36,8 +37,8 @@ def attention_distill_loss(student: torch.Tensor, teacher: torch.Tensor, adapter
     if adapter is not None:
         student = adapter(student.to(adapter.weight.dtype))
     if student.shape != teacher.shape:
-        raise ValueError(f"student attention {tuple(student.shape)} and teacher attention {tuple(teacher.shape)} differ "
-                         "(heads need an adapter; token sets must match)")
+        raise ValueError(f"student attention {tuple(student.shape)} and teacher attention {tuple(teacher.shape)} "
+                         "differ (heads need an adapter; token sets must match)")
     return F.mse_loss(student.float(), teacher.float())
 
 
@@ -56,6 +57,8 @@ class MAELite(MAE):
     """
 
     method = "maelite"
+    label = "MAE-Lite"
+    uses_teacher = True  # for attention distillation (optional)
 
     def __init__(
         self,
@@ -79,10 +82,11 @@ class MAELite(MAE):
         where = f"teacher {teacher.name} ({teacher.info.get('path')})"
         if teacher.patch_size != encoder.patch_size or teacher.grid != self.grid:
             raise ValueError(f"{where} runs at patch {teacher.patch_size}, grid {teacher.grid}; the student at patch "
-                             f"{encoder.patch_size}, grid {self.grid}: build it with the student's image_size and patch_size")
+                             f"{encoder.patch_size}, grid {self.grid}: build it with the student's image_size and "
+                             "patch_size")
         if teacher.num_prefix_tokens != encoder.num_prefix_tokens:
-            raise ValueError(f"{where} has {teacher.num_prefix_tokens} cls tokens, the student {encoder.num_prefix_tokens}: "
-                             "their attention maps cover different tokens")
+            raise ValueError(f"{where} has {teacher.num_prefix_tokens} cls tokens, the student "
+                             f"{encoder.num_prefix_tokens}: their attention maps cover different tokens")
         heads_s, heads_t = encoder.vit.blocks[student_block].attn.num_heads, teacher.num_heads
         if attn_adapter or heads_s != heads_t:
             self.attn_adapter = nn.Conv2d(heads_s, heads_t, kernel_size=1, bias=False)

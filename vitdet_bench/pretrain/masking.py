@@ -77,7 +77,8 @@ class BlockMaskGenerator:
         if not 0 < num_masking_patches <= total:
             raise ValueError(f"num_masking_patches must be in [1, {total}], got {num_masking_patches}")
         if not 0 < min_num_patches <= num_masking_patches:
-            raise ValueError(f"min_num_patches must be in [1, num_masking_patches={num_masking_patches}], got {min_num_patches}")
+            raise ValueError(f"min_num_patches must be in [1, num_masking_patches={num_masking_patches}], got "
+                             f"{min_num_patches}")
         if not 0 < min_aspect <= 1:
             raise ValueError(f"min_aspect must be in (0, 1], got {min_aspect}")
         self.num_masking_patches = num_masking_patches

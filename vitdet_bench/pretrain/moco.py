@@ -87,6 +87,8 @@ class MoCoV3(PretrainModel):
     """
 
     method = "mocov3"
+    label = "MoCo v3"
+    batch_keys = ("image", "image2", "label")  # two views of each image
 
     def __init__(
         self,

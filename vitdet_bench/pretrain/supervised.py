@@ -30,6 +30,7 @@ class SupervisedViT(PretrainModel):
     """
 
     method = "supervised"
+    label = "supervised (DeiT)"
 
     def __init__(
         self,

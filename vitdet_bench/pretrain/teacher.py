@@ -27,10 +27,11 @@ import torch
 import torch.nn as nn
 from timm.layers import QuickGELU
 
-from ..checkpoint.backbone import CheckpointFormatError, load_backbone_checkpoint, to_canonical
-from ..checkpoint.checkpointer import CheckpointError, safe_torch_load
+from ..checkpoint import CheckpointError, CheckpointFormatError, load_backbone_checkpoint, read_checkpoint, to_canonical
+from ..checkpoint.formats import Probe, detect, openclip_visual_to_timm
 from ..data.constants import CLIP_PIXEL_MEAN, CLIP_PIXEL_STD, IMAGENET_PIXEL_MEAN, IMAGENET_PIXEL_STD
 from ..modeling.backbone.vit import ViT
+from .common import method_label
 
 __all__ = [
     "CLIP_PIXEL_MEAN",
@@ -46,60 +47,6 @@ logger = logging.getLogger(__name__)
 # Heads of the published ViT widths (DeiT-Ti/S, ViT-B/L/H, EVA-g); a file that does not say
 # (anything but this project's exports) is assumed to follow them unless num_heads is given.
 STANDARD_HEADS = {192: 3, 384: 6, 768: 12, 1024: 16, 1280: 16, 1408: 16, 1664: 16}
-
-# How this project's exports name their method, for a teacher's default name.
-_METHOD_LABELS = {"mae": "MAE", "mocov3": "MoCo v3", "beit": "BEiT", "supervised": "supervised",
-                  "feature_mim": "feature-reconstruction MIM", "maelite": "MAE-Lite"}
-
-# open_clip / OpenAI CLIP visual tower -> timm VisionTransformer names (timm converts the same way
-# inside its private ``_convert_openai_clip``).
-_OPENCLIP_RENAMES = (
-    ("conv1.", "patch_embed.proj."),
-    ("transformer.resblocks.", "blocks."),
-    ("ln_pre.", "norm_pre."),
-    ("ln_post.", "norm."),
-    (".ln_1.", ".norm1."),
-    (".ln_2.", ".norm2."),
-    (".attn.in_proj_weight", ".attn.qkv.weight"),
-    (".attn.in_proj_bias", ".attn.qkv.bias"),
-    (".attn.out_proj.", ".attn.proj."),
-    (".mlp.c_fc.", ".mlp.fc1."),
-    (".mlp.c_proj.", ".mlp.fc2."),
-)
-
-
-def _openclip_prefix(state: dict[str, Any]) -> str | None:
-    """``"visual."`` or ``""`` when ``state`` is a CLIP image tower in open_clip's names, else None."""
-    for prefix in ("visual.", ""):
-        if f"{prefix}class_embedding" in state and f"{prefix}conv1.weight" in state:
-            return prefix
-    return None
-
-
-def openclip_visual_to_timm(state: dict[str, torch.Tensor], prefix: str = "visual.") -> dict[str, torch.Tensor]:
-    """A CLIP image tower in open_clip / OpenAI names -> timm ``VisionTransformer`` names.
-
-    ``class_embedding (D,)`` -> ``cls_token (1, 1, D)``, ``positional_embedding (1 + N, D)`` ->
-    ``pos_embed (1, 1 + N, D)``, ``proj (D, C)`` -> ``head.weight (C, D)``; text-tower keys are left
-    out. The patch projection has no bias (CLIP's ``conv1`` has none).
-    """
-    out: dict[str, torch.Tensor] = {}
-    for key, value in state.items():
-        if not key.startswith(prefix):
-            continue
-        k = key[len(prefix):]
-        if k == "class_embedding":
-            out["cls_token"] = value.reshape(1, 1, -1)
-        elif k == "positional_embedding":
-            out["pos_embed"] = value.unsqueeze(0)
-        elif k == "proj":
-            out["head.weight"] = value.t()
-        else:
-            for old, new in _OPENCLIP_RENAMES:
-                k = k.replace(old, new)
-            out[k] = value
-    return out
-
 
 @dataclass
 class TeacherOutput:
@@ -142,8 +89,8 @@ class ViTTeacher(nn.Module):
         self.proj = proj
         self.name = name
         self.info = dict(info or {})
-        self.register_buffer("pixel_mean", torch.tensor(pixel_mean, dtype=torch.float32).view(1, -1, 1, 1), persistent=False)
-        self.register_buffer("pixel_std", torch.tensor(pixel_std, dtype=torch.float32).view(1, -1, 1, 1), persistent=False)
+        for name, value in (("pixel_mean", pixel_mean), ("pixel_std", pixel_std)):
+            self.register_buffer(name, torch.tensor(value, dtype=torch.float32).view(1, -1, 1, 1), persistent=False)
         self.eval().requires_grad_(False)
 
     @property
@@ -238,7 +185,8 @@ def _infer_arch(state: dict[str, torch.Tensor], source: str) -> dict:
     """Width, depth, patch size, MLP ratio and biases of the ViT in a canonical state dict."""
     w = state.get("patch_embed.proj.weight")
     if w is None or w.ndim != 4:
-        raise CheckpointFormatError(f"{source}: no patch embedding 'patch_embed.proj.weight' (4-D): not a ViT a teacher can run")
+        raise CheckpointFormatError(f"{source}: no patch embedding 'patch_embed.proj.weight' (4-D): not a ViT a "
+                                    "teacher can run")
     if w.shape[-1] != w.shape[-2]:
         raise CheckpointFormatError(f"{source}: non-square patch kernel {tuple(w.shape)} in 'patch_embed.proj.weight'")
     if any(k.endswith("relative_position_bias_table") or k.startswith("rel_pos_bias.") for k in state):
@@ -263,13 +211,12 @@ def _check(source: str, what: str, found: Any, expected: Any) -> None:
 def _read(path: str | dict, format: str) -> tuple[Any, Any, str, str]:
     """``(object for the loader, canonical checkpoint, source name, origin format)``; open_clip
     towers are renamed to timm's names first."""
-    obj = safe_torch_load(path) if isinstance(path, str) else path
+    obj = read_checkpoint(path) if isinstance(path, str) else path
     source = path if isinstance(path, str) else "<in-memory teacher checkpoint>"
-    state = obj.get("state_dict", obj.get("model", obj)) if isinstance(obj, dict) else obj
-    prefix = _openclip_prefix(state) if isinstance(state, dict) else None
     origin = format
-    if prefix is not None:
-        obj, origin, format = openclip_visual_to_timm(state, prefix), "open_clip", "timm"
+    tower = detect(Probe.of(obj), ("teacher",))  # a CLIP image tower: renamed to timm's names first
+    if tower is not None:
+        obj, origin, format = tower.to_timm(obj), tower.name, "timm"
     try:
         ckpt = to_canonical(obj, format)
     except CheckpointFormatError as e:
@@ -352,13 +299,14 @@ def build_teacher(
     _check(source, "patch size", arch["patch_size"], checkpoint_patch_size)
     num_heads = _heads(meta, num_heads, width, source)
     if arch["patch_size"] != patch_size and not resample_patch_embed:
-        raise CheckpointError(f"{source}: the teacher's patch size is {arch['patch_size']}, the student's {patch_size}; "
-                              "set resample_patch_embed=True to resample its kernel")
+        raise CheckpointError(f"{source}: the teacher's patch size is {arch['patch_size']}, the student's "
+                              f"{patch_size}; set resample_patch_embed=True to resample its kernel")
     num_pos = ckpt.state["pos_embed"].shape[1] if arch["pos_embed"] else 0
     vit = ViT(img_size=image_size, patch_size=patch_size, embed_dim=width, depth=arch["depth"], num_heads=num_heads,
               mlp_ratio=arch["mlp_ratio"], qkv_bias=arch["qkv_bias"], norm_layer=partial(nn.LayerNorm, eps=norm_eps),
               act_layer=QuickGELU if act == "quick_gelu" else nn.GELU, use_abs_pos=arch["pos_embed"],
-              pretrain_img_size=image_size, pretrain_use_cls_token=arch["pos_embed"] and math.isqrt(num_pos) ** 2 != num_pos)
+              pretrain_img_size=image_size,
+              pretrain_use_cls_token=arch["pos_embed"] and math.isqrt(num_pos) ** 2 != num_pos)
     _load_vit(vit, obj, ckpt.format, arch, source)
     extras = {**ckpt.extras, **{k: v for k, v in ckpt.state.items() if k.startswith("norm_pre.")}}
     norm_pre = _layer_norm(extras, "norm_pre", width, norm_eps, source) if arch["norm_pre"] else nn.Identity()
@@ -375,7 +323,7 @@ def build_teacher(
     pixel_mean = pixel_mean or meta.get("pixel_mean") or IMAGENET_PIXEL_MEAN
     pixel_std = pixel_std or meta.get("pixel_std") or IMAGENET_PIXEL_STD
     method = meta.get("method")
-    name = name or (f"{_METHOD_LABELS.get(method, method)} export" if method else f"{origin} ViT (width {width})")
+    name = name or (f"{method_label(method)} export" if method else f"{origin} ViT (width {width})")
     info = {"path": source, "format": origin, "method": method, "checkpoint_patch_size": arch["patch_size"]}
     teacher = ViTTeacher(vit, cls, norm_pre, norm, proj, pixel_mean, pixel_std, name, info)
     logger.info("Teacher '%s' from %s: width %d, depth %d, %d heads, patch %d%s, out %d, cls token %s, final norm %s",
@@ -390,7 +338,8 @@ def _layer_norm(extras: dict[str, torch.Tensor], key: str, width: int, eps: floa
     try:
         norm.load_state_dict({"weight": extras[f"{key}.weight"], "bias": extras[f"{key}.bias"]})
     except (KeyError, RuntimeError) as e:
-        raise CheckpointError(f"{source}: '{key}.weight' / '{key}.bias' do not form a LayerNorm of width {width}: {e}") from None
+        raise CheckpointError(f"{source}: '{key}.weight' / '{key}.bias' do not form a LayerNorm of width "
+                              f"{width}: {e}") from None
     return norm
 
 
@@ -398,7 +347,8 @@ def _projection(extras: dict[str, torch.Tensor], width: int, source: str) -> nn.
     w = extras.get("head.weight")
     if w is None or w.ndim != 2 or w.shape[1] != width:
         found = tuple(w.shape) if w is not None else "none"
-        raise CheckpointError(f"{source}: projection=True needs 'head.weight' (out, {width}) (CLIP's proj); found {found}")
+        raise CheckpointError(f"{source}: projection=True needs 'head.weight' (out, {width}) (CLIP's proj); found "
+                              f"{found}")
     proj = nn.Linear(width, w.shape[0], bias="head.bias" in extras)
     proj.load_state_dict({"weight": w, **({"bias": extras["head.bias"]} if "head.bias" in extras else {})})
     return proj

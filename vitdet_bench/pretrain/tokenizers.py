@@ -97,7 +97,8 @@ class VQTokenizer(nn.Module):
         self.encoder = nn.Sequential(*enc)
         dec: list[nn.Module] = [nn.Conv2d(code_dim, hidden_dim, 3, padding=1), _ResBlock(hidden_dim)]
         for i in range(levels):
-            dec += [nn.ReLU(), nn.ConvTranspose2d(hidden_dim, hidden_dim if i < levels - 1 else 3, 4, stride=2, padding=1)]
+            out_dim = hidden_dim if i < levels - 1 else 3
+            dec += [nn.ReLU(), nn.ConvTranspose2d(hidden_dim, out_dim, 4, stride=2, padding=1)]
         self.decoder = nn.Sequential(*dec)
         self.codebook = nn.Embedding(vocab_size, code_dim)
         self.register_buffer("initialized", torch.tensor(False))
@@ -190,7 +191,8 @@ class DalleTokenizer(nn.Module):
                 "tools/train_tokenizer.py and use build_tokenizer(kind='vq', path=...)."
             ) from e
         if not os.path.isfile(weights):
-            raise FileNotFoundError(f"DALL-E encoder weights not found: {weights} (download encoder.pkl from OpenAI first)")
+            raise FileNotFoundError(f"DALL-E encoder weights not found: {weights} (download encoder.pkl from OpenAI "
+                                    "first)")
         self.encoder = torch.load(weights, map_location="cpu", weights_only=False)
         self.encoder.requires_grad_(False)
         self.patch_size = 16

@@ -192,6 +192,7 @@ def get_optimizer_params(
         out.append(group)
     logger.info(
         "Optimizer groups: %s",
-        ", ".join(f"(lr x{g['lr_factor']:.4g}, wd {g.get('weight_decay', 'default')}: {len(g['params'])} tensors)" for g in out),
+        ", ".join(f"(lr x{g['lr_factor']:.4g}, wd {g.get('weight_decay', 'default')}: {len(g['params'])} tensors)"
+                  for g in out),
     )
     return out

@@ -8,7 +8,6 @@ and the step milestones consistent instead of rescaling frozen literals.
 from __future__ import annotations
 
 import logging
-
 from typing import Sequence
 
 import torch
@@ -154,7 +153,8 @@ class LRMultiplier(torch.optim.lr_scheduler.LRScheduler):
     once per iteration.
     """
 
-    def __init__(self, optimizer: torch.optim.Optimizer, multiplier: ParamScheduler, max_iter: int, last_iter: int = -1) -> None:
+    def __init__(self, optimizer: torch.optim.Optimizer, multiplier: ParamScheduler, max_iter: int,
+                 last_iter: int = -1) -> None:
         self._multiplier = multiplier
         self._max_iter = max_iter
         super().__init__(optimizer, last_epoch=last_iter)

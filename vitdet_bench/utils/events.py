@@ -12,7 +12,8 @@ from collections import defaultdict
 import torch
 from fvcore.common.history_buffer import HistoryBuffer
 
-__all__ = ["EventStorage", "get_event_storage", "try_put_scalar", "JSONWriter", "TensorboardWriter", "CommonMetricPrinter"]
+__all__ = ["EventStorage", "get_event_storage", "try_put_scalar", "JSONWriter", "TensorboardWriter",
+           "CommonMetricPrinter"]
 
 _CURRENT_STORAGE: list["EventStorage"] = []
 

@@ -164,7 +164,7 @@ class DirectoryLock:
             alive = same_host and _pid_alive(int(holder["pid"]))
             if not flock_works and (alive or not same_host):
                 why = (f"a {self.what} is running there" if alive else
-                       f"it is locked from another host and this file system cannot tell whether that process runs")
+                       "it is locked from another host and this file system cannot tell whether that process runs")
                 raise self._refuse(holder, why)
             gone = "its process is gone" if same_host and not alive else "nothing holds its lock any more"
             self.took_over = f"stale lock {self.path} of {_describe(holder)} ({gone})"

@@ -16,7 +16,8 @@ _image_size = 1024
 dataloader = OmegaConf.create()
 dataloader.train = L(build_detection_train_loader)(
     dataset=L(get_detection_dataset)(names="coco_2017_train", filter_empty=True, on_bad_annotation="error"),
-    mapper=L(DetectionDatasetMapper)(is_train=True, image_size=_image_size, min_scale=0.1, max_scale=2.0, flip_prob=0.5),
+    mapper=L(DetectionDatasetMapper)(is_train=True, image_size=_image_size, min_scale=0.1, max_scale=2.0,
+                                     flip_prob=0.5),
     total_batch_size=64,
     num_workers=4,
     seed="${train.seed}",

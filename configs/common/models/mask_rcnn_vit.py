@@ -73,7 +73,8 @@ model = L(MaskRCNN)(
             norm="BN",
         ),
         # The predictor reads the box head's last fc layer.
-        box_predictor=L(build_box_predictor)(in_channels="${last:${..box_head.fc_dims}}", num_classes="${...num_classes}"),
+        box_predictor=L(build_box_predictor)(in_channels="${last:${..box_head.fc_dims}}",
+                                             num_classes="${...num_classes}"),
         fg_iou_thresh=0.5,
         bg_iou_thresh=0.5,
         batch_size_per_image=512,
@@ -85,7 +86,8 @@ model = L(MaskRCNN)(
         smooth_l1_beta=0.0,
         mask_roi_pool=L(LevelRoIAlign)(featmap_names=["p2", "p3", "p4", "p5"], output_size=14, sampling_ratio=0,
                                        aligned=True),
-        mask_head=L(build_mask_head)(in_channels="${...backbone.out_channels}", conv_dims=[256, 256, 256, 256], norm="BN"),
+        mask_head=L(build_mask_head)(in_channels="${...backbone.out_channels}", conv_dims=[256, 256, 256, 256],
+                                     norm="BN"),
         mask_predictor=L(build_mask_predictor)(in_channels=256, dim_reduced=256, num_classes="${...num_classes}"),
     ),
 )

@@ -23,7 +23,6 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torchvision.ops import FeaturePyramidNetwork
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
-
 from torchvision.ops.misc import Conv2dNormActivation
 
 from ..layers import get_norm

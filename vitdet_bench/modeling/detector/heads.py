@@ -11,7 +11,6 @@ from __future__ import annotations
 from typing import Sequence
 
 import torch.nn as nn
-
 from torchvision.models.detection.faster_rcnn import FastRCNNConvFCHead, FastRCNNPredictor
 from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
 from torchvision.models.detection.rpn import RPNHead

@@ -14,8 +14,8 @@ from typing import Sequence
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from torchvision.models.detection.roi_heads import RoIHeads, maskrcnn_inference, maskrcnn_loss
 from torchvision.models.detection.image_list import ImageList
+from torchvision.models.detection.roi_heads import RoIHeads, maskrcnn_inference, maskrcnn_loss
 from torchvision.models.detection.rpn import RegionProposalNetwork, concat_box_prediction_layers
 from torchvision.ops import batched_nms, box_iou, clip_boxes_to_image, remove_small_boxes
 
@@ -289,6 +289,7 @@ class CascadeRoIHeads(StandardRoIHeads):
             # Stage 0 samples exactly as Mask R-CNN (torchvision's sampler, stage-0 coder).
             proposals, matched_idxs, labels, regression_targets = self.select_training_samples(proposals, targets)
             losses, stage_props, stage_labels, stage_targets = {}, proposals, labels, regression_targets
+            deltas = None  # stage k > 0 decodes stage k - 1's deltas
             for k in range(self.num_stages):
                 if k > 0:
                     stage_props = [b.detach() for b in self._decode(k - 1, deltas.detach(), stage_props, image_shapes)]

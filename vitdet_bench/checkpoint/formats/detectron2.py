@@ -1,5 +1,12 @@
 """Detectron2 detector checkpoints <-> this project's detectors: names, class order, background slots.
 
+Two formats: ``detectron2``, a whole detector (a model-zoo ``.pkl`` of numpy arrays
+``{"model", "__author__", "matching_heuristics"}``, or a ``.pth`` ``{"model": ...}``), recognised by
+Detectron2-only names (``proposal_generator.``, ``backbone.simfp_2`` ...) or the ``__author__``
+entry; and ``vitdet``, the ViT inside a detector's file (Detectron2's or this project's, whose ViT
+names agree), read as a pre-trained backbone: the neck and heads are dropped, BEiTDet's window
+table renamed. Neither lacks a backbone tensor by design.
+
 Detectron2 names a Mask R-CNN's tensors after its own modules (ViTDet's ``mask_rcnn_vitdet`` /
 ``cascade_mask_rcnn_vitdet`` configs; the benchmarking paper's ViT + FPN configs in
 ``projects_fb/MAE`` of ``ronghanghu/detectron2_vitdet``); this project builds the same network from
@@ -43,23 +50,35 @@ from typing import Any, Callable
 
 import torch
 import torch.nn as nn
+from timm.models.beit import gen_relative_position_index
 from torchvision.models.detection.faster_rcnn import FastRCNNConvFCHead, FastRCNNPredictor
 from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
 from torchvision.models.detection.rpn import RPNHead
-from timm.models.beit import gen_relative_position_index
 from torchvision.ops.misc import Conv2dNormActivation
 
-from ..modeling.backbone.pyramid import FPN, MultiScaleAdapter, SimpleFeaturePyramid
-from ..modeling.backbone.rel_pos import NUM_CLS_ENTRIES, RelativePositionBias, split_cls_entries
-from ..modeling.backbone.vit import ViT
-from ..modeling.detector.roi_heads import CascadeRoIHeads
-from ..utils.comm import unwrap_model
-from .backbone import CanonicalCheckpoint, find_state_dict, find_vit, to_canonical
-from .io import CheckpointError, atomic_pickle_dump, atomic_torch_save
-from .report import LoadReport
+from ...modeling.backbone.pyramid import FPN, MultiScaleAdapter, SimpleFeaturePyramid
+from ...modeling.backbone.rel_pos import NUM_CLS_ENTRIES, RelativePositionBias, split_cls_entries
+from ...modeling.backbone.vit import ViT
+from ...modeling.detector.roi_heads import CascadeRoIHeads
+from ...utils.comm import unwrap_model
+from ..io import CheckpointError, atomic_pickle_dump, atomic_torch_save
+from ..report import LoadReport
+from ..target import find_vit
+from .base import (
+    CanonicalCheckpoint,
+    CheckpointFormat,
+    CheckpointFormatError,
+    DetectorCheckpointFormat,
+    MethodFile,
+    Probe,
+    find_state_dict,
+)
+from .registry import register_format, to_canonical
 
 __all__ = [
     "DETECTRON2_AUTHOR",
+    "Detectron2Format",
+    "VitDetFormat",
     "detectron2_names",
     "from_detectron2",
     "is_detectron2_checkpoint",
@@ -116,6 +135,71 @@ def num_classes_in(state: dict[str, torch.Tensor]) -> int | None:
         if key in state:
             return int(state[key].shape[0]) - 1
     return None
+
+
+# "vitdet": the ViT inside a whole detector's checkpoint, in Detectron2's names (ViTDet's ViT, the
+# benchmarking paper's BEiTDet) or this project's, which agree there.
+_DETECTOR_VIT = re.compile(r"^(backbone\.(?:bottom_up\.)?net\.)blocks\.\d+\.")
+
+
+def _detector_vit(state: dict[str, torch.Tensor], out: CanonicalCheckpoint) -> dict[str, torch.Tensor]:
+    """The ViT of a detector checkpoint, prefix removed; BEiTDet's window table ``rel_pos_bias``
+    renamed to ours (its global one already has our name); neck and heads counted as dropped."""
+    prefixes = {m.group(1) for k in state if (m := _DETECTOR_VIT.match(k))}
+    if len(prefixes) != 1:
+        raise CheckpointFormatError(f"expected one ViT under backbone.net. or backbone.bottom_up.net., found "
+                                    f"{prefixes}")
+    prefix = prefixes.pop()
+    kept = {}
+    for k, v in state.items():
+        if not k.startswith(prefix):
+            out.dropped["detector neck and heads (not the backbone)"] += 1
+            continue
+        name = k[len(prefix):]
+        if name.startswith("rel_pos_bias."):
+            name = "rel_pos_bias_window." + name[len("rel_pos_bias."):]
+            out.renamed.append((k, name))
+        kept[name] = v
+    return kept
+
+
+@register_format
+class VitDetFormat(CheckpointFormat):
+    """The ViT of a whole detector's checkpoint (Detectron2's or this project's), as a backbone."""
+
+    name = "vitdet"
+    label = "detector's ViT"
+    detect_order = 60
+
+    def recognizes(self, probe: Probe) -> bool:
+        return not probe.has_vit_blocks and any(_DETECTOR_VIT.match(k) for k in probe.keys)
+
+    def backbone_state(self, state: dict[str, torch.Tensor], out: CanonicalCheckpoint) -> dict[str, torch.Tensor]:
+        return _detector_vit(state, out)
+
+    def split_method_file(self, obj: Any) -> MethodFile:
+        """The ViT only (no cls token, norm or heads to route): the encoder of a pre-training model."""
+        return MethodFile({"encoder.": self.canonical(obj).state}, {}, {}, {})
+
+
+@register_format
+class Detectron2Format(DetectorCheckpointFormat):
+    """A whole Detectron2 detector (model-zoo ``.pkl`` or ``.pth``)."""
+
+    name = "detectron2"
+    label = "Detectron2 checkpoint"
+    detect_order = 10
+
+    def recognizes(self, probe: Probe) -> bool:
+        return is_detectron2_checkpoint(probe.obj)
+
+    def detector_state(self, state: dict[str, torch.Tensor], model: nn.Module,
+                       source: str) -> tuple[dict[str, torch.Tensor], CanonicalCheckpoint | None, LoadReport]:
+        return from_detectron2(state, model, source)
+
+    def file_names(self, keys: list[str], model: nn.Module) -> tuple[list[str], str]:
+        theirs = detectron2_names(model)[0]
+        return [theirs.get(k, k) for k in keys], " (Detectron2's names)"
 
 
 class _Names:
@@ -263,7 +347,9 @@ def _vit_to_detectron2(state: dict[str, torch.Tensor], vit: ViT) -> dict[str, to
             window = tuple(owner.window_size if isinstance(owner, RelativePositionBias) else owner.rel_pos_table_window)
             offsets, cls_rows = split_cls_entries(v, window)
             # BEiTDet's tables carry BEiT's cls rows (unused without a cls token): zeros when ours has none.
-            out[name] = torch.cat((offsets, cls_rows if cls_rows is not None else v.new_zeros(NUM_CLS_ENTRIES, v.shape[1])))
+            if cls_rows is None:
+                cls_rows = v.new_zeros(NUM_CLS_ENTRIES, v.shape[1])
+            out[name] = torch.cat((offsets, cls_rows))
             out[name.replace("relative_position_bias_table", "relative_position_index")] = (
                 gen_relative_position_index(window))
         else:
@@ -276,7 +362,7 @@ def from_detectron2(d2_state: dict[str, torch.Tensor], model: nn.Module,
     """Rename a Detectron2 detector state dict to ``model``'s names.
 
     Shapes are not checked here (:func:`vitdet_bench.checkpoint.load_init_checkpoint` does, with
-    the ViT part going through :func:`~vitdet_bench.checkpoint.backbone.adapt_to_vit`).
+    the ViT part going through :func:`~vitdet_bench.checkpoint.adapt.adapt_to_vit`).
 
     Returns:
         ``(state, vit, report)``: the non-ViT tensors in our names (class layouts converted), the

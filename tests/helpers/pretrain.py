@@ -6,9 +6,10 @@ import os
 
 import torch
 
-from conftest import REPO
 from vitdet_bench.checkpoint import safe_torch_load
 from vitdet_bench.pretrain.engine import pretrain_main
+
+from . import REPO
 
 
 def pretrain_args(config: str, opts: list[str], resume: bool = False) -> argparse.Namespace:
