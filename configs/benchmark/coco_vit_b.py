@@ -39,9 +39,11 @@ benchmark = dict(
         random=dict(config="configs/COCO/mask_rcnn_vit_b_random_400ep.py"),
         supervised=dict(config="configs/COCO/mask_rcnn_vit_b_supervised_100ep.py",
                         checkpoint="checkpoints/deit_base_patch16_224-b5f2ef4d.pth"),
-        mocov3=dict(config="configs/COCO/mask_rcnn_vit_b_mocov3_100ep.py", checkpoint="checkpoints/vit-b-300ep.pth.tar"),
+        mocov3=dict(config="configs/COCO/mask_rcnn_vit_b_mocov3_100ep.py",
+                    checkpoint="checkpoints/vit-b-300ep.pth.tar"),
         beit=dict(config="configs/COCO/mask_rcnn_vit_b_beit_100ep.py",
                   checkpoint="checkpoints/beit_base_patch16_224_pt1k_800ep.pth"),
-        mae=dict(config="configs/COCO/mask_rcnn_vit_b_mae_100ep.py", checkpoint="checkpoints/mae_pretrain_vit_base.pth"),
+        mae=dict(config="configs/COCO/mask_rcnn_vit_b_mae_100ep.py",
+                 checkpoint="checkpoints/mae_pretrain_vit_base.pth"),
     ),
 )

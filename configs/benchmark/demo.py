@@ -17,7 +17,8 @@ benchmark = dict(
     device="cpu",
     output_dir="./output/benchmark/demo",
     detection_overrides=[f"train.max_iter={_det_iters}", f"train.eval_period={_det_iters // 5}",
-                         f"dataloader.train.total_batch_size={_det_batch}", f"train.checkpointer.period={_det_iters // 5}",
+                         f"dataloader.train.total_batch_size={_det_batch}",
+                         f"train.checkpointer.period={_det_iters // 5}",
                          "train.checkpointer.max_to_keep=1", f"lr_multiplier.warmup_iters={_det_iters // 20}",
                          # The convergence curve's four intermediate points score the first 100 validation
                          # images; the final evaluation all 250 (and those 100 from the same detections).

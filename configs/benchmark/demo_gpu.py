@@ -3,9 +3,10 @@
 # per-initialization recipes) with the schedules a GPU affords in 15 minutes. Pre-training reads the
 # pool with 8 data-loader workers and sees it several times (images seen and epochs are in the
 # report); fine-tuning trains 4x the images at batch 8 with the lr scaled linearly from the
-# recipes' batch 4 (train.reference_batch_size, the rule of README "Fewer GPUs"). Sized from the H100 measurements in the project's probes (the demo detector
-# is launch-bound there: ~0.09 s per step at batch 4, larger batches nearly free); the report states
-# the device and the measured wall time.
+# recipes' batch 4 (train.reference_batch_size, the rule of README "Fewer GPUs"). Sized from the
+# H100 measurements in the project's probes (the demo detector is launch-bound there: ~0.09 s per
+# step at batch 4, larger batches nearly free); the report states the device and the measured wall
+# time.
 import copy
 
 from .demo import benchmark as _cpu_benchmark
@@ -20,7 +21,8 @@ benchmark["profile"] = "GPU demo"
 benchmark["device"] = "cuda"
 benchmark["output_dir"] = "./output/benchmark/demo_gpu"
 benchmark["detection_overrides"] = [
-    f"train.max_iter={_det_iters}", f"train.eval_period={_det_iters // 5}", f"dataloader.train.total_batch_size={_det_batch}",
+    f"train.max_iter={_det_iters}", f"train.eval_period={_det_iters // 5}",
+    f"dataloader.train.total_batch_size={_det_batch}",
     f"train.checkpointer.period={_det_iters // 5}", "train.checkpointer.max_to_keep=1",
     f"lr_multiplier.warmup_iters={_det_iters // 20}", "dataloader.train.num_workers=6", "dataloader.test.num_workers=4",
 ]  # the recipes state their lr for batch 4 (train.reference_batch_size): scaled x2 at batch 8

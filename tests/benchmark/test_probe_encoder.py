@@ -29,8 +29,10 @@ def _method_encoder(config: str):
     return encoder.eval()
 
 
-@pytest.mark.parametrize("method,detection", [("projects/MAE/configs/mae_vit_tiny_demo.py", "configs/demo/bench/mae.py"),
-                                              ("projects/BEiT/configs/beit_vit_tiny_demo.py", "configs/demo/bench/beit.py"),
+@pytest.mark.parametrize("method,detection", [("projects/MAE/configs/mae_vit_tiny_demo.py",
+                                               "configs/demo/bench/mae.py"),
+                                              ("projects/BEiT/configs/beit_vit_tiny_demo.py",
+                                               "configs/demo/bench/beit.py"),
                                               ("projects/Supervised/configs/supervised_vit_tiny_demo.py",
                                                "configs/demo/bench/supervised.py")])
 def test_an_export_is_probed_as_its_method_encoded(method, detection, tmp_path):

@@ -33,7 +33,8 @@ def test_the_paper_protocol_grid_then_drop_path_selects_the_argmax():
     peak = (8e-5, 0.1, 0.1)
 
     def score(p):  # a smooth bowl with its top at lr 8e-5, wd 0.1, dp 0.1
-        return 50 - 3 * math.log2(p.lr / peak[0]) ** 2 - 2 * math.log2(p.weight_decay / peak[1]) ** 2 - 10 * abs(p.drop_path - peak[2])
+        return (50 - 3 * math.log2(p.lr / peak[0]) ** 2 - 2 * math.log2(p.weight_decay / peak[1]) ** 2
+                - 10 * abs(p.drop_path - peak[2]))
 
     plan, rounds = _run(spec, 10000, False, score)
     assert plan.chosen == {"lr": 8e-5, "weight_decay": 0.1, "drop_path": 0.1}

@@ -8,13 +8,12 @@ import os
 import stat
 import time
 
-import pytest
-
-from conftest import REPO
 from vitdet_bench.benchmark import Runner, load_benchmark, write_report
 from vitdet_bench.benchmark.search import SearchPoint
 from vitdet_bench.config import LazyConfig
 from vitdet_bench.engine.submit import SubmitOptions, job_status, read_jobs
+
+from conftest import REPO
 
 BENCH = """
 benchmark = dict(
@@ -74,11 +73,13 @@ def test_points_are_runs_the_final_uses_the_argmax_and_finished_points_are_reuse
     assert all(p["train_time_s"] > 0 and os.path.isdir(p["run_dir"]) for p in search["points"])
     assert f"{best:.3g} / 0.1 / 0 (search)" in out["summary_rows"][0]
     report = open(os.path.join(spec.output_dir, "report.md")).read()
-    assert "## How each initialization was tuned (search)" in report and "![random grid](search/random_grid.png)" in report
+    assert ("## How each initialization was tuned (search)" in report
+            and "![random grid](search/random_grid.png)" in report)
     assert os.path.isfile(os.path.join(spec.output_dir, "search", "random_grid.png"))
     # Run again: nothing finished is trained again; a point whose run is unfinished is resumed alone.
     calls = []
-    monkeypatch.setattr(Runner, "_train_detector", lambda self, init, opts, run_dir, label, seed=0: calls.append(run_dir))
+    monkeypatch.setattr(Runner, "_train_detector",
+                        lambda self, init, opts, run_dir, label, seed=0: calls.append(run_dir))
     Runner(spec, progress=False).run()
     assert calls == []
     victim = runner.point_dir(init, points[1])
@@ -118,7 +119,8 @@ def test_search_none_is_the_run_of_before(tmp_path):
     runner = Runner(spec, progress=False)
     init = spec.inits[0]
     assert runner.detection_overrides(init) == (list(spec.detection_overrides) +
-                                                [f"train.init_checkpoint=", f"train.output_dir={spec.run_dir('random')}"])
+                                                ["train.init_checkpoint=",
+                                                 f"train.output_dir={spec.run_dir('random')}"])
     assert [j.name for j in runner.jobs(1)] == ["random/finetune"]
 
 

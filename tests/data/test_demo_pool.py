@@ -8,8 +8,13 @@ import numpy as np
 import pytest
 
 from vitdet_bench.data.demo import DEFAULT_SPLITS, draw_demo_image
-from vitdet_bench.data.demo_pool import (draw_pool_image, ensure_demo_pool, ensure_demo_probe_set, ensure_image_set,
-                                         read_image_set)
+from vitdet_bench.data.demo_pool import (
+    draw_pool_image,
+    ensure_demo_pool,
+    ensure_demo_probe_set,
+    ensure_image_set,
+    read_image_set,
+)
 
 
 def test_sets_are_deterministic_parallel_or_not_and_prefixes_of_larger_ones(tmp_path):
@@ -17,7 +22,8 @@ def test_sets_are_deterministic_parallel_or_not_and_prefixes_of_larger_ones(tmp_
     b = ensure_demo_pool(24, root=str(tmp_path / "b"), size=64, workers=1)
     ia, la, meta = read_image_set(a)
     ib, lb, _ = read_image_set(b)
-    assert ia.shape == (40, 64, 64, 3) and ia.dtype == np.uint8 and meta["classes"] == ["circle", "square", "triangle", "star"]
+    assert (ia.shape == (40, 64, 64, 3) and ia.dtype == np.uint8
+            and meta["classes"] == ["circle", "square", "triangle", "star"])
     assert np.array_equal(ia[:24], ib) and np.array_equal(la[:24], lb)
     for i in (0, 39):
         drawn = draw_pool_image(0, "pool", i, 64)

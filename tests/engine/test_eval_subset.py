@@ -7,11 +7,12 @@ import os
 
 import pytest
 
-from conftest import DEMO_CONFIG, FAST_OVERRIDES
 from vitdet_bench.benchmark.collect import collect_run
 from vitdet_bench.data.catalog import get_dataset_spec
 from vitdet_bench.engine import main
 from vitdet_bench.evaluation import evaluate_coco_results
+
+from conftest import DEMO_CONFIG, FAST_OVERRIDES
 
 
 def _args(out, *extra):
@@ -37,11 +38,13 @@ def test_intermediate_points_score_the_subset_and_the_final_scores_both(tmp_path
     ids = {im["id"] for im in json.load(open(minival))["images"]}
     ref = evaluate_coco_results(minival, [d for d in detections if d["image_id"] in ids])  # pycocotools, directly
     full = evaluate_coco_results(get_dataset_spec("demo_val100").json_file, detections)
-    assert final["curve/bbox/AP"] == pytest.approx(ref["bbox"]["AP"]) and final["curve/segm/AP"] == pytest.approx(ref["segm"]["AP"])
+    assert (final["curve/bbox/AP"] == pytest.approx(ref["bbox"]["AP"])
+            and final["curve/segm/AP"] == pytest.approx(ref["segm"]["AP"]))
     assert final["bbox/AP"] == pytest.approx(full["bbox"]["AP"])
     run = collect_run("run", str(out))
     assert run.status == "complete" and [p["iteration"] for p in run.curve] == [2, 4]
-    assert run.curve[-1]["bbox/AP"] == pytest.approx(ref["bbox"]["AP"]) and run.metrics["bbox"]["AP"] == pytest.approx(full["bbox"]["AP"])
+    assert (run.curve[-1]["bbox/AP"] == pytest.approx(ref["bbox"]["AP"])
+            and run.metrics["bbox"]["AP"] == pytest.approx(full["bbox"]["AP"]))
     assert (run.eval_dataset, run.curve_dataset) == ("demo_val100", "demo_minival")
 
 

@@ -9,8 +9,14 @@ import torch
 import torch.nn.functional as F
 from torchvision import transforms as T
 
-from vitdet_bench.pretrain import PretrainMapper, beit_transform, deit_transform, mae_transform, moco_transforms
-from vitdet_bench.pretrain import tokenizer_transform
+from vitdet_bench.pretrain import (
+    PretrainMapper,
+    beit_transform,
+    deit_transform,
+    mae_transform,
+    moco_transforms,
+    tokenizer_transform,
+)
 from vitdet_bench.pretrain.common import stack_images
 from vitdet_bench.pretrain.views import ViewPlan, resampling_matrices
 
@@ -91,7 +97,8 @@ def test_batched_views_equal_torchvision_per_image(recipe, tmp_path):
     assert [s["label"] for s in batch] == [r["label"] for r in records]
     crop = [kind for kind, _, _ in batch[0]["image"].plan.steps].index("crop")
     modes = {s["image"].steps[crop][4] for s in batch}  # every crop's interpolation, as drawn
-    assert modes == ({"bilinear", "bicubic"} if "mae-lite" in recipe else {"bilinear"} if recipe == "moco" else {"bicubic"})
+    assert modes == ({"bilinear", "bicubic"} if "mae-lite" in recipe else
+                     {"bilinear"} if recipe == "moco" else {"bicubic"})
 
 
 def test_the_seeds_exercise_every_step_of_mocos_views(tmp_path):

@@ -124,7 +124,7 @@ def pipeline_report(benchmark_file: str, scratch: str, steps: int = 10, warmup: 
     Returns:
         one dict per step: ``name``, ``config``, ``before``, ``after`` (see :func:`pipeline_throughput`), ``ratio``.
     """
-    from ..pretrain.tokenizers import VQTokenizer, save_tokenizer
+    from ..pretrain.tokenizers import save_tokenizer
 
     rows = []
     for name, config, overrides in demo_pretrain_steps(benchmark_file):
@@ -146,8 +146,8 @@ def pipeline_report(benchmark_file: str, scratch: str, steps: int = 10, warmup: 
         before_cfg = load_pretrain_config(config, overrides)
         records, _ = instantiate(before_cfg.dataloader.train.dataset)
         count = min(len(records), (steps + warmup) * int(before_cfg.dataloader.train.total_batch_size))
-        root = jpeg_copy_of_pool(records[:count], os.path.join(scratch, f"jpeg_{'labels' if labels else 'plain'}_{count}"),
-                                 labels)
+        root = jpeg_copy_of_pool(records[:count],
+                                 os.path.join(scratch, f"jpeg_{'labels' if labels else 'plain'}_{count}"), labels)
         the_old_data_path(before_cfg, root, labels)
         before = pipeline_throughput(before_cfg, steps, warmup)
         rows.append({"name": name, "config": config, "before": before, "after": after,

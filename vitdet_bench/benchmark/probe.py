@@ -201,8 +201,10 @@ def run_probe(cfg: DictConfig, checkpoint: str, spec: ProbeSpec, cache_file: str
             with open(cache_file, encoding="utf-8") as f:
                 cached = json.load(f)
             if cached.get("key") == key:
-                r = ProbeResult(top1=cached["top1"], correct={k: np.array(v, dtype=bool) for k, v in cached["correct"].items()},
-                                linear_l2=cached["linear_l2"], num_train=cached["num_train"], num_test=cached["num_test"])
+                r = ProbeResult(top1=cached["top1"],
+                                correct={k: np.array(v, dtype=bool) for k, v in cached["correct"].items()},
+                                linear_l2=cached["linear_l2"], num_train=cached["num_train"],
+                                num_test=cached["num_test"])
                 return r, cached.get("notes", "")
         except (OSError, ValueError, KeyError) as e:
             logger.warning("Probe cache %s is unreadable (%s); probing again", cache_file, e)

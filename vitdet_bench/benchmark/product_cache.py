@@ -93,7 +93,8 @@ def fetch_product(key: str, step_dir: str, product: str, root: str | None = None
     return provenance
 
 
-def publish_product(key: str, step_dir: str, product: str, wall_s: float | None = None, root: str | None = None) -> None:
+def publish_product(key: str, step_dir: str, product: str, wall_s: float | None = None,
+                    root: str | None = None) -> None:
     """Copy a finished step's product (and report files) into the cache, unless already there."""
     out = _cache_dir(key, root)
     if is_complete(out) or not os.path.isfile(os.path.join(step_dir, product)):

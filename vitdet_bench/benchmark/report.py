@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import platform
 import json
 import logging
 import math
 import os
+import platform
 from dataclasses import asdict
 
 import numpy as np
@@ -19,8 +19,15 @@ from tabulate import tabulate
 
 from ..evaluation.tide import MAIN_ERRORS, SPECIAL_ERRORS, plot_tide_comparison, run_tide, tide_markdown
 from .collect import METRICS, RESULTS_FILE, TASKS, RunResult
-from .report_sections import (headline_probe, pretrain_markdown, probe_cell, probe_markdown, search_cell,
-                              search_markdown, stages_markdown)
+from .report_sections import (
+    headline_probe,
+    pretrain_markdown,
+    probe_cell,
+    probe_markdown,
+    search_cell,
+    search_markdown,
+    stages_markdown,
+)
 from .uncertainty import InitSummary, iterations_to_reach, summarize_inits
 
 BOOTSTRAP = {"resamples": 500, "level": 0.95, "seed": 0}
@@ -83,7 +90,8 @@ def _curve_target(results: list[RunResult], baseline: str) -> float | None:
 
 
 def summary_rows(results: list[RunResult], summaries: list[InitSummary], baseline: str = "random",
-                 probes: dict[str, str] | None = None, searches: dict[str, str] | None = None) -> tuple[list[str], list[list]]:
+                 probes: dict[str, str] | None = None,
+                 searches: dict[str, str] | None = None) -> tuple[list[str], list[list]]:
     """One row per initialization: APs with intervals, the difference to random, the probe of its
     encoder, the lr / wd / drop path it was fine-tuned with, pre-training seen, and the iterations
     it needs to reach random's final box AP (on the convergence curve's images)."""
@@ -104,7 +112,8 @@ def summary_rows(results: list[RunResult], summaries: list[InitSummary], baselin
             rows.append([r.init, f"0 of {len(runs)} complete"] + ["-"] * 5 + [
                 probes.get(r.init, "-"), searches.get(r.init, "-"), _pretrain_cell(r.pretrain), "-", _fmt(r.max_iter)])
             continue
-        reach = [iterations_to_reach(x.curve, target) for x in runs if x.status == "complete"] if target is not None else []
+        reach = ([iterations_to_reach(x.curve, target) for x in runs if x.status == "complete"]
+                 if target is not None else [])
         reach_cell = "-"
         if reach and r.init != baseline:
             done = [v for v in reach if v is not None]
@@ -136,9 +145,11 @@ def _verdict_sentences(summaries: list[InitSummary], level: float, baseline: str
                 continue
             v = s.verdict(task)
             if v == "better":
-                parts.append(f"beats {baseline} by {d:+.2f} {label} ({pct} CI [{ci[0]:+.2f}, {ci[1]:+.2f}], beyond the uncertainty)")
+                parts.append(f"beats {baseline} by {d:+.2f} {label} ({pct} CI [{ci[0]:+.2f}, {ci[1]:+.2f}], "
+                             "beyond the uncertainty)")
             elif v == "worse":
-                parts.append(f"is below {baseline} by {d:+.2f} {label} ({pct} CI [{ci[0]:+.2f}, {ci[1]:+.2f}], beyond the uncertainty)")
+                parts.append(f"is below {baseline} by {d:+.2f} {label} ({pct} CI [{ci[0]:+.2f}, {ci[1]:+.2f}], "
+                             "beyond the uncertainty)")
             else:
                 parts.append(f"differs from {baseline} by {d:+.2f} {label}, within the uncertainty "
                              f"({pct} CI [{ci[0]:+.2f}, {ci[1]:+.2f}] includes 0)")
@@ -414,7 +425,8 @@ def _report_markdown(spec, results, headers, rows, convergence, tide_results, su
     search = getattr(spec, "search", None)
     if search is not None:
         lines += [f"Tuning protocol: {search.describe()}.", ""]
-    lines += ["## Which initialization is best", "", tabulate(summary_table[1], headers=summary_table[0], tablefmt="github"), ""]
+    lines += ["## Which initialization is best", "",
+              tabulate(summary_table[1], headers=summary_table[0], tablefmt="github"), ""]
     on = (f"the {sets['val_images']} images of `{sets['val_dataset']}`" if sets.get("val_images")
           else "the validation images")
     curve = (f" The convergence curve and the iterations to random's final box AP are on the "
@@ -423,8 +435,9 @@ def _report_markdown(spec, results, headers, rows, convergence, tide_results, su
              (None, sets.get("val_dataset")) else "")
     lines += [f"Each AP is the final COCO AP (mean over seeds, ± their standard deviation when there are several) with "
               f"a {float(b['level']):.0%} percentile bootstrap interval over {on} ({int(b['resamples'])} "
-              f"resamples, seed {int(b['seed'])}; with several seeds each replicate also redraws the seeds). Differences "
-              "to random are paired: every initialization is scored on the same resamples. A verdict is `better` or "
+              f"resamples, seed {int(b['seed'])}; with several seeds each replicate also redraws the seeds). "
+              "Differences to random are paired: every initialization is scored on the same resamples. "
+              "A verdict is `better` or "
               "`worse` when the interval of the difference excludes 0, `within` when it does not. The probe column: "
               "top-1 accuracy of the frozen encoder (section below), its interval and its difference to the random "
               "encoder's, with whether it `learned`. Then the lr / weight decay / drop path the run was fine-tuned "
@@ -458,7 +471,8 @@ def _report_markdown(spec, results, headers, rows, convergence, tide_results, su
               "FLOPs: fvcore, backbone + neck on one padded test image (one multiply-add = one flop). "
               "Train s/iter: median of the logged iteration times. Peak memory: CUDA max allocated, or on the CPU "
               "the process's max RSS, which only grows, so when the runner trains several runs in one process a "
-              "later run's value includes the earlier ones. For the backbone variants' cost use `tools/benchmark_backbone.py`.", ""]
+              "later run's value includes the earlier ones. For the backbone variants' cost use "
+              "`tools/benchmark_backbone.py`.", ""]
     lines += _profile_markdown(results)
     lines += ["## Runs and configs", ""]
     for init in spec.inits:

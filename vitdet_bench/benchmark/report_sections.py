@@ -150,7 +150,8 @@ def search_markdown(searches: dict[str, dict], out_dir: str, device: str) -> lis
                                "pending" if p["box_ap"] is None else f"{p['box_ap']:.2f}")
                 rows.append(row)
             lines += [tabulate(rows, headers=[""] + [f"lr {v:.3g}" for v in lrs], tablefmt="github"), ""]
-            png = _heatmap(points, os.path.join(out_dir, "search", f"{init}_grid.png"), f"{init}: {s['metric']} on {s['split']}")
+            png = _heatmap(points, os.path.join(out_dir, "search", f"{init}_grid.png"),
+                           f"{init}: {s['metric']} on {s['split']}")
             if png:
                 lines += [f"![{init} grid](search/{init}_grid.png)", ""]
         dps = [p for p in points if p["stage"] == "drop_path"]

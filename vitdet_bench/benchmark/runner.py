@@ -27,8 +27,17 @@ from ..config import LazyConfig
 from ..engine.submit import JobRecord, JobSpec, JobStatus, SubmitOptions, job_status, read_jobs, submit_jobs, write_jobs
 from .collect import RunResult, collect_run
 from .search import SearchPlan, SearchPoint, find_drop_path_key, plan_search, plan_to_dict, reused_values, search_dir
-from .spec import (BenchmarkSpec, Initialization, PretrainStep, default_benchmark_file, default_num_gpus,
-                   device_description, load_benchmark, read_export_meta, resolve_benchmark_device)
+from .spec import (
+    BenchmarkSpec,
+    Initialization,
+    PretrainStep,
+    default_benchmark_file,
+    default_num_gpus,
+    device_description,
+    load_benchmark,
+    read_export_meta,
+    resolve_benchmark_device,
+)
 
 __all__ = ["BENCHMARK_LOCK", "BenchmarkSpec", "Initialization", "PretrainStep", "Runner", "default_benchmark_file",
            "default_num_gpus", "device_description", "load_benchmark", "read_export_meta", "resolve_benchmark_device"]
@@ -126,7 +135,8 @@ class Runner:
         chosen = self.search_choice(init) if self.spec.search.mode != "none" else None
         tuned = [f"optimizer.lr={chosen['lr']!r}", f"optimizer.weight_decay={chosen['weight_decay']!r}",
                  f"{self.drop_path_key(init)}={chosen['drop_path']!r}"] if chosen else []
-        return self._base_overrides(init) + tuned + seed_opts + [f"train.output_dir={self.spec.run_dir(init.name, seed)}"]
+        return (self._base_overrides(init) + tuned + seed_opts
+                + [f"train.output_dir={self.spec.run_dir(init.name, seed)}"])
 
     def point_dir(self, init: Initialization, point: SearchPoint) -> str:
         return os.path.join(search_dir(self.spec.output_dir, init.name), point.name)
@@ -203,7 +213,8 @@ class Runner:
         os.makedirs(directory, exist_ok=True)
         with open(os.path.join(directory, FAILED_FILE), "w", encoding="utf-8") as f:
             json.dump({"point": point.name, "why": why, "log": os.path.join(directory, "log.txt")}, f, indent=1)
-        logger.warning("Search point %s/%s failed (%s); the selection uses the other points", init.name, point.name, why)
+        logger.warning("Search point %s/%s failed (%s); the selection uses the other points",
+                       init.name, point.name, why)
 
     def search_summary(self, init: Initialization) -> dict | None:
         """``summary.json``'s ``search`` entry of ``init`` (``None`` without a search)."""
@@ -250,7 +261,8 @@ class Runner:
         for seed in range(self.spec.seeds):
             run_dir = self.spec.run_dir(init.name, seed)
             jobs.append(JobSpec(f"{init.name}/finetune" + (f"-seed{seed}" if seed else ""), "train",
-                                ["--config-file", init.config, *procs, "--resume", *self.detection_overrides(init, seed)],
+                                ["--config-file", init.config, *procs, "--resume",
+                                 *self.detection_overrides(init, seed)],
                                 run_dir, list(after), done=collect_run(init.name, run_dir).status == "complete"))
         return jobs
 
@@ -460,11 +472,13 @@ class Runner:
         try:
             keys = self._product_keys(init)
         except Exception as e:  # the cache only saves time: a step it cannot key simply runs
-            logger.warning("Pre-training cache of %s unavailable (%s: %s); its steps run", init.name, type(e).__name__, e)
+            logger.warning("Pre-training cache of %s unavailable (%s: %s); its steps run",
+                           init.name, type(e).__name__, e)
             return
         for step in init.pretrain:
             out = self.spec.pretrain_dir(init.name, step.name)
-            if not os.path.isfile(os.path.join(out, step.product)) and not os.path.isfile(os.path.join(out, "last_checkpoint")):
+            if (not os.path.isfile(os.path.join(out, step.product))
+                    and not os.path.isfile(os.path.join(out, "last_checkpoint"))):
                 fetch_product(keys[step.name], out, step.product)
 
     def _pretrain(self, init: Initialization, step: PretrainStep) -> None:
@@ -523,7 +537,8 @@ class Runner:
                                              f"search {init.name} {point.name}")
                         ran += 1
                     except Exception as e:  # a diverged or broken point: reported, the others decide
-                        self._mark_failed(init, point, f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
+                        self._mark_failed(init, point,
+                                          f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
             if ran:
                 self.record_stage(f"search {init.name}", time.perf_counter() - start,
                                   f"{len(plan.points)} points, chose lr {plan.chosen['lr']:.3g}, wd "
@@ -632,8 +647,9 @@ class Runner:
             return {}
         images = meta.get("iterations", 0) * meta.get("batch_size", 0) or None
         data = meta.get("data") or {}
-        info = {"method": meta.get("method"), "iterations": meta.get("iterations"), "batch_size": meta.get("batch_size"),
-                "images_seen": images, "epochs": meta.get("epochs"), "data_images": data.get("num_images")}
+        info = {"method": meta.get("method"), "iterations": meta.get("iterations"),
+                "batch_size": meta.get("batch_size"), "images_seen": images, "epochs": meta.get("epochs"),
+                "data_images": data.get("num_images")}
         if init.pretrain and len(init.pretrain) > 1:
             info["chain"] = [s.name for s in init.pretrain]
         return info

@@ -23,8 +23,8 @@ import math
 import os
 from dataclasses import asdict, dataclass, field
 
-__all__ = ["SEARCH_MODES", "SearchPoint", "SearchPlan", "SearchSpec", "StageSchedule", "find_drop_path_key", "plan_search",
-           "plan_to_dict", "reused_values", "search_dir"]
+__all__ = ["SEARCH_MODES", "SearchPoint", "SearchPlan", "SearchSpec", "StageSchedule", "find_drop_path_key",
+           "plan_search", "plan_to_dict", "reused_values", "search_dir"]
 
 SEARCH_MODES = ("none", "grid", "full")
 
@@ -40,7 +40,8 @@ class StageSchedule:
     def from_dict(cls, d, where: str) -> "StageSchedule | None":
         if d is None:
             return None
-        if not isinstance(d, dict) or set(d) - {"fraction", "iters"} or (d.get("fraction") is None) == (d.get("iters") is None):
+        if (not isinstance(d, dict) or set(d) - {"fraction", "iters"}
+                or (d.get("fraction") is None) == (d.get("iters") is None)):
             raise ValueError(f"{where} must be dict(fraction=F) or dict(iters=N), got {d!r}")
         s = cls(float(d["fraction"]) if d.get("fraction") is not None else None,
                 int(d["iters"]) if d.get("iters") is not None else None)
@@ -154,7 +155,8 @@ class SearchSpec:
         if self.mode == "none":
             return "none: each initialization keeps its recipe's lr, weight decay and drop path"
         lr, wd = self.axis_values("lr"), self.axis_values("weight_decay")
-        parts = [f"lr in {{{', '.join(f'{v:.3g}' for v in lr)}}} x weight decay in {{{', '.join(f'{v:.3g}' for v in wd)}}}"
+        parts = [f"lr in {{{', '.join(f'{v:.3g}' for v in lr)}}} x weight decay in "
+                 f"{{{', '.join(f'{v:.3g}' for v in wd)}}}"
                  f" at drop path {self.grid_drop_path:g}, {self.grid_schedule.describe()}"
                  + (f" (random init: {self.grid_schedule_random.describe()})" if self.grid_schedule_random else "")]
         if self.reuse:
@@ -163,11 +165,13 @@ class SearchSpec:
             parts.append(f"expanded by a ring when the best point is on the border (at most {self.max_rounds})")
         if self.mode == "full":
             parts.append(f"then drop path in {{{', '.join(f'{v:g}' for v in self.drop_path)}}}, "
-                         f"{self.drop_path_schedule.describe()}" + (f" (random init: {self.drop_path_schedule_random.describe()})"
-                                                                    if self.drop_path_schedule_random else ""))
+                         f"{self.drop_path_schedule.describe()}"
+                         + (f" (random init: {self.drop_path_schedule_random.describe()})"
+                            if self.drop_path_schedule_random else ""))
         split = (f"selected on {self.metric} of {self.select_split} (held out from the training images; trained on "
                  f"{self.train_split})" if self.select_on == "held_out" else
-                 f"selected on {self.metric} of the reported validation split (the paper's practice; it flatters every row)")
+                 f"selected on {self.metric} of the reported validation split (the paper's practice; "
+                 "it flatters every row)")
         seeds = f", {self.seeds} seeds per point" if self.seeds > 1 else ""
         return (f"{self.protocol}: " if self.protocol else "") + "; ".join(parts) + f"; {split}{seeds}"
 
@@ -202,7 +206,8 @@ class SearchPoint:
         if self.seed:
             opts.append(f"train.seed={self.seed}")
         if spec.select_on == "held_out":
-            opts += [f"dataloader.train.dataset.names={spec.train_split}", f"dataloader.test.dataset.names={spec.select_split}"]
+            opts += [f"dataloader.train.dataset.names={spec.train_split}",
+                     f"dataloader.test.dataset.names={spec.select_split}"]
         return opts
 
 
@@ -263,7 +268,8 @@ def plan_search(spec: SearchSpec, final_iters: int, is_random: bool, metrics: di
         return [p for p in points if not done(p)]
 
     def result(pending, chosen=None, expanded=0, grid_choice=None) -> SearchPlan:
-        return SearchPlan(pending, chosen, [(p, metrics.get(p.name)) for p in all_points], failed, expanded, grid_choice)
+        return SearchPlan(pending, chosen, [(p, metrics.get(p.name)) for p in all_points], failed, expanded,
+                          grid_choice)
 
     expanded = 0
     if reused is not None:
@@ -273,7 +279,8 @@ def plan_search(spec: SearchSpec, final_iters: int, is_random: bool, metrics: di
         iters = sched.iters_for(final_iters)
         lrs, wds = spec.axis_values("lr"), spec.axis_values("weight_decay")
         while True:
-            grid = [SearchPoint("grid", lr, wd, spec.grid_drop_path, iters, s) for lr in lrs for wd in wds for s in seeds]
+            grid = [SearchPoint("grid", lr, wd, spec.grid_drop_path, iters, s)
+                    for lr in lrs for wd in wds for s in seeds]
             pending = stage([p for p in grid if p not in all_points])
             if pending:
                 return result(pending, expanded=expanded)
@@ -327,7 +334,8 @@ def reused_values(spec: SearchSpec, init: str) -> tuple[float, float] | None:
             summary = json.load(f)
     except (OSError, ValueError) as e:
         raise ValueError(f"search.reuse.summary: cannot read {path} ({e}); run the benchmark it comes from first "
-                         "(e.g. configs/benchmark/coco_vit_b.py), or state the values with reuse=dict(values=...)") from e
+                         "(e.g. configs/benchmark/coco_vit_b.py), or state the values with "
+                         "reuse=dict(values=...)") from e
     chosen = {i["name"]: (i.get("search") or {}).get("chosen") for i in summary.get("inits", [])}
     if not chosen.get(init):
         raise ValueError(f"{path} has no chosen lr / weight decay for {init} (it has: "

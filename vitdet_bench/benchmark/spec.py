@@ -10,7 +10,8 @@ A benchmark file is one ``benchmark`` dict::
             random=dict(config="configs/demo/bench/random.py"),
             mae=dict(config="configs/demo/bench/mae.py",
                      pretrain=[dict(name="mae", config="projects/MAE/configs/mae_vit_tiny_demo.py")]),
-            mocov3=dict(config="configs/COCO/mask_rcnn_vit_b_mocov3_100ep.py", checkpoint="checkpoints/vit-b-300ep.pth.tar"),
+            mocov3=dict(config="configs/COCO/mask_rcnn_vit_b_mocov3_100ep.py",
+                        checkpoint="checkpoints/vit-b-300ep.pth.tar"),
         ),
         search=dict(mode="grid", ...),        # the tuning protocol (benchmark/search.py); "none": the recipes' values
         probe=dict(dataset="demo", ...),      # the representation probe (benchmark/probe.py); None: off
@@ -150,7 +151,8 @@ def load_benchmark(path: str, overrides: list[str] | None = None) -> BenchmarkSp
         raise ValueError(f"{path}: benchmark.seeds must be >= 1, got {seeds}")
     bootstrap = dict(BOOTSTRAP_DEFAULTS)
     bootstrap.update(b.get("bootstrap") or {})
-    if set(bootstrap) != set(BOOTSTRAP_DEFAULTS) or int(bootstrap["resamples"]) < 1 or not 0 < float(bootstrap["level"]) < 1:
+    if (set(bootstrap) != set(BOOTSTRAP_DEFAULTS) or int(bootstrap["resamples"]) < 1
+            or not 0 < float(bootstrap["level"]) < 1):
         raise ValueError(f"{path}: benchmark.bootstrap needs resamples >= 1, 0 < level < 1 and seed; got {bootstrap}")
     return BenchmarkSpec(
         name=b.get("name", os.path.splitext(os.path.basename(path))[0]),

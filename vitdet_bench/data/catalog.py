@@ -8,8 +8,8 @@ to ``$DETECTRON2_DATASETS``, then ``./datasets``), laid out as Detectron2 expect
 (2,000 / 250 images) are the bundled synthetic dataset, generated on first use, with named slices
 (``demo.SUBSETS``): ``demo_minival`` / ``demo_val100`` the first 50 / 100 ``demo_val`` images (quick
 evaluations, the benchmark's convergence curve), ``demo_train_search`` / ``demo_select`` the first
-1,800 / last 200 ``demo_train`` images (the tuning search's training and selection split). Any other COCO-format dataset is one
-call (or one config line) away: :func:`register_coco_instances`.
+1,800 / last 200 ``demo_train`` images (the tuning search's training and selection split). Any other
+COCO-format dataset is one call (or one config line) away: :func:`register_coco_instances`.
 """
 
 from __future__ import annotations

@@ -166,7 +166,7 @@ def read_image_set(directory: str) -> tuple[np.ndarray, np.ndarray, dict]:
         raise ValueError(f"the demo image set in {directory} is inconsistent: {IMAGES_FILE} {images.shape}, "
                          f"{LABELS_FILE} {labels.shape}, {META_FILE} num_images={n}; {redo}")
     if labels.size and (labels.min() < 0 or labels.max() >= len(meta.get("classes", []))):
-        raise ValueError(f"{os.path.join(directory, LABELS_FILE)} holds labels outside the {len(meta.get('classes', []))} "
-                         f"classes of {META_FILE}; {redo}")
+        raise ValueError(f"{os.path.join(directory, LABELS_FILE)} holds labels outside the "
+                         f"{len(meta.get('classes', []))} classes of {META_FILE}; {redo}")
     return images, labels, meta
 

@@ -18,21 +18,30 @@ import torch
 import torch.nn as nn
 from omegaconf import DictConfig, OmegaConf
 
-from ..checkpoint import DETECTOR_FORMATS, CheckpointError, Checkpointer, detect_init_format, read_checkpoint
+from ..checkpoint import DETECTOR_FORMATS, Checkpointer, CheckpointError, detect_init_format, read_checkpoint
 from ..config import LazyConfig, instantiate, validate_config
 from ..data.catalog import get_metadata
 from ..evaluation import evaluate_coco_results, format_results_table, inference_on_dataset
 from ..solver import LRMultiplier
 from ..utils import comm
 from ..utils.cli import CommandLineParser
+from ..utils.events import CommonMetricPrinter, JSONWriter, TensorboardWriter
 from ..utils.lock import DirectoryLock, LockError
 from ..utils.logger import close_log_files, log_fatal_errors, setup_logger, sigterm_as_exception
 from . import hooks
-from ..utils.events import CommonMetricPrinter, JSONWriter, TensorboardWriter
 from .launch import launch
-from .run_dir import (RunDirError, check_output_dir, clear_run, final_evaluation, last_checkpoint_iteration,
-                      record_final_evaluation, remove_stale_tmp_files, resume_notes, truncate_events,
-                      truncate_metrics)
+from .run_dir import (
+    RunDirError,
+    check_output_dir,
+    clear_run,
+    final_evaluation,
+    last_checkpoint_iteration,
+    record_final_evaluation,
+    remove_stale_tmp_files,
+    resume_notes,
+    truncate_events,
+    truncate_metrics,
+)
 from .speed import compile_module, inference_amp_dtype
 from .submit import SubmitError, add_launcher_arguments, launcher_requested, submit_tool
 from .train_loop import AMP_DTYPES, SimpleTrainer
@@ -78,7 +87,8 @@ def default_argument_parser(description: str | None = None) -> CommandLineParser
                         help="train.output_dir holds a run: delete its files and start again (without this "
                              "flag or --resume, a directory holding a run is refused)")
     parser.add_argument("--eval-only", action="store_true", help="evaluate train.init_checkpoint and exit")
-    parser.add_argument("--num-gpus", type=int, default=1, help="processes per machine (Gloo workers on a CPU-only machine)")
+    parser.add_argument("--num-gpus", type=int, default=1,
+                        help="processes per machine (Gloo workers on a CPU-only machine)")
     parser.add_argument("--num-machines", type=int, default=1)
     parser.add_argument("--machine-rank", type=int, default=0, help="this machine's rank")
     parser.add_argument("--dist-url", default="auto", help="tcp://HOST:PORT of machine 0, or 'auto' on one machine")

@@ -57,7 +57,8 @@ class IterationTimer(HookBase):
         # Skip the first iterations (allocation, caching) when estimating the remaining time.
         if self.trainer.iter - self.trainer.start_iter >= self._warmup_iter:
             per_iter = storage.history("time").median(20)
-            storage.put_scalar("eta_seconds", per_iter * (self.trainer.max_iter - self.trainer.iter - 1), smoothing_hint=False)
+            storage.put_scalar("eta_seconds", per_iter * (self.trainer.max_iter - self.trainer.iter - 1),
+                               smoothing_hint=False)
 
 
 class LRScheduler(HookBase):

@@ -129,7 +129,8 @@ def _fit_logistic(x: torch.Tensor, y: torch.Tensor, num_classes: int, l2: float)
 
 
 def linear_probe_predict(train: torch.Tensor, train_labels: torch.Tensor, test: torch.Tensor, num_classes: int,
-                         l2_candidates: tuple[float, ...] = LINEAR_L2, holdout: float = 0.2) -> tuple[torch.Tensor, float]:
+                         l2_candidates: tuple[float, ...] = LINEAR_L2,
+                         holdout: float = 0.2) -> tuple[torch.Tensor, float]:
     """A linear classifier on standardised frozen features: ``((M,) predictions, chosen l2)``.
 
     The L2 strength is chosen on the last ``holdout`` of the training features (fit on the rest),

@@ -16,7 +16,6 @@ resumable training loader serves them unchanged):
 
 from __future__ import annotations
 
-import json
 import os
 import random
 from dataclasses import dataclass
@@ -74,7 +73,8 @@ def image_folder_dataset(root: str, labels: bool = True) -> tuple[list[dict], Im
         records = [{"file_name": os.path.join(root, f), "label": -1}
                    for f in sorted(os.listdir(root)) if f.lower().endswith(IMAGE_EXTENSIONS)]
     else:
-        raise ValueError(f"{root} has no class sub-folders (root/<class>/*.jpg); pass labels=False for unlabelled images")
+        raise ValueError(f"{root} has no class sub-folders (root/<class>/*.jpg); "
+                         "pass labels=False for unlabelled images")
     if not records:
         raise ValueError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) found under {root}")
     return records, ImageDatasetMetadata(os.path.basename(os.path.normpath(root)), tuple(classes))
