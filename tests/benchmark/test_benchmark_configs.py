@@ -9,9 +9,10 @@ import os
 
 import pytest
 
-from conftest import REPO
 from vitdet_bench.benchmark import Runner, load_benchmark, write_report
 from vitdet_bench.config import LazyConfig, validate_config
+
+from conftest import REPO
 
 FILES = sorted(glob.glob(os.path.join(REPO, "configs", "benchmark", "*.py")))
 DEMO = [f for f in FILES if os.path.basename(f).startswith("demo")]

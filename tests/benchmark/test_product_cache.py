@@ -7,9 +7,10 @@ import os
 import pytest
 import torch
 
-from conftest import REPO
 from vitdet_bench.benchmark import Runner, load_benchmark
 from vitdet_bench.benchmark.product_cache import REUSED_FILE, product_key
+
+from conftest import REPO
 
 BENCH = """
 benchmark = dict(

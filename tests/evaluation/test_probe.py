@@ -7,8 +7,14 @@ import torch
 import torch.nn.functional as F
 
 from vitdet_bench.evaluation.bootstrap import percentile_interval, resample_counts
-from vitdet_bench.evaluation.probe import (ProbeResult, _fit_logistic, knn_predict, linear_probe_predict,
-                                           probe_features, probe_intervals)
+from vitdet_bench.evaluation.probe import (
+    ProbeResult,
+    _fit_logistic,
+    knn_predict,
+    linear_probe_predict,
+    probe_features,
+    probe_intervals,
+)
 
 
 def _features(n: int, d: int = 24, classes: int = 4, noise: float = 2.0, seed: int = 0):

@@ -31,7 +31,6 @@ from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import torch
-import torch.nn.functional as F
 from torchvision import transforms as T
 
 __all__ = ["PendingView", "ViewPlan", "blur_kernel_size", "render_views", "resampling_matrices"]

@@ -1,6 +1,7 @@
 # The demo's BEiT tokenizer: the VQ-VAE at CPU scale (512 codes of width 16) on the demo pre-training
 # pool, batch 64.
-from ...common.demo import DEMO_VIT as _DEMO_VIT, demo_data, demo_iters
+from ...common.demo import DEMO_VIT as _DEMO_VIT
+from ...common.demo import demo_data, demo_iters
 from .tokenizer_vq_vit_b import dataloader, lr_multiplier, model, optimizer, train
 
 _image_size = _DEMO_VIT["img_size"]

@@ -1,6 +1,7 @@
 # MAE at demo scale (the main job's MAE initialization): the ViT-B recipe with a 64-wide, 1-block
 # decoder (MAE-Lite's tiny decoder) on the demo pre-training pool at 128 px, batch 64, on the CPU.
-from ...common.demo import DEMO_VIT as _DEMO_VIT, demo_data, demo_iters
+from ...common.demo import DEMO_VIT as _DEMO_VIT
+from ...common.demo import demo_data, demo_iters
 from .mae_vit_b_800ep import dataloader, lr_multiplier, model, optimizer, train
 
 _image_size = _DEMO_VIT["img_size"]

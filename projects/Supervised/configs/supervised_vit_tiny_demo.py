@@ -5,7 +5,8 @@
 # 6e-5 at batch 64). Measured on the pool with 600 iterations (projects/common/demo.py's measurements):
 # with RandAugment m5 and lr 1e-3 the encoder's linear probe (cls) stayed at 35.8% against the random
 # encoder's 38.8%; without RandAugment at 3e-4 it reached 49.7%. Batch 64, on the CPU.
-from ...common.demo import DEMO_VIT as _DEMO_VIT, demo_data, demo_iters
+from ...common.demo import DEMO_VIT as _DEMO_VIT
+from ...common.demo import demo_data, demo_iters
 from .deit_vit_b_300ep import dataloader, lr_multiplier, model, optimizer, train
 
 _image_size = _DEMO_VIT["img_size"]
