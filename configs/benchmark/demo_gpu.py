@@ -25,6 +25,7 @@ benchmark["detection_overrides"] = [
     f"dataloader.train.total_batch_size={_det_batch}",
     f"train.checkpointer.period={_det_iters // 5}", "train.checkpointer.max_to_keep=1",
     f"lr_multiplier.warmup_iters={_det_iters // 20}", "dataloader.train.num_workers=6", "dataloader.test.num_workers=4",
+    "train.eval_subset=demo_val100",
 ]  # the recipes state their lr for batch 4 (train.reference_batch_size): scaled x2 at batch 8
 benchmark["pretrain_overrides"] = ["dataloader.train.num_workers=8"]
 for _init in benchmark["inits"].values():
@@ -38,4 +39,7 @@ benchmark["search"].update(
     mode="full", weight_decay=dict(center=0.1, factors=[0.5, 1.0, 2.0]), max_rounds=2,
     drop_path=[0.0, 0.1, 0.2, 0.3], grid_schedule=dict(fraction=0.25), drop_path_schedule=dict(fraction=0.5),
     drop_path_schedule_random=dict(fraction=0.25), protocol="the paper's protocol at demo scale (GPU)")
-benchmark["pretrain_overrides"] += ["dataloader.train.mapper.batched=True"]
+benchmark["pretrain_overrides"] += ["dataloader.train.mapper.batched=True", "train.amp.enabled=True"]
+# Runs that leave the GPU idle between kernel launches share it: four at once, each with a quarter of
+# the data-loading workers (benchmark/scheduler.py). Not yet measured on a GPU (issue 31).
+benchmark["concurrent_runs"] = 4

@@ -17,5 +17,5 @@ benchmark["pretrain_overrides"] = ["train.max_iter=30", "lr_multiplier.warmup_it
 benchmark["bootstrap"] = dict(resamples=200, level=0.95, seed=0)
 benchmark["profile_steps"] = 2
 benchmark["search"].update(lr=dict(center=8e-4, factors=[1.0, 2.0]), max_rounds=0, grid_schedule=dict(iters=10),
-                           protocol="2-point smoke test of the search")
+                           select_split="demo_select50", protocol="2-point smoke test of the search")
 benchmark["probe"] = dict(dataset="demo", train=200, test=100)

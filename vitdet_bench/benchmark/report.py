@@ -354,7 +354,7 @@ def write_report(spec, results: list[RunResult], tide: bool = True, elapsed_s: f
     sections = (probe_markdown(intervals, notes, probe_info)
                 + search_markdown(searches, out, resolve_device_name(spec))
                 + pretrain_markdown(extras.get("pretrain_steps") or [], out)
-                + stages_markdown(extras.get("stages") or []))
+                + stages_markdown(extras.get("stages") or [], getattr(spec, "concurrent_runs", 1)))
     with open(os.path.join(out, "report.md"), "w") as f:
         f.write(_report_markdown(spec, results, headers, rows, convergence, tide_results, summaries,
                                  (s_headers, s_rows), elapsed_s, sets, sections))

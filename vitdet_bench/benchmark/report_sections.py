@@ -172,7 +172,8 @@ def search_markdown(searches: dict[str, dict], out_dir: str, device: str) -> lis
 
 
 def pretrain_info_from_dir(step_dir: str) -> dict:
-    """Images / s (batch over the median logged step time) and the loss curve of a pre-training run."""
+    """Images / s (batch over the median logged step time), iterations, batch and the loss curve of
+    a pre-training run."""
     info: dict = {"loss": [], "images_per_s": None}
     path = os.path.join(step_dir, "metrics.json")
     if not os.path.isfile(path):
@@ -202,6 +203,9 @@ def pretrain_info_from_dir(step_dir: str) -> dict:
     if times and batch:
         times.sort()
         info["images_per_s"] = batch / times[len(times) // 2]
+    if info["loss"]:
+        info["iterations"] = info["loss"][-1][0]
+    info["batch_size"] = batch
     reused = os.path.join(step_dir, "reused_from.json")
     if os.path.isfile(reused):
         with open(reused, encoding="utf-8") as f:
@@ -250,11 +254,16 @@ def pretrain_markdown(steps: list[dict], out_dir: str) -> list[str]:
     return lines
 
 
-def stages_markdown(stages: list[dict]) -> list[str]:
-    """Wall time per stage of the last invocation that ran them (``stages.json``)."""
+def stages_markdown(stages: list[dict], concurrent_runs: int = 1) -> list[str]:
+    """Wall time per stage of the invocation that ran it (``stages.json``), in the order they started."""
     if not stages:
         return []
+    stages = sorted(stages, key=lambda s: s.get("start_s") or 0.0)
     total = sum(s.get("wall_s") or 0 for s in stages)
-    rows = [[s["stage"], f"{(s.get('wall_s') or 0) / 60:.2f}", s.get("note", "")] for s in stages]
-    return ["## Wall time per stage", "", tabulate(rows, headers=["stage", "minutes", ""], tablefmt="github"), "",
-            f"Sum: {total / 60:.1f} minutes.", ""]
+    rows = [[s["stage"], f"{(s.get('start_s') or 0) / 60:.1f}", f"{(s.get('wall_s') or 0) / 60:.2f}", s.get("note", "")]
+            for s in stages]
+    overlap = (f" With {concurrent_runs} runs at once the stages overlap: their sum is more than the wall time."
+               if concurrent_runs > 1 else "")
+    return ["## Wall time per stage", "",
+            tabulate(rows, headers=["stage", "started (min)", "minutes", ""], tablefmt="github"), "",
+            f"Sum of the stages: {total / 60:.1f} minutes.{overlap}", ""]

@@ -380,6 +380,10 @@ class Runner:
         from tqdm import tqdm
 
         inits = self._selected(only)
+        self._t0 = time.time()
+        if self.spec.concurrent_runs > 1:
+            self._run_concurrent(inits)
+            return
         if self.progress:
             os.environ["VITDET_BENCH_CONSOLE_LEVEL"] = "WARNING"
         stages = [(i, s) for i in inits for s in i.pretrain] + [(i, "probe") for i in inits if self.spec.probe]
@@ -420,6 +424,169 @@ class Runner:
             overall.close()
             os.environ.pop("VITDET_BENCH_CONSOLE_LEVEL", None)
 
+    # several runs at once (benchmark.concurrent_runs) -----------------------------------------------
+    def _run_concurrent(self, inits: list[Initialization]) -> None:
+        """:meth:`run` with ``concurrent_runs`` processes at a time (:mod:`.scheduler`): each
+        initialization's pre-training chain, search rounds and final runs in order, the
+        initializations side by side; the probes and the cost measurements here, in this process."""
+        from tqdm import tqdm
+
+        from .scheduler import run_tasks, threads_per_run
+
+        slots = self.spec.concurrent_runs
+        self._prepare_data(inits)
+        bar = tqdm(total=0, desc=f"benchmark {self.spec.name} ({slots} runs at a time)", disable=not self.progress,
+                   dynamic_ncols=True, file=sys.stderr)
+
+        def progress(finished: int, known: int, running: list[str]) -> None:
+            bar.total = max(known, finished)
+            bar.n = finished
+            bar.set_postfix_str(", ".join(running), refresh=True)
+
+        try:
+            run_tasks([self._stream(init) for init in inits], slots, threads_per_run(slots), progress)
+        finally:
+            bar.close()
+        for init in inits:
+            if self.spec.cost and collect_run(init.name, self.spec.run_dir(init.name)).status == "complete":
+                self._measure_cost(init, first=init is inits[0])
+
+    def _prepare_data(self, inits: list[Initialization]) -> None:
+        """Draw what the runs will read (the demo pool, the demo detection splits) once, here, before
+        the processes start: each would otherwise draw the same images."""
+        from ..config import instantiate
+        from ..data.demo import ensure_demo_dataset
+
+        for init in inits:
+            for step in init.pretrain:
+                cfg = LazyConfig.apply_overrides(LazyConfig.load(step.config), self._step_overrides(init, step))
+                instantiate(cfg.dataloader.train.dataset)  # draws a demo pool; lists a folder
+        names = {str(LazyConfig.load(i.config).dataloader.train.dataset.names) for i in inits}
+        if any(n.startswith("demo_") for n in names):
+            ensure_demo_dataset()
+
+    def _task(self, init: Initialization, name: str, tool: str, config: str, overrides: list[str], run_dir: str,
+              done) -> "Task":
+        from .scheduler import Task
+
+        return Task(f"{init.name}/{name}", tool, ["--config-file", config, "--num-gpus", "1", "--resume",
+                                                  *overrides, *self._worker_share(config, overrides)],
+                    os.path.join(run_dir, "console.log"), done)
+
+    def _worker_share(self, config: str, overrides: list[str]) -> list[str]:
+        """Each of the concurrent runs gets its share of the config's data-loading workers."""
+        cfg = LazyConfig.apply_overrides(LazyConfig.load(config), overrides)
+        workers = int(cfg.dataloader.train.get("num_workers", 0) or 0)
+        share = workers // self.spec.concurrent_runs
+        return [f"dataloader.train.num_workers={share}"] if share != workers else []
+
+    def _stream(self, init: Initialization):
+        """The tasks of one initialization, batch by batch (see :class:`.scheduler.TaskQueue`)."""
+        from .product_cache import publish_product
+
+        for step in init.pretrain:
+            out = self.spec.pretrain_dir(init.name, step.name)
+            self._fetch_cached_products(init)
+            if self._reused(init, step):
+                continue
+            outcome: dict = {}
+
+            def step_done(ok: bool, wall: float, step=step, out=out, outcome=outcome) -> None:
+                outcome["ok"] = ok and os.path.isfile(os.path.join(out, step.product))
+                self.record_stage(f"pre-train {init.name}/{step.name}", wall)
+                if outcome["ok"] and self.spec.reuse_pretraining:
+                    publish_product(self._product_keys(init)[step.name], out, step.product, wall)
+
+            yield [self._task(init, f"pretrain-{step.name}", step.tool, step.config, self._step_overrides(init, step),
+                              out, step_done)]
+            if not outcome.get("ok"):
+                why = (f"not fine-tuned: {init.name} pre-training {step.name} failed "
+                       f"(see {os.path.join(out, 'log.txt')})")
+                for seed in range(self.spec.seeds):
+                    self.failures[self._run_name(init, seed)] = why
+                return
+        if self.spec.probe:
+            self._timed(f"probe {init.name}", lambda: self.probe(init))
+        if self.spec.search.mode != "none":
+            start, attempted = time.perf_counter(), set()
+            while True:
+                plan = self.search_state(init)
+                if plan.chosen is not None:
+                    break
+                batch = []
+                for point in plan.pending:
+                    if point.name in attempted:
+                        problems = collect_run(point.name, self.point_dir(init, point)).problems
+                        self._mark_failed(init, point, "its run ended incomplete: " + "; ".join(problems))
+                        continue
+                    attempted.add(point.name)
+                    directory = self.point_dir(init, point)
+
+                    def point_done(ok: bool, wall: float, point=point, directory=directory) -> None:
+                        self._write_run_info(init, directory, 0, wall)
+                        if not ok:
+                            self._mark_failed(init, point, f"its process failed (see {os.path.join(directory, 'log.txt')})")
+
+                    batch.append(self._task(init, f"search-{point.name}", "train", init.config,
+                                            self.point_overrides(init, point), directory, point_done))
+                if batch:
+                    yield batch
+            if attempted:
+                self.record_stage(f"search {init.name}", time.perf_counter() - start,
+                                  f"{len(plan.points)} points, chose lr {plan.chosen['lr']:.3g}, wd "
+                                  f"{plan.chosen['weight_decay']:.3g}, dp {plan.chosen['drop_path']:g}")
+        finals = []
+        for seed in range(self.spec.seeds):
+            run_dir = self.spec.run_dir(init.name, seed)
+            if collect_run(init.name, run_dir).status == "complete":
+                continue
+            label = f"fine-tune {init.name}" + (f" seed {seed}" if seed else "")
+
+            def final_done(ok: bool, wall: float, seed=seed, run_dir=run_dir, label=label) -> None:
+                self._write_run_info(init, run_dir, seed, wall)
+                self.record_stage(label, wall)
+                if not ok:
+                    self.failures[self._run_name(init, seed)] = (f"{label} failed (see "
+                                                                 f"{os.path.join(run_dir, 'log.txt')})")
+
+            finals.append(self._task(init, "finetune" + (f"-seed{seed}" if seed else ""), "train", init.config,
+                                     self.detection_overrides(init, seed), run_dir, final_done))
+        if finals:
+            yield finals
+
+    def _write_run_info(self, init: Initialization, run_dir: str, seed: int, wall: float) -> None:
+        """``run_info.json`` of a run trained in another process (as :meth:`_train_detector` writes it)."""
+        if not os.path.isdir(run_dir):
+            return
+        from ..data.catalog import load_dataset
+
+        images = None
+        try:
+            cfg = LazyConfig.load(os.path.join(run_dir, "config.yaml"))
+            images = len(load_dataset(cfg.dataloader.train.dataset.names, filter_empty=True)[0])
+        except Exception:  # the size is for the epochs axis only
+            pass
+        info = {"config_file": init.config, "source": init.source, "init_checkpoint": self.checkpoint_for(init),
+                "seed_index": seed, "device_info": device_description(self._cost_device()), "train_time_s": wall,
+                "train_images": images, "concurrent_runs": self.spec.concurrent_runs}
+        with open(os.path.join(run_dir, "run_info.json"), "w") as f:
+            json.dump(info, f, indent=1)
+
+    def _reused(self, init: Initialization, step: PretrainStep) -> bool:
+        """Whether ``step``'s product is there (trained before, or taken from the cache: then say so)."""
+        from .product_cache import REUSED_FILE
+
+        out = self.spec.pretrain_dir(init.name, step.name)
+        if not os.path.isfile(os.path.join(out, step.product)):
+            return False
+        stage = f"pre-train {init.name}/{step.name}"
+        if os.path.isfile(os.path.join(out, REUSED_FILE)) and stage not in {s["stage"] for s in self.stages()}:
+            with open(os.path.join(out, REUSED_FILE), encoding="utf-8") as f:
+                made = json.load(f)
+            self.record_stage(stage, 0.0, f"reused from the cache (made {made.get('made')}, "
+                                          f"{(made.get('wall_s') or 0) / 60:.1f} min then)")
+        return True
+
     @staticmethod
     def _run_name(init: Initialization, seed: int) -> str:
         return init.name if seed == 0 else f"{init.name}_seed{seed}"
@@ -432,10 +599,13 @@ class Runner:
         return out
 
     def record_stage(self, stage: str, wall_s: float, note: str = "") -> None:
-        """Keep a stage's wall time in ``OUTPUT/stages.json`` (the report's time table)."""
+        """Keep a stage's wall time in ``OUTPUT/stages.json`` (the report's time table), with when it
+        started after the beginning of this benchmark invocation (stages overlap with ``concurrent_runs``)."""
         path = os.path.join(self.spec.output_dir, STAGES_FILE)
         stages = self.stages()
-        stages = [s for s in stages if s["stage"] != stage] + [{"stage": stage, "wall_s": wall_s, "note": note}]
+        begin = max(0.0, time.time() - wall_s - getattr(self, "_t0", time.time() - wall_s))
+        stages = [s for s in stages if s["stage"] != stage] + [{"stage": stage, "wall_s": wall_s, "note": note,
+                                                                "start_s": begin}]
         os.makedirs(self.spec.output_dir, exist_ok=True)
         tmp = path + ".tmp"
         with open(tmp, "w", encoding="utf-8") as f:
@@ -483,17 +653,12 @@ class Runner:
 
     def _pretrain(self, init: Initialization, step: PretrainStep) -> None:
         from ..pretrain.engine import pretrain_main
-        from .product_cache import REUSED_FILE, publish_product
+        from .product_cache import publish_product
 
         out = self.spec.pretrain_dir(init.name, step.name)
         self._fetch_cached_products(init)
         stage = f"pre-train {init.name}/{step.name}"
-        if os.path.isfile(os.path.join(out, step.product)):
-            if os.path.isfile(os.path.join(out, REUSED_FILE)) and stage not in {s["stage"] for s in self.stages()}:
-                with open(os.path.join(out, REUSED_FILE), encoding="utf-8") as f:
-                    made = json.load(f)
-                self.record_stage(stage, 0.0, f"reused from the cache (made {made.get('made')}, "
-                                              f"{(made.get('wall_s') or 0) / 60:.1f} min then)")
+        if self._reused(init, step):
             return
         start = time.perf_counter()
         pretrain_main(_args(step.config, self._step_overrides(init, step)),
@@ -550,13 +715,19 @@ class Runner:
                 start = time.perf_counter()
                 self._train_detector(init, self.detection_overrides(init, seed), run_dir, label, seed)
                 self.record_stage(label, time.perf_counter() - start)
-        run_dir = self.spec.run_dir(init.name, 0)
-        if self.spec.cost and not os.path.isfile(os.path.join(run_dir, "cost.json")):
-            from .cost import measure_cost
+        if self.spec.cost:
+            self._measure_cost(init, first)
 
-            # The training-step profile once per benchmark: every init shares the architecture.
-            self._timed(f"cost {init.name}", lambda: measure_cost(
-                run_dir, device=self._cost_device(), profile_steps=self.spec.profile_steps if first else 0))
+    def _measure_cost(self, init: Initialization, first: bool) -> None:
+        """Parameters, FLOPs and inference time of ``init``'s run (and, for the first, the training profile)."""
+        run_dir = self.spec.run_dir(init.name, 0)
+        if os.path.isfile(os.path.join(run_dir, "cost.json")):
+            return
+        from .cost import measure_cost
+
+        # The training-step profile once per benchmark: every init shares the architecture.
+        self._timed(f"cost {init.name}", lambda: measure_cost(
+            run_dir, device=self._cost_device(), profile_steps=self.spec.profile_steps if first else 0))
 
     def _cost_device(self) -> str:
         return resolve_benchmark_device(self.spec.device)
@@ -628,9 +799,11 @@ class Runner:
                 info = {"name": f"{init.name}/{step.name}", "dir": directory, **pretrain_info_from_dir(directory)}
                 product = os.path.join(directory, step.product)
                 meta = read_export_meta(product) if step.tool != "tokenizer" and os.path.isfile(product) else {}
-                images = meta.get("iterations", 0) * meta.get("batch_size", 0) or None
-                info.update(method=meta.get("method") or step.tool, iterations=meta.get("iterations"),
-                            batch_size=meta.get("batch_size"), images_seen=images, epochs=meta.get("epochs"),
+                iterations = meta.get("iterations") or info.get("iterations")
+                batch = meta.get("batch_size") or info.get("batch_size")
+                images = (iterations or 0) * (batch or 0) or None
+                info.update(method=meta.get("method") or step.tool, iterations=iterations, batch_size=batch,
+                            images_seen=images, epochs=meta.get("epochs"),
                             data_images=(meta.get("data") or {}).get("num_images"))
                 steps.append(info)
         return {"probes": probes, "searches": {i.name: self.search_summary(i) for i in inits},

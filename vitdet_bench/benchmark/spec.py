@@ -25,7 +25,9 @@ directory), or neither (random init). Other keys: ``device`` ("cpu", "cuda" or "
 ``level``, ``seed`` of the confidence intervals over validation images), ``profile`` (a name for
 the report), ``profile_steps`` (training steps under the torch profiler; 0: none), ``tide``,
 ``cost``, ``reuse_pretraining`` (take pre-training products from the content cache,
-benchmark/product_cache.py).
+benchmark/product_cache.py), ``concurrent_runs`` (runs at once on this machine, each its own process
+with its share of the cores and data-loading workers, benchmark/scheduler.py; 1: one after the other
+in this process).
 """
 
 from __future__ import annotations
@@ -93,6 +95,7 @@ class BenchmarkSpec:
     search: SearchSpec = field(default_factory=SearchSpec)
     probe: ProbeSpec | None = None
     reuse_pretraining: bool = True
+    concurrent_runs: int = 1
 
     def run_dir(self, init: str, seed: int = 0) -> str:
         """``runs/<init>`` for seed 0 (the run every benchmark has), ``runs/<init>_seed<k>`` for more."""
@@ -139,7 +142,8 @@ def load_benchmark(path: str, overrides: list[str] | None = None) -> BenchmarkSp
     if not inits:
         raise ValueError(f"{path}: benchmark.inits is empty")
     known = {"name", "output_dir", "inits", "detection_overrides", "pretrain_overrides", "tide", "cost", "device",
-             "seeds", "profile", "profile_steps", "bootstrap", "search", "probe", "reuse_pretraining"}
+             "seeds", "profile", "profile_steps", "bootstrap", "search", "probe", "reuse_pretraining",
+             "concurrent_runs"}
     unknown = set(b) - known
     if unknown:
         raise ValueError(f"{path}: unknown benchmark keys {sorted(unknown)} (known: {sorted(known)})")
@@ -171,7 +175,14 @@ def load_benchmark(path: str, overrides: list[str] | None = None) -> BenchmarkSp
         search=SearchSpec.from_dict(b.get("search"), f"{path}: benchmark.search"),
         probe=ProbeSpec.from_dict(b.get("probe"), f"{path}: benchmark.probe"),
         reuse_pretraining=bool(b.get("reuse_pretraining", True)),
+        concurrent_runs=_positive(b.get("concurrent_runs", 1), f"{path}: benchmark.concurrent_runs"),
     )
+
+
+def _positive(value, where: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{where} must be a whole number >= 1 (runs at once on this machine), got {value!r}")
+    return value
 
 
 def resolve_benchmark_device(device: str = "auto") -> str:

@@ -16,7 +16,7 @@ dataloader.train.mapper.transform.image_size = _image_size
 dataloader.train.mapper.mask_generator.input_size = _grid
 dataloader.train.mapper.mask_generator.num_masking_patches = 26
 dataloader.train.mapper.mask_generator.min_num_patches = 4
-demo_data(dataloader, train, "beit_vit_tiny_demo")
+demo_data(dataloader, train, "beit_vit_tiny_demo", bf16=True)
 optimizer.lr = 1.5e-3
 train.max_iter = demo_iters("beit")  # the demo's equal-wall rule (projects/common/demo.py)
 lr_multiplier.warmup_iters = 20

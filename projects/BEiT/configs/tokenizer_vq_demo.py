@@ -9,7 +9,7 @@ model.vocab_size = 512
 model.code_dim = 16
 model.hidden_dim = 32
 dataloader.train.mapper.transform.image_size = _image_size
-demo_data(dataloader, train, "tokenizer_vq_demo")
+demo_data(dataloader, train, "tokenizer_vq_demo", bf16=True)
 optimizer.lr = 2e-3
 train.max_iter = demo_iters("tokenizer")  # the demo's equal-wall rule (projects/common/demo.py)
 lr_multiplier.warmup_iters = 10
