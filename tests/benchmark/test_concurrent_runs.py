@@ -65,7 +65,10 @@ def test_two_runs_at_once_each_in_its_own_process_and_directory(tmp_path, demo_r
     # Running again starts no process: everything is finished.
     import vitdet_bench.benchmark.scheduler as scheduler
 
-    monkeypatch.setattr(scheduler.TaskQueue, "_start", lambda self, task: (_ for _ in ()).throw(AssertionError(task.name)))
+    def refuse(self, task):
+        raise AssertionError(f"{task.name} started again")
+
+    monkeypatch.setattr(scheduler.TaskQueue, "_start", refuse)
     Runner(spec, progress=False).run()
 
 

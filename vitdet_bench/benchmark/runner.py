@@ -26,6 +26,7 @@ import time
 from ..config import LazyConfig
 from ..engine.submit import JobRecord, JobSpec, JobStatus, SubmitOptions, job_status, read_jobs, submit_jobs, write_jobs
 from .collect import RunResult, collect_run
+from .scheduler import Task, run_tasks, threads_per_run
 from .search import SearchPlan, SearchPoint, find_drop_path_key, plan_search, plan_to_dict, reused_values, search_dir
 from .spec import (
     BenchmarkSpec,
@@ -431,8 +432,6 @@ class Runner:
         initializations side by side; the probes and the cost measurements here, in this process."""
         from tqdm import tqdm
 
-        from .scheduler import run_tasks, threads_per_run
-
         slots = self.spec.concurrent_runs
         self._prepare_data(inits)
         bar = tqdm(total=0, desc=f"benchmark {self.spec.name} ({slots} runs at a time)", disable=not self.progress,
@@ -466,9 +465,7 @@ class Runner:
             ensure_demo_dataset()
 
     def _task(self, init: Initialization, name: str, tool: str, config: str, overrides: list[str], run_dir: str,
-              done) -> "Task":
-        from .scheduler import Task
-
+              done) -> Task:
         return Task(f"{init.name}/{name}", tool, ["--config-file", config, "--num-gpus", "1", "--resume",
                                                   *overrides, *self._worker_share(config, overrides)],
                     os.path.join(run_dir, "console.log"), done)
@@ -525,7 +522,8 @@ class Runner:
                     def point_done(ok: bool, wall: float, point=point, directory=directory) -> None:
                         self._write_run_info(init, directory, 0, wall)
                         if not ok:
-                            self._mark_failed(init, point, f"its process failed (see {os.path.join(directory, 'log.txt')})")
+                            log = os.path.join(directory, "log.txt")
+                            self._mark_failed(init, point, f"its process failed (see {log})")
 
                     batch.append(self._task(init, f"search-{point.name}", "train", init.config,
                                             self.point_overrides(init, point), directory, point_done))
