@@ -41,7 +41,7 @@ TINY_TRAIN = ["train.max_iter=2", "dataloader.train.total_batch_size=2", "train.
               "train.checkpointer.period=100", "train.log_period=1", "lr_multiplier.warmup_iters=1"]
 TINY_DETECTION = ["train.max_iter=2", "train.eval_period=0", "dataloader.train.total_batch_size=2",
                   "train.checkpointer.period=0", "lr_multiplier.warmup_iters=1", "train.log_period=1",
-                  "dataloader.test.dataset.names=demo_minival"]
+                  "dataloader.test.dataset.names=demo_minival", "train.eval_subset=null"]
 # The demo pre-training configs read the generated pool (demo_pool_dataset); 64 images are enough here.
 TINY_PRETRAIN = ["train.max_iter=2", "dataloader.train.total_batch_size=2", "lr_multiplier.warmup_iters=1",
                  "train.log_period=1", "dataloader.train.dataset.size=64"]

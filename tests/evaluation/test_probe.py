@@ -125,7 +125,7 @@ def test_probe_intervals_are_paired_bootstraps_over_test_images():
     assert out["mae"]["knn/mean"]["ci"] == pytest.approx(percentile_interval(boot, 0.9))
     diff = boot - counts @ base / 400 * 100
     assert out["mae"]["knn/mean"]["delta_ci"] == pytest.approx(percentile_interval(diff, 0.9))
-    assert out["mae"]["knn/mean"]["verdict"] == "learned"
+    assert out["mae"]["knn/mean"]["verdict"] == "above random"
     assert out["moco"]["knn/mean"]["verdict"] == "not distinguishable from random"
     assert out["moco"]["knn/mean"]["delta"] == 0 and out["random"]["knn/mean"]["verdict"] is None
     results["worse"] = ProbeResult({"knn/mean": 10.0}, {"knn/mean": np.zeros(400, bool)}, num_test=400)

@@ -34,7 +34,7 @@ def headline_probe(intervals: dict[str, dict]) -> str | None:
 
 
 def probe_cell(intervals: dict[str, dict], init: str, notes: dict[str, str]) -> str:
-    """``"71.2 [68.3, 74.0], +20.1 [16.0, 24.2] vs random: learned"`` for the main table."""
+    """``"71.2 [68.3, 74.0], +20.1 [16.0, 24.2] vs random: above random"`` for the main table."""
     name = headline_probe(intervals)
     row = intervals.get(init, {}).get(name) if name else None
     if row is None:
@@ -71,7 +71,11 @@ def probe_markdown(intervals: dict[str, dict], notes: dict[str, str], info: dict
              f"temperature 0.07) and a linear classifier (logistic regression on standardised features), both "
              f"fitted on {info.get('train')} probe training images; features are the last block's patch tokens "
              f"after the final norm, mean-pooled, and the cls token after the final norm. The main table shows "
-             f"`{headline}`. Each encoder is the ViT its detection config builds, loaded as fine-tuning loads it.", "",
+             f"`{headline}`. Each encoder is the ViT its detection config builds, loaded as fine-tuning loads it. "
+             f"`random` is the detector's own random initialization, not each method's: a method's untrained "
+             f"encoder can already differ from it (MAE's and MoCo v3's fixed 2-D sin-cos positions move the "
+             f"mean-pooled probes a few points after almost no training), so read `above random` with its margin "
+             f"and the pre-training loss curve below.", "",
              tabulate(rows, headers=["init"] + [PROBE_NAMES[n] for n in names], tablefmt="github"), ""]
     extra = [f"- `{init}`: {note}" for init, note in notes.items() if note]
     return lines + (["Notes:", ""] + extra + [""] if extra else [])

@@ -171,7 +171,7 @@ def probe_intervals(results: dict[str, ProbeResult], baseline: str = "random", r
     paired difference to ``baseline``'s (the same resamples for every encoder and probe).
 
     Returns:
-        ``{encoder: {probe: {"top1", "ci", "delta", "delta_ci", "verdict"}}}``; verdict "learned"
+        ``{encoder: {probe: {"top1", "ci", "delta", "delta_ci", "verdict"}}}``; verdict "above random"
         when the difference's interval lies above 0, "below random" when below, else "not
         distinguishable from random" (``None`` for the baseline itself or without it).
     """
@@ -192,7 +192,7 @@ def probe_intervals(results: dict[str, ProbeResult], baseline: str = "random", r
                 diff = boot - counts @ base.correct[probe].astype(np.float64) * 100
                 lo, hi = percentile_interval(diff, level)
                 row.update(delta=r.top1[probe] - base.top1[probe], delta_ci=(lo, hi),
-                           verdict="learned" if lo > 0 else "below random" if hi < 0 else
+                           verdict="above random" if lo > 0 else "below random" if hi < 0 else
                            "not distinguishable from random")
             out[name][probe] = row
     return out
