@@ -93,3 +93,17 @@ def test_the_queue_keeps_to_its_slots_and_resumes_a_stream_after_its_batch(tmp_p
     a1 = next(e[3] for e in events if e[:3] == ("a", "batch", 1))
     assert a1 >= max(done["a-0-0"], done["a-0-1"])  # round 1 planned after round 0 ended
     assert all(e[2] for e in events if e[1] == "done") and len(done) == 4  # --help exits 0
+
+
+def test_a_free_slot_goes_to_the_task_with_the_most_work_behind_it(tmp_path):
+    """Longest path first: a later stream's pre-training (3 stages left) starts before an earlier
+    stream's final run (1 stage left); equal priorities keep the streams' order."""
+    started = []
+
+    def stream(name, priority):
+        yield [Task(name, "train", ["--help"], str(tmp_path / f"{name}.log"), priority=priority)]
+
+    queue = TaskQueue(slots=1, threads=1)
+    queue._start = lambda task, start=queue._start: (started.append(task.name), start(task))[1]
+    queue.run([stream("random-final", 1), stream("mae-pretrain", 3), stream("beit-tokenizer", 3)], poll_s=0.05)
+    assert started == ["mae-pretrain", "beit-tokenizer", "random-final"]

@@ -440,10 +440,10 @@ def _report_markdown(spec, results, headers, rows, convergence, tide_results, su
               "A verdict is `better` or "
               "`worse` when the interval of the difference excludes 0, `within` when it does not. The probe column: "
               "top-1 accuracy of the frozen encoder (section below), its interval and its difference to the random "
-              "encoder's, with whether it is `above random`. Then the lr / weight decay / drop path the run was fine-tuned "
-              "with (the search's choice, or the recipe's), the images the backbone was pre-trained on (and epochs "
-              "over its data), and the fine-tuning iterations it needed to reach random's final box AP (linear "
-              "between evaluations; the paper's convergence comparison)." + curve, ""]
+              "encoder's, with whether it is `above random`. Then the lr / weight decay / drop path the run was "
+              "fine-tuned with (the search's choice, or the recipe's), the images the backbone was pre-trained on "
+              "(and epochs over its data), and the fine-tuning iterations it needed to reach random's final box AP "
+              "(linear between evaluations; the paper's convergence comparison)." + curve, ""]
     words = _verdict_sentences(summaries, float(b["level"]))
     if words:
         lines += ["In words:", ""] + words + [""]

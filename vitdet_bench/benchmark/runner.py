@@ -465,10 +465,10 @@ class Runner:
             ensure_demo_dataset()
 
     def _task(self, init: Initialization, name: str, tool: str, config: str, overrides: list[str], run_dir: str,
-              done) -> Task:
+              done, stages_left: int) -> Task:
         return Task(f"{init.name}/{name}", tool, ["--config-file", config, "--num-gpus", "1", "--resume",
                                                   *overrides, *self._worker_share(config, overrides)],
-                    os.path.join(run_dir, "console.log"), done)
+                    os.path.join(run_dir, "console.log"), done, priority=stages_left)
 
     def _worker_share(self, config: str, overrides: list[str]) -> list[str]:
         """Each of the concurrent runs gets its share of the config's data-loading workers."""
@@ -481,7 +481,9 @@ class Runner:
         """The tasks of one initialization, batch by batch (see :class:`.scheduler.TaskQueue`)."""
         from .product_cache import publish_product
 
-        for step in init.pretrain:
+        # Stages still to run after the pre-training steps: the search (when on) and the final runs.
+        tail = 1 + (self.spec.search.mode != "none")
+        for index, step in enumerate(init.pretrain):
             out = self.spec.pretrain_dir(init.name, step.name)
             self._fetch_cached_products(init)
             if self._reused(init, step):
@@ -495,7 +497,7 @@ class Runner:
                     publish_product(self._product_keys(init)[step.name], out, step.product, wall)
 
             yield [self._task(init, f"pretrain-{step.name}", step.tool, step.config, self._step_overrides(init, step),
-                              out, step_done)]
+                              out, step_done, len(init.pretrain) - index + tail)]
             if not outcome.get("ok"):
                 why = (f"not fine-tuned: {init.name} pre-training {step.name} failed "
                        f"(see {os.path.join(out, 'log.txt')})")
@@ -526,7 +528,7 @@ class Runner:
                             self._mark_failed(init, point, f"its process failed (see {log})")
 
                     batch.append(self._task(init, f"search-{point.name}", "train", init.config,
-                                            self.point_overrides(init, point), directory, point_done))
+                                            self.point_overrides(init, point), directory, point_done, 2))
                 if batch:
                     yield batch
             if attempted:
@@ -548,7 +550,7 @@ class Runner:
                                                                  f"{os.path.join(run_dir, 'log.txt')})")
 
             finals.append(self._task(init, "finetune" + (f"-seed{seed}" if seed else ""), "train", init.config,
-                                     self.detection_overrides(init, seed), run_dir, final_done))
+                                     self.detection_overrides(init, seed), run_dir, final_done, 1))
         if finals:
             yield finals
 

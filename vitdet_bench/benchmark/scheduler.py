@@ -11,7 +11,12 @@ progress line.
 A :class:`TaskQueue` holds one stream of tasks per initialization: each stream yields the tasks that
 may run now (its pre-training chain one step at a time, a search round's points all at once, its
 final fine-tunings) and is resumed when they have all ended, so what comes next can depend on what
-they produced (the search's next round). Streams run side by side up to ``slots`` processes.
+they produced (the search's next round). Streams run side by side up to ``slots`` processes; a free
+slot goes to the waiting task with the most work still behind it in its stream (``Task.priority``:
+an initialization's pre-training before another's search or final run), the earlier stream on a
+tie. That is the longest-path-first rule of list scheduling: on the CPU demo, started in stream
+order, random's search and final ran first and MAE's chain (pre-training, probe, search, final) last,
+alone on one of the two cores.
 """
 
 from __future__ import annotations
@@ -41,6 +46,8 @@ class Task:
         argv: the tool's arguments.
         log: where the process's console output goes.
         done: called in this process with ``(succeeded, wall_s)`` when it ends.
+        priority: how many of its stream's stages are still to run, this one included; the queue
+            starts the waiting task with the highest first.
     """
 
     name: str
@@ -49,6 +56,7 @@ class Task:
     log: str
     done: Callable[[bool, float], None] | None = None
     env: dict[str, str] = field(default_factory=dict)
+    priority: int = 0
 
 
 # A stream yields lists of tasks; after each list has ended it is resumed.
@@ -68,7 +76,8 @@ def _script(tool: str) -> str:
 
 
 class TaskQueue:
-    """Runs streams of tasks, at most ``slots`` processes at a time, in the streams' order.
+    """Runs streams of tasks, at most ``slots`` processes at a time, the highest ``priority`` first
+    (the earlier stream on a tie).
 
     Args:
         slots: processes at once.
@@ -105,10 +114,13 @@ class TaskQueue:
                 lanes = [lane for lane in lanes if not lane.ended]
                 if not lanes and not running:
                     break
-                for lane in lanes:  # start what fits, the earliest stream first
-                    while lane.todo and len(running) < self.slots:
-                        task = lane.todo.pop(0)
-                        running[task.name] = (self._start(task), task, time.perf_counter(), lane)
+                while len(running) < self.slots:  # start what fits, the most work behind it first
+                    waiting = [(-lane.todo[0].priority, i) for i, lane in enumerate(lanes) if lane.todo]
+                    if not waiting:
+                        break
+                    lane = lanes[min(waiting)[1]]
+                    task = lane.todo.pop(0)
+                    running[task.name] = (self._start(task), task, time.perf_counter(), lane)
                 self.on_progress(finished, finished + len(running) + sum(len(x.todo) for x in lanes), sorted(running))
                 time.sleep(poll_s)
                 for name, (proc, task, start, lane) in list(running.items()):
