@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from vitdet_bench.benchmark.probe import ProbeSpec, probe_encoder_for, run_probe
-from vitdet_bench.checkpoint.backbone import save_backbone_export
+from vitdet_bench.checkpoint import save_backbone_export
 from vitdet_bench.config import LazyConfig, instantiate
 from vitdet_bench.evaluation.probe import encoder_features
 

@@ -62,6 +62,8 @@ benchmark = dict(
     bootstrap=dict(resamples=20, level=0.95, seed=0),
     tide=False,
     cost=False,
+    # Job chaining is under test: every pre-training is a job, not a product of an earlier test.
+    reuse_pretraining=False,
     inits=dict({inits}),
 )
 """

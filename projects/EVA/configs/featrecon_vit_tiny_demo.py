@@ -31,4 +31,3 @@ demo_data(dataloader, train, "featrecon_vit_tiny_demo")
 optimizer.lr = 1.5e-3
 train.max_iter = 200
 lr_multiplier.warmup_iters = 20
-lr_multiplier.warmup_factor = 1e-3
