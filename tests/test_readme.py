@@ -41,7 +41,7 @@ TINY_TRAIN = ["train.max_iter=2", "dataloader.train.total_batch_size=2", "train.
               "train.checkpointer.period=100", "train.log_period=1", "lr_multiplier.warmup_iters=1"]
 TINY_DETECTION = ["train.max_iter=2", "train.eval_period=0", "dataloader.train.total_batch_size=2",
                   "train.checkpointer.period=0", "lr_multiplier.warmup_iters=1", "train.log_period=1",
-                  "dataloader.test.dataset.names=demo_minival"]
+                  "dataloader.test.dataset.names=demo_minival", "train.eval_subset=null"]
 # The demo pre-training configs read the generated pool (demo_pool_dataset); 64 images are enough here.
 TINY_PRETRAIN = ["train.max_iter=2", "dataloader.train.total_batch_size=2", "lr_multiplier.warmup_iters=1",
                  "train.log_period=1", "dataloader.train.dataset.size=64"]
@@ -204,7 +204,9 @@ def run_benchmark(words: list[str], env: dict, out_name: str) -> None:
     if "--only" in words and not {"--print-commands", "--collect-only"} & set(words):
         spec = load_benchmark(config)
         extra += [f"detection_overrides={_hydra_list(spec.detection_overrides + TINY_DETECTION)}",
-                  f"pretrain_overrides={_hydra_list(spec.pretrain_overrides + TINY_PRETRAIN)}"]
+                  f"pretrain_overrides={_hydra_list(spec.pretrain_overrides + TINY_PRETRAIN)}",
+                  # the search and the probe at smoke size (tests/benchmark/ test them in full)
+                  "search.select_split=demo_select50", "search.max_rounds=0", "probe.train=100", "probe.test=50"]
     elif not {"--print-commands", "--collect-only"} & set(words):
         extra.append("--print-commands")  # the full benchmark: see the module docstring
     proc = _run([*words, *extra], env)
@@ -313,6 +315,11 @@ def run_tool(words: list[str], env: dict, out_name: str) -> None:
         assert proc.returncode == 0 and "window-only" in proc.stdout, _out(proc)
         return
     if tool == "benchmark_pretrain.py":
+        if "--pipeline" in words:  # whole demo steps, before / after the data path: two steps of each
+            words = words[:words.index("--only")] if "--only" in words else words
+            proc = _run([*words, "--iters", "1", "--warmup", "0", "--only", "mae"], env)
+            assert proc.returncode == 0 and "after / before" in proc.stdout and "| mae" in proc.stdout, _out(proc)
+            return
         proc = _run([*words, "--size", "32", "--batch", "1", "--iters", "1", "--warmup", "0", "--only",
                      _first_pretrain_method()], env)
         assert proc.returncode == 0 and "s / step" in proc.stdout, _out(proc)

@@ -158,9 +158,15 @@ def main(argv=None) -> None:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--amp", choices=["none", "bfloat16", "float16"], default="none")
+    parser.add_argument("--pipeline", nargs="?", const="configs/benchmark/demo.py", default=None, metavar="BENCHMARK",
+                        help="instead: each pre-training step of a benchmark file (default configs/benchmark/demo.py) "
+                        "timed whole, data included, before (JPEG files, per-image PIL views, fp32) and after (the "
+                        "config: memory-mapped pool, its views and autocast); --only then takes step names")
     parser.add_argument("--only", nargs="*", metavar="METHOD", help="subset of the method names (quoted, as listed "
                         "in the table: " + "; ".join(f"'{m}'" for m in METHODS) + ")")
     args = parser.parse_args(argv)
+    if args.pipeline:
+        return _pipeline(args)
     unknown = [name for name in args.only or [] if name not in METHODS]
     if unknown:
         parser.error(f"--only {', '.join(repr(n) for n in unknown)}: not a method name here; choose from "
@@ -197,6 +203,23 @@ def main(argv=None) -> None:
         print(f"\nConvViT for {args.arch}: widths {sizes['embed_dims']}, depths {sizes['depths']}, "
               f"{sizes['num_heads']} heads")
         print(fast_vs_convmae(step_s, args.batch))
+
+
+def _pipeline(args) -> None:
+    """``--pipeline``: the before / after table of a benchmark file's pre-training steps."""
+    import tempfile
+
+    from vitdet_bench.benchmark.pretrain_throughput import pipeline_report
+
+    with tempfile.TemporaryDirectory(prefix="pretrain_pipeline_") as scratch:
+        rows = pipeline_report(args.pipeline, scratch, steps=args.iters, warmup=args.warmup, only=args.only)
+    table = [[r["name"], f"{r['before']['images_per_s']:.0f}", f"{r['after']['images_per_s']:.0f}", f"{r['ratio']:.2f}",
+              f"{r['before']['data_s_per_step']:.3f}", f"{r['after']['data_s_per_step']:.3f}", r["after"]["amp"]]
+             for r in rows]
+    print(f"\nPre-training steps of {args.pipeline}, whole steps (data included), median of {args.iters} after "
+          f"{args.warmup}; torch {torch.__version__}, {torch.get_num_threads()} threads\n")
+    print(tabulate(table, headers=["step", "before img/s", "after img/s", "after / before", "before loader s/step",
+                                   "after loader s/step", "after autocast"], tablefmt="github"))
 
 
 if __name__ == "__main__":

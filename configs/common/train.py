@@ -21,6 +21,11 @@ train = dict(
     ddp=dict(broadcast_buffers=False, find_unused_parameters=False, fp16_compression=False),
     checkpointer=dict(period=5000, max_to_keep=100),
     eval_period=5000,  # 0: evaluate only at the end; -1: never
+    # A dataset whose images are some of dataloader.test's (e.g. demo_val100): the evaluations before
+    # the last score only it (a cheaper convergence curve, metrics.json keys curve/bbox/AP ...); the
+    # final one scores dataloader.test and, from the same detections, the subset too. None: every
+    # evaluation scores dataloader.test.
+    eval_subset=None,
     log_period=20,
     clip_grad=dict(enabled=False, max_norm=1.0),
     # Effective batch = dataloader.train.total_batch_size x grad_accum_steps. With fewer GPUs keep the

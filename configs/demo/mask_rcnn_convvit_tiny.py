@@ -10,7 +10,7 @@ from vitdet_bench.config import LazyCall as L
 from vitdet_bench.modeling import ConvViT
 
 from ...projects.common.demo import DEMO_VIT as _DEMO_VIT
-from .mask_rcnn_vit_tiny import dataloader, _image_size, lr_multiplier, model, optimizer, train, _width_scale
+from .mask_rcnn_vit_tiny import _image_size, _width_scale, dataloader, lr_multiplier, model, optimizer, train
 
 _depths = (2, 2, 3)
 _global_blocks = [0, 2]

@@ -8,12 +8,12 @@
 # The anchors, IoU thresholds, losses, norms, LSJ range and schedule shape are the paper's.
 # `make demo-detector` trains it from random init; the benchmark's five initializations
 # (configs/demo/bench/*.py) start from bench_vit_tiny.py, which adds the paper's position choices.
+from ...projects.common.demo import DEMO_VIT as _DEMO_VIT
 from ..common.data.coco_lsj import dataloader
 from ..common.models.mask_rcnn_vit import model
 from ..common.optim import AdamW as optimizer
 from ..common.schedule import cosine_lr_multiplier as lr_multiplier
 from ..common.train import train
-from ...projects.common.demo import DEMO_VIT as _DEMO_VIT
 
 _image_size = 256
 _width_scale = 8  # the paper's channel widths / this

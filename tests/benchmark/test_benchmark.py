@@ -11,12 +11,13 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import REPO
-from helpers.runs import planted_detections as _planted_detections
 from vitdet_bench.benchmark import Runner, load_benchmark, write_report
 from vitdet_bench.benchmark.collect import METRICS, collect_run
 from vitdet_bench.data.demo import DEMO_VERSION
 from vitdet_bench.evaluation.tide import MAIN_ERRORS, SPECIAL_ERRORS, run_tide
+
+from conftest import REPO
+from helpers.runs import planted_detections as _planted_detections
 
 
 def test_tide_numbers_equal_tidecv_called_directly(demo_root, tmp_path):
@@ -166,7 +167,8 @@ def test_missing_and_partial_runs_are_reported(tiny_benchmark, tmp_path):
     spec = copy.copy(tiny_benchmark)
     spec.output_dir = str(tmp_path / "report")
     out = write_report(spec, [collect_run("random", src), r, missing], tide=True)
-    assert [row[:2] for row in out["results"]] == [["random", "complete"], ["truncated", "partial"], ["missing", "missing"]]
+    assert [row[:2] for row in out["results"]] == [["random", "complete"], ["truncated", "partial"],
+                                                   ["missing", "missing"]]
     text = open(tmp_path / "report" / "report.md").read()
     assert "`missing` (missing): no run directory" in text and "`truncated` (partial)" in text
 
@@ -225,7 +227,8 @@ def test_summary_intervals_verdicts_convergence_and_profile(tiny_benchmark):
             assert s.verdict("bbox") == ("better" if lo > 0 else "worse" if hi < 0 else "within")
     rows = {row[0]: row for row in out["summary_rows"]}
     mae = next(r for r in results if r.init == "mae")
-    assert mae.pretrain["method"] == "mae" and mae.pretrain["images_seen"] == 4 * 4 and mae.pretrain["data_images"] == 64
+    assert (mae.pretrain["method"] == "mae" and mae.pretrain["images_seen"] == 4 * 4
+            and mae.pretrain["data_images"] == 64)
     assert rows["mae"][out["summary_headers"].index("pre-training seen")] == "16 images, 0.25 ep"
     assert rows["random"][out["summary_headers"].index("pre-training seen")] == "-"
     report = open(os.path.join(spec.output_dir, "report.md")).read()
@@ -234,7 +237,8 @@ def test_summary_intervals_verdicts_convergence_and_profile(tiny_benchmark):
     assert "box / mask AP @2" in report and "box / mask AP @4" in report  # the convergence table
     assert "Where training time goes" in report and "| forward" in report  # the profile of the first run
     summary = json.load(open(os.path.join(spec.output_dir, "summary.json")))
-    assert [x["name"] for x in summary["inits"]] == ["random", "mae", "beit"] and summary["bootstrap"]["resamples"] == 50
+    assert ([x["name"] for x in summary["inits"]] == ["random", "mae", "beit"]
+            and summary["bootstrap"]["resamples"] == 50)
 
 
 def test_bootstrap_aggregation_equals_a_direct_computation(tiny_benchmark, tmp_path):
@@ -314,13 +318,19 @@ def test_device_selection_picks_the_profile_and_reaches_every_run(monkeypatch, t
     mae = next(i for i in spec.inits if i.name == "mae")
     assert "train.device=cuda" in runner.detection_overrides(mae)
     assert "train.device=cuda" in runner._step_overrides(mae, mae.pretrain[0])
-    assert "train.seed=2" in runner.detection_overrides(mae, seed=2) and runner.spec.run_dir("mae", 2).endswith("mae_seed2")
+    assert ("train.seed=2" in runner.detection_overrides(mae, seed=2)
+            and runner.spec.run_dir("mae", 2).endswith("mae_seed2"))
     # tools/benchmark.py: --device cpu on the GPU file runs it on the CPU (what --print-commands shows).
-    proc = subprocess.run([sys.executable, os.path.join(REPO, "tools/benchmark.py"), "--device", "cpu", "--config-file",
-                           os.path.join(REPO, "configs/benchmark/demo_gpu.py"), "--print-commands", "--seeds", "2"],
-                          env=dict(os.environ, PYTHONPATH=REPO), capture_output=True, text=True, check=True)
+    command = [sys.executable, os.path.join(REPO, "tools/benchmark.py"), "--device", "cpu", "--config-file",
+               os.path.join(REPO, "configs/benchmark/demo_gpu.py"), "--print-commands", "--seeds", "2"]
+    proc = subprocess.run(command + ["--search", "none"], env=dict(os.environ, PYTHONPATH=REPO), capture_output=True,
+                          text=True, check=True)
     assert "train.device=cpu" in proc.stdout and "train.device=cuda" not in proc.stdout
     assert "runs/mae_seed1" in proc.stdout
+    # With its search, the first round's points come first, then the step that selects and runs the rest.
+    proc = subprocess.run(command, env=dict(os.environ, PYTHONPATH=REPO), capture_output=True, text=True, check=True)
+    assert "train.device=cuda" not in proc.stdout and "search/mae/grid_lr" in proc.stdout
+    assert "--search-step mae" in proc.stdout and "runs/mae_seed1" not in proc.stdout
 
 
 def test_iterations_to_reach_interpolates_between_evaluations():

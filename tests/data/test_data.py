@@ -20,7 +20,7 @@ from vitdet_bench.data import (
     get_detection_dataset,
     load_coco_json,
 )
-from vitdet_bench.data.demo import DEFAULT_SPLITS, draw_demo_image, ensure_demo_pool, generate_split, pool_file_name
+from vitdet_bench.data.demo import draw_demo_image, generate_split
 
 
 def test_demo_dataset_is_deterministic_and_exercises_all_formats(tmp_path):
@@ -41,50 +41,36 @@ def test_demo_dataset_is_deterministic_and_exercises_all_formats(tmp_path):
 def test_demo_images_are_drawn_by_index_in_any_order():
     """An image depends only on (seed, split, index): drawing out of order, or again, gives the same
     pixels, and the splits' streams differ."""
-    forward = [draw_demo_image(0, "pool", i).image for i in range(6)]
-    backward = [draw_demo_image(0, "pool", i).image for i in reversed(range(6))][::-1]
+    forward = [draw_demo_image(0, "train", i).image for i in range(6)]
+    backward = [draw_demo_image(0, "train", i).image for i in reversed(range(6))][::-1]
     assert all(np.array_equal(a, b) for a, b in zip(forward, backward))
-    assert not np.array_equal(draw_demo_image(0, "pool", 3).image, draw_demo_image(0, "val", 3).image)
-    assert not np.array_equal(draw_demo_image(0, "pool", 3).image, draw_demo_image(1, "pool", 3).image)
-    with pytest.raises(ValueError, match="unknown demo split 'test'"):
-        draw_demo_image(0, "test", 0)
+    assert not np.array_equal(draw_demo_image(0, "train", 3).image, draw_demo_image(0, "val", 3).image)
+    assert not np.array_equal(draw_demo_image(0, "train", 3).image, draw_demo_image(1, "train", 3).image)
+    with pytest.raises(ValueError, match="unknown demo split 'pool'"):
+        draw_demo_image(0, "pool", 0)  # the pool is object-centric: demo_pool.draw_pool_image
 
 
-def test_demo_pool_is_deterministic_and_a_prefix_of_larger_pools(tmp_path):
-    """Written twice (in parallel and serially, different sizes), the pool's files are the same bytes;
-    each file is the drawn image (JPEG of it) and labels.json holds the largest visible class."""
-    import cv2
-
-    a = ensure_demo_pool(24, root=str(tmp_path / "a"), workers=2)
-    b = ensure_demo_pool(16, root=str(tmp_path / "b"), workers=1)
-    labels = json.load(open(os.path.join(a, "labels.json")))
-    assert labels["classes"] == ["circle", "square", "triangle", "star"] and len(labels["labels"]) == 24
-    for i in range(16):
-        fa, fb = os.path.join(a, pool_file_name(i)), os.path.join(b, pool_file_name(i))
-        assert open(fa, "rb").read() == open(fb, "rb").read()
-    for i in (0, 23):
-        drawn = draw_demo_image(0, "pool", i)
-        ok, enc = cv2.imencode(".jpg", drawn.image[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 90])
-        assert ok and enc.tobytes() == open(os.path.join(a, pool_file_name(i)), "rb").read()
-        assert labels["labels"][i] == drawn.label
-    assert ensure_demo_pool(24, root=str(tmp_path / "a")) == a  # cached: not drawn again
-
-
-def test_demo_pool_shares_no_image_with_the_detection_splits(demo_root):
-    """No pool image (the first 500 of them) is pixel-identical to a val image, and the pool's
-    random stream is not the val split's."""
-    import hashlib
-
-    val = {hashlib.sha1(draw_demo_image(0, "val", i).image.tobytes()).hexdigest()
-           for i in range(DEFAULT_SPLITS["val"])}
-    assert len(val) == DEFAULT_SPLITS["val"]
-    pool = {hashlib.sha1(draw_demo_image(0, "pool", i).image.tobytes()).hexdigest() for i in range(500)}
-    assert len(pool) == 500 and not pool & val
-    # The val split on disk is what the generator draws (the pool check is about the real files).
+def test_val_files_on_disk_are_what_the_generator_draws(demo_root):
     import cv2
 
     ok, enc = cv2.imencode(".jpg", draw_demo_image(0, "val", 0).image[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 95])
     assert ok and enc.tobytes() == open(os.path.join(demo_root, "val", "000001.jpg"), "rb").read()
+
+
+def test_named_slices_of_the_splits(demo_root):
+    """The subsets are slices of their split with the split's image files: the tuning search's
+    training and selection images partition demo_train, and the curve's images start demo_val."""
+    train = json.load(open(os.path.join(demo_root, "train.json")))
+    search = json.load(open(os.path.join(demo_root, "train_search.json")))
+    select = json.load(open(os.path.join(demo_root, "select.json")))
+    val100 = json.load(open(os.path.join(demo_root, "val100.json")))
+    val = json.load(open(os.path.join(demo_root, "val.json")))
+    ids = lambda d: [im["id"] for im in d["images"]]  # noqa: E731
+    assert ids(search) + ids(select) == ids(train) and len(ids(select)) == 200
+    assert ids(val100) == ids(val)[:100]
+    for sub, full in ((search, train), (select, train), (val100, val)):
+        keep = set(ids(sub))
+        assert sub["annotations"] == [a for a in full["annotations"] if a["image_id"] in keep]
 
 
 def test_demo_dataset_has_crowd_regions(demo_root):

@@ -62,6 +62,8 @@ benchmark = dict(
     bootstrap=dict(resamples=20, level=0.95, seed=0),
     tide=False,
     cost=False,
+    # Job chaining is under test: every pre-training is a job, not a product of an earlier test.
+    reuse_pretraining=False,
     inits=dict({inits}),
 )
 """
@@ -71,7 +73,7 @@ MAE = ('mae=dict(config="{repo}/configs/demo/bench/mae.py", pretrain=[dict(name=
 BEIT = ('beit=dict(config="{repo}/configs/demo/bench/beit.py", pretrain=['
         'dict(name="tokenizer", tool="tokenizer", config="{repo}/projects/BEiT/configs/tokenizer_vq_demo.py"),'
         'dict(name="beit", config="{repo}/projects/BEiT/configs/beit_vit_tiny_demo.py",'
-        ' overrides=["tokenizer.path={{{{tokenizer}}}}/tokenizer_final.pth"])]),')
+        ' overrides=["tokenizer.path={tokenizer}/tokenizer_final.pth"])]),')
 # Pre-training that fails at once (AdamW refuses a negative lr), and the fine-tuning that needs it.
 BROKEN = ('broken=dict(config="{repo}/configs/demo/bench/mae.py", pretrain=[dict(name="mae", '
           'config="{repo}/projects/MAE/configs/mae_vit_tiny_demo.py", overrides=["optimizer.lr=-1"])]),')

@@ -188,7 +188,8 @@ def test_beit_block_masks_have_the_configured_ratio_and_block_sizes():
 
 def test_supervised_demo_labels_are_the_largest_objects_category(demo_root):
     from vitdet_bench.data.catalog import load_dataset
-    from vitdet_bench.data.demo import draw_demo_image
+    from vitdet_bench.data.demo_pool import draw_pool_image
+    from vitdet_bench.data.mapper import read_image
 
     # Detection images as pre-training data: the category of the largest annotated object.
     records, meta = detection_image_dataset("demo_minival")
@@ -197,16 +198,17 @@ def test_supervised_demo_labels_are_the_largest_objects_category(demo_root):
     for rec, det in zip(records, det_records):
         areas = [a["bbox"][2] * a["bbox"][3] for a in det["annotations"]]
         assert rec["label"] == det["annotations"][int(np.argmax(areas))]["category_id"]
-    # The demo pool (what the supervised demo init trains on): the largest visible object's class,
-    # computed here from the drawn masks; the same images without labels for the other methods.
+    # The demo pool (what the supervised demo init trains on): each image's dominant shape's class,
+    # read back from the memory-mapped pool; the same rows without labels for the other methods.
     pool, pool_meta = demo_pool_dataset(size=40, labels=True)
     plain, _ = demo_pool_dataset(size=40)
     assert pool_meta.classes == meta.classes == ("circle", "square", "triangle", "star")
     for i, (rec, unlabelled) in enumerate(zip(pool, plain)):
-        drawn = draw_demo_image(0, "pool", i)
-        visible = [int(m.sum()) for m in drawn.masks]
-        assert rec["label"] == drawn.classes[int(np.argmax(visible))]
-        assert unlabelled["label"] == -1 and unlabelled["file_name"] == rec["file_name"]
+        drawn = draw_pool_image(0, "pool", i)
+        assert rec["label"] == drawn.classes[0]
+        assert read_image(rec).shape == drawn.image.shape
+        assert np.array_equal(read_image(rec), drawn.image)
+        assert unlabelled["label"] == -1 and unlabelled["array_index"] == rec["array_index"] == i
 
 
 def test_tokenizer_errors_say_what_is_needed(tmp_path):

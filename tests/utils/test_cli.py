@@ -58,7 +58,9 @@ def test_benchmark_only_then_an_override_then_a_flag(tmp_path):
     """The README's example, plus a flag after the override: both are honoured."""
     proc = _tool("tools/benchmark.py", "--only", "mae", "random", f"output_dir={tmp_path}/try", "--print-commands")
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert f"train.output_dir={tmp_path}/try/runs/mae" in proc.stdout and "# random: random" in proc.stdout
+    # The demo tunes each init first: mae's jobs are its search points, then its selection step.
+    assert f"train.output_dir={tmp_path}/try/search/mae/" in proc.stdout and "# random: random" in proc.stdout
+    assert "--search-step mae" in proc.stdout
 
 
 @pytest.mark.parametrize("tool, config", [

@@ -13,6 +13,10 @@ import os
 import statistics
 from dataclasses import asdict, dataclass, field
 
+from omegaconf import OmegaConf
+
+from .search import find_drop_path_key
+
 __all__ = ["RunResult", "collect_run", "METRICS", "TASKS"]
 
 METRICS = ("AP", "AP50", "AP75", "APs", "APm", "APl")
@@ -45,6 +49,9 @@ class RunResult:
     pretrain: dict = field(default_factory=dict)  # what the backbone saw before (Runner.pretrain_info)
     device: str = ""  # train.device of the config
     device_info: str = ""  # what it ran on (processor / GPU, threads, torch), from run_info.json
+    eval_dataset: str = ""  # the dataset the final APs score (dataloader.test)
+    curve_dataset: str = ""  # the dataset of the convergence curve (train.eval_subset, else eval_dataset)
+    hyper: dict = field(default_factory=dict)  # lr (at the config's reference batch), weight_decay, drop_path
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -86,6 +93,11 @@ def _read_config(res: RunResult, path: str) -> None:
         res.device = str(cfg.train.get("device", ""))
         res.batch_size = int(cfg.dataloader.train.total_batch_size) * int(cfg.train.get("grad_accum_steps", 1))
         res.init_checkpoint = str(cfg.train.get("init_checkpoint") or "")
+        res.eval_dataset = str(cfg.dataloader.test.dataset.names)
+        res.curve_dataset = str(cfg.train.get("eval_subset") or res.eval_dataset)
+        key = find_drop_path_key(cfg.model)
+        res.hyper = {"lr": float(cfg.optimizer.lr), "weight_decay": float(cfg.optimizer.weight_decay),
+                     "drop_path": float(OmegaConf.select(cfg, key)) if key else None}
     except Exception as e:  # yaml errors, missing keys, values that are not numbers
         res.max_iter = res.batch_size = None
         first = str(e).splitlines()[0] if str(e) else ""
@@ -143,9 +155,13 @@ def collect_run(name: str, run_dir: str) -> RunResult:
     mems = [r["max_mem_mb"] for r in rows if isinstance(r.get("max_mem_mb"), (int, float))]
     res.peak_mem_mb = max(mems) if mems else None
     res.train_time_s = info.get("train_time_s") or (res.s_per_iter * res.iterations if res.s_per_iter else None)
+    # The curve: every evaluation of train.eval_subset when the run had one (curve/* keys, the final
+    # evaluation included), else every evaluation of the test set.
+    prefix = "curve/" if any("curve/bbox/AP" in r for r in rows) else ""
     for r in rows:
-        if "bbox/AP" in r:
-            point = {"iteration": r["iteration"] + 1, "bbox/AP": r["bbox/AP"], "segm/AP": r.get("segm/AP")}
+        if f"{prefix}bbox/AP" in r:
+            point = {"iteration": r["iteration"] + 1, "bbox/AP": r[f"{prefix}bbox/AP"],
+                     "segm/AP": r.get(f"{prefix}segm/AP")}
             if res.batch_size and res.train_images:
                 point["epoch"] = round(point["iteration"] * res.batch_size / res.train_images, 3)
             res.curve.append(point)

@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import platform
 import json
 import logging
 import math
 import os
+import platform
 from dataclasses import asdict
 
 import numpy as np
@@ -19,7 +19,18 @@ from tabulate import tabulate
 
 from ..evaluation.tide import MAIN_ERRORS, SPECIAL_ERRORS, plot_tide_comparison, run_tide, tide_markdown
 from .collect import METRICS, RESULTS_FILE, TASKS, RunResult
+from .report_sections import (
+    headline_probe,
+    pretrain_markdown,
+    probe_cell,
+    probe_markdown,
+    search_cell,
+    search_markdown,
+    stages_markdown,
+)
 from .uncertainty import InitSummary, iterations_to_reach, summarize_inits
+
+BOOTSTRAP = {"resamples": 500, "level": 0.95, "seed": 0}
 
 __all__ = ["comparison_rows", "summary_rows", "tide_for_run", "write_report", "gt_json_for_run"]
 
@@ -71,14 +82,25 @@ def _pretrain_cell(info: dict) -> str:
     return ", ".join(p for p in parts if p) or "-"
 
 
-def summary_rows(results: list[RunResult], summaries: list[InitSummary], baseline: str = "random") -> tuple[list[str], list[list]]:
-    """One row per initialization: APs with intervals, the difference to random, pre-training seen,
-    and the iterations it needs to reach random's final box AP."""
+def _curve_target(results: list[RunResult], baseline: str) -> float | None:
+    """Random's final box AP on the curve's images (the last curve point, mean over its seeds)."""
+    last = [r.curve[-1]["bbox/AP"] for r in results if r.init == baseline and r.status == "complete" and r.curve]
+    last = [v for v in last if v is not None and not math.isnan(v)]
+    return float(np.mean(last)) if last else None
+
+
+def summary_rows(results: list[RunResult], summaries: list[InitSummary], baseline: str = "random",
+                 probes: dict[str, str] | None = None,
+                 searches: dict[str, str] | None = None) -> tuple[list[str], list[list]]:
+    """One row per initialization: APs with intervals, the difference to random, the probe of its
+    encoder, the lr / wd / drop path it was fine-tuned with, pre-training seen, and the iterations
+    it needs to reach random's final box AP (on the convergence curve's images)."""
     by_name = {s.name: s for s in summaries}
-    target = by_name[baseline].ap.get("bbox") if baseline in by_name else None
+    target = _curve_target(results, baseline) if baseline in by_name else None
     headers = ["init", "runs", "box AP [95% CI]", "mask AP [95% CI]", f"box AP - {baseline} [95% CI]",
-               f"mask AP - {baseline} [95% CI]", "verdict (box)", "pre-training seen",
-               f"iters to {baseline}'s final box AP", "fine-tune iters"]
+               f"mask AP - {baseline} [95% CI]", "verdict (box)", "probe top-1 [95% CI], vs random",
+               "chosen lr / wd / dp", "pre-training seen", f"iters to {baseline}'s final box AP", "fine-tune iters"]
+    probes, searches = probes or {}, searches or {}
     rows, seen = [], []
     for r in results:
         if r.init in seen:
@@ -87,10 +109,11 @@ def summary_rows(results: list[RunResult], summaries: list[InitSummary], baselin
         s = by_name.get(r.init)
         runs = [x for x in results if x.init == r.init]
         if s is None:
-            rows.append([r.init, f"0 of {len(runs)} complete"] + ["-"] * 5 + [_pretrain_cell(r.pretrain), "-",
-                        _fmt(r.max_iter)])
+            rows.append([r.init, f"0 of {len(runs)} complete"] + ["-"] * 5 + [
+                probes.get(r.init, "-"), searches.get(r.init, "-"), _pretrain_cell(r.pretrain), "-", _fmt(r.max_iter)])
             continue
-        reach = [iterations_to_reach(x.curve, target) for x in runs if x.status == "complete"] if target is not None else []
+        reach = ([iterations_to_reach(x.curve, target) for x in runs if x.status == "complete"]
+                 if target is not None else [])
         reach_cell = "-"
         if reach and r.init != baseline:
             done = [v for v in reach if v is not None]
@@ -102,7 +125,8 @@ def summary_rows(results: list[RunResult], summaries: list[InitSummary], baselin
             _ci(s.ap.get("segm"), s.ci.get("segm"), s.std.get("segm")),
             _ci(s.delta.get("bbox"), s.delta_ci.get("bbox"), signed=True),
             _ci(s.delta.get("segm"), s.delta_ci.get("segm"), signed=True),
-            s.verdict("bbox") or "-", _pretrain_cell(r.pretrain), reach_cell, _fmt(r.max_iter),
+            s.verdict("bbox") or "-", probes.get(r.init, "-"), searches.get(r.init, "-"), _pretrain_cell(r.pretrain),
+            reach_cell, _fmt(r.max_iter),
         ])
     return headers, rows
 
@@ -121,9 +145,11 @@ def _verdict_sentences(summaries: list[InitSummary], level: float, baseline: str
                 continue
             v = s.verdict(task)
             if v == "better":
-                parts.append(f"beats {baseline} by {d:+.2f} {label} ({pct} CI [{ci[0]:+.2f}, {ci[1]:+.2f}], beyond the uncertainty)")
+                parts.append(f"beats {baseline} by {d:+.2f} {label} ({pct} CI [{ci[0]:+.2f}, {ci[1]:+.2f}], "
+                             "beyond the uncertainty)")
             elif v == "worse":
-                parts.append(f"is below {baseline} by {d:+.2f} {label} ({pct} CI [{ci[0]:+.2f}, {ci[1]:+.2f}], beyond the uncertainty)")
+                parts.append(f"is below {baseline} by {d:+.2f} {label} ({pct} CI [{ci[0]:+.2f}, {ci[1]:+.2f}], "
+                             "beyond the uncertainty)")
             else:
                 parts.append(f"differs from {baseline} by {d:+.2f} {label}, within the uncertainty "
                              f"({pct} CI [{ci[0]:+.2f}, {ci[1]:+.2f}] includes 0)")
@@ -205,6 +231,29 @@ def _convergence_plot(results: list[RunResult], path: str) -> str | None:
     return path
 
 
+def _image_count(json_file: str) -> int:
+    with open(json_file, encoding="utf-8") as f:
+        return len(json.load(f)["images"])
+
+
+def evaluation_sets(results: list[RunResult]) -> dict:
+    """What the APs are computed on: the final evaluation's dataset and image count (the bootstrap's
+    resampling units) and the convergence curve's (``train.eval_subset``, or the same)."""
+    from ..data.catalog import get_dataset_spec
+
+    r = next((r for r in results if r.status == "complete"), None)
+    if r is None:
+        return {}
+    out = {"val_dataset": r.eval_dataset, "val_images": _image_count(gt_json_for_run(r.run_dir)),
+           "curve_dataset": r.curve_dataset or r.eval_dataset}
+    try:
+        out["curve_images"] = (out["val_images"] if out["curve_dataset"] == r.eval_dataset else
+                               _image_count(get_dataset_spec(out["curve_dataset"]).json_file))
+    except (KeyError, OSError, ValueError):
+        out["curve_images"] = None
+    return out
+
+
 def _uncertainty(spec, results: list[RunResult]) -> list[InitSummary]:
     """Bootstrap summaries of the complete runs (empty when none is complete or the runs were
     evaluated on different validation sets)."""
@@ -216,11 +265,30 @@ def _uncertainty(spec, results: list[RunResult]) -> list[InitSummary]:
         logger.warning("Runs were evaluated on different ground truth (%s): no confidence intervals", sorted(gts))
         return []
     gt = gts.pop()
-    with open(gt, encoding="utf-8") as f:
-        num_images = len(json.load(f)["images"])
     b = getattr(spec, "bootstrap", None) or {"resamples": 500, "level": 0.95, "seed": 0}
-    return summarize_inits(results, gt, num_images, resamples=int(b["resamples"]), level=float(b["level"]),
+    return summarize_inits(results, gt, _image_count(gt), resamples=int(b["resamples"]), level=float(b["level"]),
                            seed=int(b["seed"]))
+
+
+def _probe_tables(spec, extras: dict) -> tuple[dict, dict[str, str], dict]:
+    """Intervals of every probe result (random as the baseline), their notes, and the probe's facts."""
+    from ..evaluation.probe import probe_intervals
+
+    probes = extras.get("probes") or {}
+    done = {name: r for name, (r, _) in probes.items() if r is not None}
+    notes = {name: note for name, (_, note) in probes.items() if note}
+    b = getattr(spec, "bootstrap", None) or BOOTSTRAP
+    intervals = probe_intervals(done, resamples=max(int(b["resamples"]), 1000), level=float(b["level"]),
+                                seed=int(b["seed"])) if done else {}
+    p = getattr(spec, "probe", None)
+    info = {}
+    if p is not None:
+        info = {"train": p.train if p.dataset == "demo" else f"{p.train} per class",
+                "test": next(iter(done.values())).num_test if done else p.test,
+                "source": "the demo generator's probe set: object-centric images of the pool's kind, none of them a "
+                          "pre-training or detection image" if p.dataset == "demo" else f"{p.root}",
+                "level": float(b["level"])}
+    return intervals, notes, info
 
 
 def _write_table(path_stem: str, headers: list[str], rows: list[list]) -> None:
@@ -232,9 +300,12 @@ def _write_table(path_stem: str, headers: list[str], rows: list[list]) -> None:
         w.writerows(rows)
 
 
-def write_report(spec, results: list[RunResult], tide: bool = True, elapsed_s: float | None = None) -> dict:
+def write_report(spec, results: list[RunResult], tide: bool = True, elapsed_s: float | None = None,
+                 extras: dict | None = None) -> dict:
     """Write every output into ``spec.output_dir``; returns what it wrote, the TIDE numbers and
-    the per-initialization summaries."""
+    the per-initialization summaries. ``extras`` (:meth:`Runner.collect_extras`): the probes, the
+    searches, the pre-training steps and the stage times."""
+    extras = extras or {}
     out = spec.output_dir
     os.makedirs(out, exist_ok=True)
     headers, rows = comparison_rows(results)
@@ -242,10 +313,27 @@ def write_report(spec, results: list[RunResult], tide: bool = True, elapsed_s: f
     with open(os.path.join(out, "results.json"), "w") as f:
         json.dump([r.to_dict() for r in results], f, indent=1)
     summaries = _uncertainty(spec, results)
-    s_headers, s_rows = summary_rows(results, summaries)
+    intervals, notes, probe_info = _probe_tables(spec, extras)
+    searches = extras.get("searches") or {}
+    s_headers, s_rows = summary_rows(results, summaries,
+                                     probes={i: probe_cell(intervals, i, notes) for i in {r.init for r in results}},
+                                     searches={r.init: search_cell(searches.get(r.init), r.hyper) for r in results
+                                               if r.seed == 0})
     _write_table(os.path.join(out, "summary"), s_headers, s_rows)
+    sets = evaluation_sets(results)
+    by_init = []
+    for x in summaries:
+        entry = asdict(x)
+        entry["search"] = searches.get(x.name)
+        entry["probe"] = intervals.get(x.name)
+        by_init.append(entry)
     with open(os.path.join(out, "summary.json"), "w") as f:
-        json.dump({"bootstrap": getattr(spec, "bootstrap", None), "inits": [asdict(x) for x in summaries]}, f, indent=1)
+        json.dump({"bootstrap": getattr(spec, "bootstrap", None), "evaluation": sets,
+                   "search_protocol": spec.search.describe() if getattr(spec, "search", None) else None,
+                   "probe": {"headline": headline_probe(intervals), **probe_info} if intervals else None,
+                   "inits": by_init,
+                   "searches": {k: v for k, v in searches.items() if v and k not in {x.name for x in summaries}},
+                   "stages": extras.get("stages") or []}, f, indent=1)
     convergence = _convergence_plot(results, os.path.join(out, "convergence.png"))
 
     tide_results: dict[str, dict] = {}
@@ -263,11 +351,25 @@ def write_report(spec, results: list[RunResult], tide: bool = True, elapsed_s: f
             with open(os.path.join(tide_dir, "tide.md"), "w") as f:
                 f.write(tide_markdown(tide_results))
 
+    sections = (probe_markdown(intervals, notes, probe_info)
+                + search_markdown(searches, out, resolve_device_name(spec))
+                + pretrain_markdown(extras.get("pretrain_steps") or [], out)
+                + stages_markdown(extras.get("stages") or [], getattr(spec, "concurrent_runs", 1)))
     with open(os.path.join(out, "report.md"), "w") as f:
         f.write(_report_markdown(spec, results, headers, rows, convergence, tide_results, summaries,
-                                 (s_headers, s_rows), elapsed_s))
+                                 (s_headers, s_rows), elapsed_s, sets, sections))
     return {"results": rows, "headers": headers, "tide": tide_results, "summaries": summaries,
-            "summary_headers": s_headers, "summary_rows": s_rows}
+            "summary_headers": s_headers, "summary_rows": s_rows, "probe_intervals": intervals, "evaluation": sets}
+
+
+def resolve_device_name(spec) -> str:
+    """"cuda" or "cpu": what the benchmark trains on (for the search's cost unit)."""
+    from .spec import resolve_benchmark_device
+
+    try:
+        return resolve_benchmark_device(getattr(spec, "device", "auto"))
+    except ValueError:
+        return "cpu"
 
 
 def _environment(results: list[RunResult]) -> str:
@@ -307,7 +409,7 @@ def _profile_markdown(results: list[RunResult]) -> list[str]:
 
 
 def _report_markdown(spec, results, headers, rows, convergence, tide_results, summaries, summary_table,
-                     elapsed_s) -> str:
+                     elapsed_s, sets: dict | None = None, sections: list[str] | None = None) -> str:
     b = getattr(spec, "bootstrap", None) or {"resamples": 500, "level": 0.95, "seed": 0}
     lines = [f"# Benchmark `{spec.name}`", ""]
     profile = getattr(spec, "profile", "") or "custom"
@@ -319,17 +421,33 @@ def _report_markdown(spec, results, headers, rows, convergence, tide_results, su
         lines += ["**Not complete:**", ""]
         lines += [f"- `{r.name}` ({r.status}): " + "; ".join(r.problems) for r in bad]
         lines.append("")
-    lines += ["## Which initialization is best", "", tabulate(summary_table[1], headers=summary_table[0], tablefmt="github"), ""]
+    sets = sets or {}
+    search = getattr(spec, "search", None)
+    if search is not None:
+        lines += [f"Tuning protocol: {search.describe()}.", ""]
+    lines += ["## Which initialization is best", "",
+              tabulate(summary_table[1], headers=summary_table[0], tablefmt="github"), ""]
+    on = (f"the {sets['val_images']} images of `{sets['val_dataset']}`" if sets.get("val_images")
+          else "the validation images")
+    curve = (f" The convergence curve and the iterations to random's final box AP are on the "
+             f"{sets['curve_images']} images of `{sets['curve_dataset']}` (every evaluation scores them; the final "
+             f"one also scores all of `{sets['val_dataset']}`)." if sets.get("curve_dataset") not in
+             (None, sets.get("val_dataset")) else "")
     lines += [f"Each AP is the final COCO AP (mean over seeds, ± their standard deviation when there are several) with "
-              f"a {float(b['level']):.0%} percentile bootstrap interval over the validation images ({int(b['resamples'])} "
-              f"resamples, seed {int(b['seed'])}; with several seeds each replicate also redraws the seeds). Differences "
-              "to random are paired: every initialization is scored on the same resamples. A verdict is `better` or "
-              "`worse` when the interval of the difference excludes 0, `within` when it does not. The last columns: the "
-              "images the backbone was pre-trained on (and epochs over its data), and the fine-tuning iterations it needed "
-              "to reach random's final box AP (linear between evaluations; the paper's convergence comparison).", ""]
+              f"a {float(b['level']):.0%} percentile bootstrap interval over {on} ({int(b['resamples'])} "
+              f"resamples, seed {int(b['seed'])}; with several seeds each replicate also redraws the seeds). "
+              "Differences to random are paired: every initialization is scored on the same resamples. "
+              "A verdict is `better` or "
+              "`worse` when the interval of the difference excludes 0, `within` when it does not. The probe column: "
+              "top-1 accuracy of the frozen encoder (section below), its interval and its difference to the random "
+              "encoder's, with whether it is `above random`. Then the lr / weight decay / drop path the run was "
+              "fine-tuned with (the search's choice, or the recipe's), the images the backbone was pre-trained on "
+              "(and epochs over its data), and the fine-tuning iterations it needed to reach random's final box AP "
+              "(linear between evaluations; the paper's convergence comparison)." + curve, ""]
     words = _verdict_sentences(summaries, float(b["level"]))
     if words:
         lines += ["In words:", ""] + words + [""]
+    lines += list(sections or [])
     lines += ["## All runs (COCO metrics at the end of fine-tuning)", "",
               tabulate(rows, headers=headers, tablefmt="github"), "",
               "Also as `results.csv` and `results.json` (with the convergence points), and the summary as "
@@ -353,7 +471,8 @@ def _report_markdown(spec, results, headers, rows, convergence, tide_results, su
               "FLOPs: fvcore, backbone + neck on one padded test image (one multiply-add = one flop). "
               "Train s/iter: median of the logged iteration times. Peak memory: CUDA max allocated, or on the CPU "
               "the process's max RSS, which only grows, so when the runner trains several runs in one process a "
-              "later run's value includes the earlier ones. For the backbone variants' cost use `tools/benchmark_backbone.py`.", ""]
+              "later run's value includes the earlier ones. For the backbone variants' cost use "
+              "`tools/benchmark_backbone.py`.", ""]
     lines += _profile_markdown(results)
     lines += ["## Runs and configs", ""]
     for init in spec.inits:

@@ -35,9 +35,9 @@ from omegaconf import DictConfig
 
 from ..config import instantiate
 from ..engine.defaults import build_model, resolve_num_classes
-from ..utils.events import EventStorage
 from ..engine.speed import inference_amp_dtype, inference_context
 from ..engine.train_loop import AMP_DTYPES, SimpleTrainer
+from ..utils.events import EventStorage
 from ..utils.timing import peak_memory_mb, reset_peak_memory, synchronize, time_steps
 from .flops import achieved_tflops, bf16_peak_tflops, count_flops, mfu
 

@@ -2,10 +2,14 @@
 
 ``coco_2017_train`` / ``coco_2017_val`` are predefined under ``$VITDET_BENCH_DATASETS`` (falling back
 to ``$DETECTRON2_DATASETS``, then ``./datasets``), laid out as Detectron2 expects:
-``coco/annotations/instances_train2017.json`` and ``coco/train2017/``. ``demo_train`` / ``demo_val``
-(2,000 / 250 images) are the bundled synthetic dataset, generated on first use; ``demo_minival`` is
-the first 50 ``demo_val`` images, for quick evaluations. Any other COCO-format dataset is one
-call (or one config line) away: :func:`register_coco_instances`.
+``coco/annotations/instances_train2017.json`` and ``coco/train2017/``; ``coco_2017_select`` /
+``coco_2017_train_search`` are 5,000 train2017 images held out for the tuning search and the rest
+(:mod:`.held_out`, made on first use). ``demo_train`` / ``demo_val``
+(2,000 / 250 images) are the bundled synthetic dataset, generated on first use, with named slices
+(``demo.SUBSETS``): ``demo_minival`` / ``demo_val100`` the first 50 / 100 ``demo_val`` images (quick
+evaluations, the benchmark's convergence curve), ``demo_train_search`` / ``demo_select`` the first
+1,800 / last 200 ``demo_train`` images (the tuning search's training and selection split). Any other
+COCO-format dataset is one call (or one config line) away: :func:`register_coco_instances`.
 """
 
 from __future__ import annotations
@@ -118,8 +122,22 @@ def _demo(split: str, image_dir: str) -> DatasetSpec:
     return DatasetSpec(f"demo_{split}", os.path.join(root, f"{split}.json"), os.path.join(root, image_dir))
 
 
+# The tuning search's selection split at COCO scale: 5,000 train2017 images held out (held_out.py).
+COCO_SELECT_IMAGES = 5000
+
+
+def _coco_held_out(part: str) -> DatasetSpec:
+    from .held_out import held_out_split
+
+    train = _coco_2017("train")
+    paths = dict(zip(("train_search", "select"), held_out_split(train.json_file, COCO_SELECT_IMAGES)))
+    return DatasetSpec(f"coco_2017_{part}", paths[part], train.image_root)
+
+
+_CATALOG["coco_2017_train_search"] = partial(_coco_held_out, "train_search")
+_CATALOG["coco_2017_select"] = partial(_coco_held_out, "select")
 for _split in ("train", "val"):
     _CATALOG[f"coco_2017_{_split}"] = partial(_coco_2017, _split)
     _CATALOG[f"demo_{_split}"] = partial(_demo, _split, _split)
-for _subset, (_split, _) in SUBSETS.items():
+for _subset, (_split, _, _) in SUBSETS.items():
     _CATALOG[f"demo_{_subset}"] = partial(_demo, _subset, _split)

@@ -6,43 +6,38 @@ any image can be produced on its own, in any order, in any process:
 * the detection splits ``train`` / ``val`` are written once into a cache directory as real JPEG
   files plus COCO instance JSON (polygon and RLE masks, a few crowd regions, occlusion between
   objects), the first time a dataset name asks for them;
-* the pre-training pool (:func:`ensure_demo_pool`, 20,000 images) is drawn with a random stream of
-  its own, so it shares no image with the detection splits, and cached as JPEG files with each
-  image's label (the category of its largest visible object: the supervised initialization's
-  target); no annotations are made. Reading a cached JPEG costs a fraction of drawing it again,
-  and every pre-training method reads the pool several times.
+* the pre-training pool and the probe set are drawn by :mod:`.demo_pool` from the same shapes and
+  backgrounds (object-centric images, with random streams of their own).
 """
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import json
 import logging
 import math
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass
-from typing import Iterator
 
 import cv2
 import numpy as np
 import pycocotools.mask as mask_util
 
+from ..utils.cache import build_directory_atomically, is_complete
+
 __all__ = [
     "DEMO_CLASSES",
     "DEMO_VERSION",
     "DEFAULT_SPLITS",
-    "POOL_SIZE",
     "SUBSETS",
     "DemoImage",
     "demo_cache_dir",
+    "draw_background",
     "draw_demo_image",
     "ensure_demo_dataset",
-    "ensure_demo_pool",
+    "fill_shape",
     "generate_split",
-    "pool_file_name",
+    "shape_polygon",
 ]
 
 logger = logging.getLogger(__name__)
@@ -51,12 +46,16 @@ DEMO_CLASSES = ("circle", "square", "triangle", "star")
 # Bump when the generator changes, so stale caches are not reused.
 DEMO_VERSION = 3
 DEFAULT_SPLITS = {"train": 2000, "val": 250}
-# Subsets written next to the splits: name -> (split, first N images). ``minival`` keeps quick
-# evaluations (tests, smoke runs) quick; the benchmark evaluates on all of ``val``.
-SUBSETS = {"minival": ("val", 50)}
-POOL_SIZE = 20000
-# Each split draws from its own random stream: (seed, stream, index) -> image.
-STREAMS = {"train": 0, "val": 1, "pool": 2}
+# Subsets written next to the splits: name -> (split, first image, end). ``minival`` keeps quick
+# evaluations (tests, smoke runs) quick; ``val100`` is what the benchmark's intermediate
+# evaluations score (the convergence curve), the final one all of ``val``. The tuning search trains
+# on ``train_search`` and selects on ``select``, the last 10% of ``train``, held out from it: never
+# on ``val``, which the table reports (``select50``, the last 50, for smoke runs).
+SUBSETS = {"minival": ("val", 0, 50), "val100": ("val", 0, 100),
+           "train_search": ("train", 0, 1800), "select": ("train", 1800, 2000), "select50": ("train", 1950, 2000)}
+# Each split draws from its own random stream: (seed, stream, index) -> image. Streams 2 and 3 are
+# the pre-training pool's and the probe set's (demo_pool.py).
+STREAMS = {"train": 0, "val": 1}
 # Detection images below this many visible pixels are not annotated (too small to learn from).
 MIN_AREA = 30
 
@@ -85,8 +84,9 @@ def _noise_field() -> np.ndarray:
     return np.random.default_rng(12345).standard_normal((512, 512, 3), dtype=np.float32)
 
 
-def _background(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
-    """Low-frequency colour noise plus a random stripe or checker texture and pixel noise, float32."""
+def draw_background(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
+    """An ``(h, w, 3)`` float32 background: low-frequency colour noise plus a random stripe or
+    checker texture and pixel noise."""
     grid = rng.uniform(40, 215, size=(4, 4, 3)).astype(np.float32)
     img = np.ascontiguousarray(np.einsum("yi,ijc,xj->yxc", _cubic_weights(h), grid, _cubic_weights(w), optimize=True))
     yy = np.arange(h, dtype=np.float32)[:, None]
@@ -106,7 +106,9 @@ def _background(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
     return img
 
 
-def _shape_polygon(rng: np.random.Generator, cls: str, cx: float, cy: float, r: float) -> np.ndarray:
+def shape_polygon(rng: np.random.Generator, cls: str, cx: float, cy: float, r: float) -> np.ndarray:
+    """The ``(K, 2)`` polygon of a shape of class ``cls`` centred at ``(cx, cy)`` with radius ``r``,
+    random rotation and mild random aspect."""
     rot = rng.uniform(0, 2 * math.pi)
     if cls == "circle":
         # An ellipse with mild eccentricity.
@@ -140,6 +142,45 @@ def _mask_to_polygons(mask: np.ndarray) -> list[list[float]]:
     return polys
 
 
+def fill_shape(rng: np.random.Generator, img: np.ndarray, owner: np.ndarray, k: int, poly: np.ndarray,
+               shade: np.ndarray | None = None) -> None:
+    """Paint polygon ``poly`` onto ``img`` (float32, in place) in a random colour kept visible against
+    the background under it (at least 60 levels apart in some channel), and mark its pixels as
+    object ``k`` in ``owner`` (so later objects occlude earlier ones).
+
+    Args:
+        rng: the image's generator (draws the colour).
+        img: ``(H, W, 3)`` float32 image.
+        owner: ``(H, W)`` int8 object index per pixel.
+        k: this object's index.
+        poly: ``(K, 2)`` polygon in pixels.
+        shade: optional ``(W, 1)`` horizontal brightness profile multiplied into the colour.
+    """
+    h, w = owner.shape
+    # Rasterise inside the shape's box only (the fill is zero elsewhere): the polygon in 1/8-pixel
+    # fixed point, moved by the box corner (whole pixels, so the same pixels as a full-image fill).
+    x1, y1 = np.clip(np.floor(poly.min(0)).astype(int) - 1, 0, None)
+    x2, y2 = np.minimum(np.ceil(poly.max(0)).astype(int) + 2, (w, h))
+    if x2 <= x1 or y2 <= y1:  # entirely outside the image
+        rng.uniform(0, 255, size=3)  # the colour draw, so later draws do not depend on it
+        return
+    box = (slice(y1, y2), slice(x1, x2))
+    local = np.zeros((y2 - y1, x2 - x1), np.uint8)
+    cv2.fillPoly(local, [np.round(poly * 8).astype(np.int32) - np.array([x1 * 8, y1 * 8], np.int32)], 1,
+                 lineType=cv2.LINE_8, shift=3)
+    inside = local.astype(bool)
+    color = rng.uniform(0, 255, size=3).astype(np.float32)
+    region = img[box]
+    bg_mean = region[inside].mean(0) if inside.any() else np.full(3, 128.0, np.float32)
+    if np.abs(color - bg_mean).max() < 60:
+        color = 255 - bg_mean
+    if shade is None:
+        region[inside] = color
+    else:
+        region[inside] = np.clip(color[None, :] * shade[x1:x2][None, :, :].repeat(y2 - y1, 0)[inside], 0, 255)
+    owner[box][inside] = k
+
+
 @dataclass
 class DemoImage:
     """One drawn image: ``image`` ``(H, W, 3)`` uint8 RGB, ``owner`` ``(H, W)`` int8 (the index of
@@ -164,7 +205,7 @@ class DemoImage:
 
 
 def draw_demo_image(seed: int, split: str, index: int) -> DemoImage:
-    """Draw image ``index`` of ``split`` ("train", "val" or "pool") for ``seed``.
+    """Draw image ``index`` of the detection split ``split`` ("train" or "val") for ``seed``.
 
     2-6 shapes of the four classes with random colour, size, rotation and aspect, drawn in order so
     later ones occlude earlier ones, on a textured, noisy background; 15% of the images also get a
@@ -173,7 +214,7 @@ def draw_demo_image(seed: int, split: str, index: int) -> DemoImage:
     rng = np.random.default_rng([seed, _stream(split), index])
     h = int(rng.choice([192, 224, 256]))
     w = int(rng.choice([224, 256]))
-    img = _background(rng, h, w)
+    img = draw_background(rng, h, w)
     shade = (1 + 0.15 * np.sin(np.linspace(0, math.pi, w, dtype=np.float32)))[None, :, None]
     owner = np.full((h, w), -1, np.int8)
     classes: list[int] = []
@@ -181,24 +222,7 @@ def draw_demo_image(seed: int, split: str, index: int) -> DemoImage:
         cls = int(rng.integers(len(DEMO_CLASSES)))
         r = rng.uniform(12, min(h, w) * 0.28)
         cx, cy = rng.uniform(r * 0.5, w - r * 0.5), rng.uniform(r * 0.5, h - r * 0.5)
-        poly = _shape_polygon(rng, DEMO_CLASSES[cls], cx, cy, r)
-        # Rasterise inside the shape's box only (the fill is zero elsewhere): the polygon in 1/8-pixel
-        # fixed point, moved by the box corner (whole pixels, so the same pixels as a full-image fill).
-        x1, y1 = np.clip(np.floor(poly.min(0)).astype(int) - 1, 0, None)
-        x2, y2 = np.minimum(np.ceil(poly.max(0)).astype(int) + 2, (w, h))
-        box = (slice(y1, y2), slice(x1, x2))
-        local = np.zeros((y2 - y1, x2 - x1), np.uint8)
-        cv2.fillPoly(local, [np.round(poly * 8).astype(np.int32) - np.array([x1 * 8, y1 * 8], np.int32)], 1,
-                     lineType=cv2.LINE_8, shift=3)
-        inside = local.astype(bool)
-        color = rng.uniform(0, 255, size=3).astype(np.float32)
-        region = img[box]
-        # Keep objects visible against the local background.
-        bg_mean = region[inside].mean(0) if inside.any() else np.full(3, 128.0, np.float32)
-        if np.abs(color - bg_mean).max() < 60:
-            color = 255 - bg_mean
-        region[inside] = np.clip(color[None, :] * shade[0, x1:x2][None, :, :].repeat(y2 - y1, 0)[inside], 0, 255)
-        owner[box][inside] = k  # later objects occlude earlier ones
+        fill_shape(rng, img, owner, k, shape_polygon(rng, DEMO_CLASSES[cls], cx, cy, r), shade[0])
         classes.append(cls)
     crowd = None
     if rng.random() < 0.15:
@@ -247,8 +271,6 @@ def _annotations(drawn: DemoImage, image_id: int, ann_start: int) -> list[dict]:
 
 def generate_split(out_dir: str, split: str, num_images: int, seed: int) -> str:
     """Write ``out_dir/<split>/*.jpg`` and ``out_dir/<split>.json``; return the JSON path."""
-    if split == "pool":
-        raise ValueError("the pre-training pool has no annotations: use ensure_demo_pool, not generate_split")
     image_dir = os.path.join(out_dir, split)
     os.makedirs(image_dir, exist_ok=True)
     images, annotations = [], []
@@ -275,114 +297,46 @@ def generate_split(out_dir: str, split: str, num_images: int, seed: int) -> str:
     return json_path
 
 
-def _write_subset(src: str, dst: str, num_images: int) -> None:
-    """The first ``num_images`` images of a COCO file and their annotations."""
+def _write_subset(src: str, dst: str, start: int, stop: int) -> None:
+    """Images ``[start, stop)`` of a COCO file and their annotations."""
     with open(src, encoding="utf-8") as f:
         coco = json.load(f)
-    images = coco["images"][:num_images]
+    images = coco["images"][start:stop]
     ids = {im["id"] for im in images}
     subset = {**coco, "images": images, "annotations": [a for a in coco["annotations"] if a["image_id"] in ids]}
-    subset["info"] = {**coco["info"], "description": coco["info"]["description"] + f", first {len(images)} images"}
-    with open(dst, "w", encoding="utf-8") as f:
+    subset["info"] = {**coco["info"], "description": coco["info"]["description"] + f", images {start}-{stop - 1}"}
+    tmp = f"{dst}.{os.getpid()}.tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
         json.dump(subset, f)
+    os.replace(tmp, dst)  # whole or absent, also when two processes write it at once
 
 
-@contextlib.contextmanager
-def _built_atomically(root: str, out: str, prefix: str) -> Iterator[str]:
-    """Build a cache directory in a temporary folder under ``root`` (yielded), then publish it as
-    ``out`` with a ``DONE`` marker in one rename, so a reader never sees half a dataset and an
-    interrupted build leaves nothing behind. If another process published ``out`` first, its copy
-    is identical (same seed) and this one is dropped."""
-    tmp = tempfile.mkdtemp(prefix=prefix, dir=root)
-    try:
-        yield tmp
-        open(os.path.join(tmp, "DONE"), "w").close()
-        try:
-            os.rename(tmp, out)
-        except OSError:
-            if not os.path.isfile(os.path.join(out, "DONE")):
-                raise
-    finally:
-        if os.path.isdir(tmp):
-            shutil.rmtree(tmp, ignore_errors=True)
+def _write_subsets(out: str, splits: dict[str, int]) -> None:
+    """Write every :data:`SUBSETS` file of the splits present that is not there yet (a dataset
+    cached before a subset was added gets it without being drawn again)."""
+    for name, (split, start, stop) in SUBSETS.items():
+        dst = os.path.join(out, f"{name}.json")
+        if split in splits and not os.path.isfile(dst):
+            _write_subset(os.path.join(out, f"{split}.json"), dst, start, min(stop, splits[split]))
 
 
 def ensure_demo_dataset(root: str | None = None, seed: int = 0, splits: dict[str, int] | None = None) -> str:
     """Create the demo detection splits once (atomically) and return their directory.
 
-    The directory holds ``train.json`` / ``val.json`` and ``train/`` / ``val/`` image folders, and
-    ``minival.json``: the first 50 ``val`` images (their files are in ``val/``).
+    The directory holds ``train.json`` / ``val.json``, ``train/`` / ``val/`` image folders, and one
+    JSON per :data:`SUBSETS` entry (a slice of a split; its files are in the split's folder).
     """
     splits = dict(DEFAULT_SPLITS if splits is None else splits)
     sizes = "-".join(f"{k}{v}" for k, v in sorted(splits.items()))
     root = root or demo_cache_dir()
     out = os.path.join(root, f"demo_shapes_v{DEMO_VERSION}_seed{seed}_{sizes}")
-    if os.path.isfile(os.path.join(out, "DONE")):
+    if is_complete(out):
+        _write_subsets(out, splits)
         return out
-    os.makedirs(root, exist_ok=True)
     logger.info("Generating the demo dataset (%s) in %s ...", sizes, out)
-    with _built_atomically(root, out, ".demo_tmp_") as tmp:
+    with build_directory_atomically(root, out, ".demo_tmp_") as tmp:
         for split, n in splits.items():
             generate_split(tmp, split, n, seed)
-        for name, (split, n) in SUBSETS.items():
-            if split in splits:
-                _write_subset(os.path.join(tmp, f"{split}.json"), os.path.join(tmp, f"{name}.json"), n)
+        _write_subsets(tmp, splits)
     logger.info("Generated the demo dataset in %s", out)
-    return out
-
-
-def _write_pool_chunk(args: tuple[str, int, int, int]) -> list[int]:
-    """Draw pool images ``[start, stop)`` as JPEGs into ``out_dir``; return their labels."""
-    out_dir, seed, start, stop = args
-    labels = []
-    for i in range(start, stop):
-        drawn = draw_demo_image(seed, "pool", i)
-        path = os.path.join(out_dir, pool_file_name(i))
-        if not cv2.imwrite(path, drawn.image[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 90]):
-            raise OSError(f"could not write {path}")
-        labels.append(drawn.label)
-    return labels
-
-
-def pool_file_name(index: int) -> str:
-    """Where pool image ``index`` lives inside the pool directory (1,000 files a folder)."""
-    return os.path.join(f"{index // 1000:03d}", f"{index:06d}.jpg")
-
-
-def ensure_demo_pool(size: int = POOL_SIZE, seed: int = 0, root: str | None = None, workers: int | None = None) -> str:
-    """Draw the pre-training pool once into the cache (atomically, in parallel) and return its directory.
-
-    The directory holds ``NNN/IIIIII.jpg`` for image ``i`` and ``labels.json`` (each image's
-    largest visible object's class). Image ``i`` is the same for every pool size: a smaller pool is
-    a prefix of a larger one.
-
-    Args:
-        size: number of images.
-        seed: the generator seed.
-        root: cache root (default :func:`demo_cache_dir`).
-        workers: drawing processes (default: the CPU count, at most 8).
-    """
-    if size <= 0:
-        raise ValueError(f"the demo pool size must be positive, got {size}")
-    root = root or demo_cache_dir()
-    out = os.path.join(root, f"demo_pool_v{DEMO_VERSION}_seed{seed}_{size}")
-    if os.path.isfile(os.path.join(out, "DONE")):
-        return out
-    os.makedirs(root, exist_ok=True)
-    logger.info("Drawing the demo pre-training pool (%d images) into %s ...", size, out)
-    with _built_atomically(root, out, ".pool_tmp_") as tmp:
-        for folder in range(-(-size // 1000)):
-            os.makedirs(os.path.join(tmp, f"{folder:03d}"))
-        chunks = [(tmp, seed, a, min(a + 500, size)) for a in range(0, size, 500)]
-        workers = min(workers or os.cpu_count() or 1, 8, len(chunks))
-        if workers > 1:
-            import multiprocessing
-
-            with multiprocessing.get_context("spawn").Pool(workers) as pool:
-                parts = pool.map(_write_pool_chunk, chunks)
-        else:
-            parts = [_write_pool_chunk(c) for c in chunks]
-        with open(os.path.join(tmp, "labels.json"), "w", encoding="utf-8") as f:
-            json.dump({"classes": list(DEMO_CLASSES), "labels": [x for part in parts for x in part]}, f)
-    logger.info("Drew the demo pool in %s", out)
     return out

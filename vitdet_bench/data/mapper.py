@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 
 import cv2
@@ -21,9 +22,30 @@ class ImageReadError(OSError):
     """An image that is missing, unreadable, or not the size its annotation file says."""
 
 
+@functools.lru_cache(maxsize=8)
+def _image_array(path: str) -> np.ndarray:
+    return np.load(path, mmap_mode="r")
+
+
+def _read_array_row(path: str, index: int) -> np.ndarray:
+    """Row ``index`` of an ``(N, H, W, 3)`` uint8 ``.npy`` array of images (memory-mapped once per process)."""
+    try:
+        images = _image_array(path)
+    except (OSError, ValueError) as e:
+        raise ImageReadError(f"Image array {path} is unreadable ({type(e).__name__}: {e})") from e
+    if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
+        raise ImageReadError(f"Image array {path} is {images.dtype} {images.shape}, not (N, H, W, 3) uint8 images")
+    if not 0 <= index < images.shape[0]:
+        raise ImageReadError(f"Image {index} of {path} does not exist: the array holds {images.shape[0]} images")
+    return np.array(images[index])
+
+
 def read_image(record: dict) -> np.ndarray:
-    """Read ``record["file_name"]`` as an ``(H, W, 3)`` uint8 RGB array and check its size."""
+    """Read ``record["file_name"]`` as an ``(H, W, 3)`` uint8 RGB array and check its size; a
+    record with ``array_index`` is that row of the ``.npy`` image array ``file_name``."""
     path = record["file_name"]
+    if "array_index" in record:
+        return _read_array_row(path, int(record["array_index"]))
     where = f" (image id {record['image_id']})" if record.get("image_id") is not None else ""
     if os.path.isdir(path):
         raise ImageReadError(f"Image {path}{where} is a directory, not an image file")

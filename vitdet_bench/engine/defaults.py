@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import json
 import logging
 import os
 import random
@@ -17,21 +18,30 @@ import torch
 import torch.nn as nn
 from omegaconf import DictConfig, OmegaConf
 
-from ..checkpoint import DETECTOR_FORMATS, CheckpointError, Checkpointer, detect_init_format, read_checkpoint
+from ..checkpoint import DETECTOR_FORMATS, Checkpointer, CheckpointError, detect_init_format, read_checkpoint
 from ..config import LazyConfig, instantiate, validate_config
 from ..data.catalog import get_metadata
-from ..evaluation import format_results_table, inference_on_dataset
+from ..evaluation import evaluate_coco_results, format_results_table, inference_on_dataset
 from ..solver import LRMultiplier
 from ..utils import comm
 from ..utils.cli import CommandLineParser
+from ..utils.events import CommonMetricPrinter, JSONWriter, TensorboardWriter
 from ..utils.lock import DirectoryLock, LockError
 from ..utils.logger import close_log_files, log_fatal_errors, setup_logger, sigterm_as_exception
 from . import hooks
-from ..utils.events import CommonMetricPrinter, JSONWriter, TensorboardWriter
 from .launch import launch
-from .run_dir import (RunDirError, check_output_dir, clear_run, final_evaluation, last_checkpoint_iteration,
-                      record_final_evaluation, remove_stale_tmp_files, resume_notes, truncate_events,
-                      truncate_metrics)
+from .run_dir import (
+    RunDirError,
+    check_output_dir,
+    clear_run,
+    final_evaluation,
+    last_checkpoint_iteration,
+    record_final_evaluation,
+    remove_stale_tmp_files,
+    resume_notes,
+    truncate_events,
+    truncate_metrics,
+)
 from .speed import compile_module, inference_amp_dtype
 from .submit import SubmitError, add_launcher_arguments, launcher_requested, submit_tool
 from .train_loop import AMP_DTYPES, SimpleTrainer
@@ -77,7 +87,8 @@ def default_argument_parser(description: str | None = None) -> CommandLineParser
                         help="train.output_dir holds a run: delete its files and start again (without this "
                              "flag or --resume, a directory holding a run is refused)")
     parser.add_argument("--eval-only", action="store_true", help="evaluate train.init_checkpoint and exit")
-    parser.add_argument("--num-gpus", type=int, default=1, help="processes per machine (Gloo workers on a CPU-only machine)")
+    parser.add_argument("--num-gpus", type=int, default=1,
+                        help="processes per machine (Gloo workers on a CPU-only machine)")
     parser.add_argument("--num-machines", type=int, default=1)
     parser.add_argument("--machine-rank", type=int, default=0, help="this machine's rank")
     parser.add_argument("--dist-url", default="auto", help="tcp://HOST:PORT of machine 0, or 'auto' on one machine")
@@ -416,16 +427,63 @@ def init_load_options(cfg: DictConfig) -> dict:
     return options
 
 
-def do_test(cfg: DictConfig, model: nn.Module) -> dict:
-    """Evaluate on ``dataloader.test`` with ``dataloader.evaluator``; log the AP table."""
+CURVE_PREFIX = "curve/"  # metrics.json keys of the convergence curve's evaluation set (train.eval_subset)
+
+
+def _subset_image_ids(cfg: DictConfig) -> set[int] | None:
+    """The image ids of ``train.eval_subset`` (``None`` when unset), checked to be images of
+    ``dataloader.test``'s dataset: the curve's points must be comparable with the final scores."""
+    subset = cfg.train.get("eval_subset")
+    if not subset:
+        return None
+    full = cfg.dataloader.test.dataset.names
+    sub_meta, full_meta = get_metadata(subset), get_metadata(full)
+    with open(sub_meta.json_file, encoding="utf-8") as f:
+        sub_images = {im["id"]: im["file_name"] for im in json.load(f)["images"]}
+    with open(full_meta.json_file, encoding="utf-8") as f:
+        full_images = {im["id"]: im["file_name"] for im in json.load(f)["images"]}
+    foreign = [i for i, name in sub_images.items() if full_images.get(i) != name]
+    if foreign or not sub_images:
+        raise ValueError(f"train.eval_subset={subset!r} ({sub_meta.json_file}) must be a non-empty subset of "
+                         f"dataloader.test's dataset {full!r} ({full_meta.json_file}); {len(foreign)} of its "
+                         f"{len(sub_images)} images are not among it")
+    return set(sub_images)
+
+
+def do_test(cfg: DictConfig, model: nn.Module, subset: str | None = None, with_curve: bool = False) -> dict:
+    """Evaluate on ``dataloader.test`` with ``dataloader.evaluator``; log the AP table.
+
+    Args:
+        cfg: the config.
+        model: the detector.
+        subset: evaluate this dataset instead (``train.eval_subset``: the convergence curve's
+            intermediate points); its metrics come back under ``curve/<task>`` and no results
+            file is written.
+        with_curve: (the final evaluation) also score ``train.eval_subset`` from the same
+            detections, under ``curve/<task>``, so the curve's last point is on its images.
+    """
     if "evaluator" not in cfg.dataloader:
         return {}
     model = comm.unwrap_model(model)
     amp_dtype = inference_amp_dtype(cfg, next(model.parameters()).device)
-    results = inference_on_dataset(model, instantiate(cfg.dataloader.test), instantiate(cfg.dataloader.evaluator),
-                                   amp_dtype=amp_dtype)
+    loader_cfg, evaluator_cfg = cfg.dataloader.test, cfg.dataloader.evaluator
+    if subset:
+        loader_cfg, evaluator_cfg = copy.deepcopy(loader_cfg), copy.deepcopy(evaluator_cfg)
+        loader_cfg.dataset.names = subset
+        evaluator_cfg.dataset_name = subset
+        evaluator_cfg.output_dir = None
+    evaluator = instantiate(evaluator_cfg)
+    results = inference_on_dataset(model, instantiate(loader_cfg), evaluator, amp_dtype=amp_dtype)
     if comm.is_main_process() and results:
-        logger.info("Evaluation results on %s:\n%s", cfg.dataloader.test.dataset.names, format_results_table(results))
+        logger.info("Evaluation results on %s:\n%s", loader_cfg.dataset.names, format_results_table(results))
+    if subset:
+        return {CURVE_PREFIX + task: metrics for task, metrics in results.items()}
+    ids = _subset_image_ids(cfg) if with_curve else None
+    if ids is not None and comm.is_main_process() and results:
+        meta = get_metadata(cfg.train.eval_subset)
+        curve = evaluate_coco_results(meta.json_file, [p for p in evaluator.predictions if p["image_id"] in ids],
+                                      tuple(results), meta.thing_classes)
+        results.update({CURVE_PREFIX + task: metrics for task, metrics in curve.items()})
     return results
 
 
@@ -475,9 +533,13 @@ def do_train(args: argparse.Namespace, cfg: DictConfig,
     save_config = hooks.AfterFirstStep(lambda: save_run_config(config_to_save)) if start_iter > 0 else None
     final_results: dict[str, Any] = {}
 
+    subset = cfg.train.get("eval_subset")
+    if subset and int(cfg.train.eval_period) >= 0:
+        _subset_image_ids(cfg)  # a subset that is not the test set's fails now, not after training
+
     def evaluate() -> dict:
         final_results.clear()
-        final_results.update(do_test(cfg, model))
+        final_results.update(do_test(cfg, model, with_curve=bool(subset)))
         return final_results
 
     writers = []
@@ -490,7 +552,8 @@ def do_train(args: argparse.Namespace, cfg: DictConfig,
         hooks.LRScheduler(scheduler),
         hooks.PeriodicCheckpointer(checkpointer, cfg.train.checkpointer.period, max_iter,
                                    cfg.train.checkpointer.get("max_to_keep")) if comm.is_main_process() else None,
-        hooks.EvalHook(cfg.train.eval_period, evaluate),
+        hooks.EvalHook(cfg.train.eval_period, (lambda: do_test(cfg, model, subset=subset)) if subset else evaluate,
+                       final_function=evaluate),
         *(extra_hooks(model, trainer) if extra_hooks else []),
         hooks.PeriodicWriter(writers, period=cfg.train.log_period) if writers else None,
     ])
@@ -555,7 +618,7 @@ def finish_run(cfg: DictConfig) -> dict:
     logger.info("Its final evaluation is missing from %s: evaluating %s", metrics, checkpoint)
     model = build_model(cfg)
     Checkpointer(model, output_dir).load(checkpoint)
-    results = do_test(cfg, model)
+    results = do_test(cfg, model, with_curve=bool(cfg.train.get("eval_subset")))
     if comm.is_main_process() and results:
         record_final_evaluation(metrics, max_iter - 1, results)
         logger.info("Added the final evaluation to %s (iteration %d)", metrics, max_iter - 1)

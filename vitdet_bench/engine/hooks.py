@@ -57,7 +57,8 @@ class IterationTimer(HookBase):
         # Skip the first iterations (allocation, caching) when estimating the remaining time.
         if self.trainer.iter - self.trainer.start_iter >= self._warmup_iter:
             per_iter = storage.history("time").median(20)
-            storage.put_scalar("eta_seconds", per_iter * (self.trainer.max_iter - self.trainer.iter - 1), smoothing_hint=False)
+            storage.put_scalar("eta_seconds", per_iter * (self.trainer.max_iter - self.trainer.iter - 1),
+                               smoothing_hint=False)
 
 
 class LRScheduler(HookBase):
@@ -96,17 +97,20 @@ class EvalHook(HookBase):
     """Run ``eval_function`` every ``period`` iterations (0: only at the end; negative: never).
 
     ``eval_function`` returns ``{task: {metric: value}}``; values go to the event storage as
-    ``task/metric`` (so to ``metrics.json`` and TensorBoard).
+    ``task/metric`` (so to ``metrics.json`` and TensorBoard). ``final_function``, when given, runs
+    instead at the last iteration (the intermediate evaluations may score a cheaper subset).
     """
 
-    def __init__(self, period: int, eval_function: Callable[[], dict]) -> None:
+    def __init__(self, period: int, eval_function: Callable[[], dict],
+                 final_function: Callable[[], dict] | None = None) -> None:
         self.period = period
         self.eval_function = eval_function
+        self.final_function = final_function or eval_function
 
-    def _do_eval(self) -> None:
+    def _do_eval(self, final: bool = False) -> None:
         # Evaluation must not disturb the training RNG stream (resume equality depends on it).
         with torch.random.fork_rng(devices=[]):
-            results = self.eval_function()
+            results = (self.final_function if final else self.eval_function)()
         if comm.is_main_process() and results:
             flat = {f"{task}/{k}": v for task, metrics in results.items() for k, v in metrics.items()}
             self.trainer.storage.put_scalars(**flat, smoothing_hint=False)
@@ -120,7 +124,7 @@ class EvalHook(HookBase):
         if self.period < 0:
             return
         if next_iter == self.trainer.max_iter or (self.period > 0 and next_iter % self.period == 0):
-            self._do_eval()
+            self._do_eval(final=next_iter == self.trainer.max_iter)
 
 
 class PeriodicWriter(HookBase):

@@ -63,6 +63,8 @@ ENTRY_POINTS = {
     "train": ("vitdet_bench.engine.defaults", "run", "tools/lazyconfig_train_net.py"),
     "pretrain": ("vitdet_bench.pretrain.engine", "run_pretrain", "tools/pretrain_net.py"),
     "tokenizer": ("vitdet_bench.pretrain.engine", "run_train_tokenizer", "tools/train_tokenizer.py"),
+    # The benchmark's own steps (a tuning search's selection: it reads a round and submits the next).
+    "benchmark": ("vitdet_bench.benchmark.cli", "main", "tools/benchmark.py"),
 }
 LAUNCHERS = ("none", "slurm", "local")
 # Flags added by add_launcher_arguments -> whether they take a value (for strip_launcher_arguments).
@@ -180,6 +182,17 @@ class SubmitOptions:
     def world_size(self) -> int:
         return self.nodes * self.gpus_per_node
 
+    def launcher_argv(self) -> list[str]:
+        """These options as the command-line flags that give them back (a job that submits more jobs)."""
+        argv = ["--launcher", self.launcher, "--nodes", str(self.nodes), "--gpus-per-node", str(self.gpus_per_node),
+                "--time", str(self.timeout_min)]
+        for flag, value in (("--partition", self.partition), ("--account", self.account),
+                            ("--constraint", self.constraint), ("--qos", self.qos), ("--mem-gb", self.mem_gb),
+                            ("--cpus-per-task", self.cpus_per_task), ("--job-dir", self.job_dir)):
+            if value is not None:
+                argv += [flag, str(value)]
+        return argv
+
     def tool_args(self) -> list[str]:
         """The process-count flags of the tool's own command line."""
         return ["--num-gpus", str(self.gpus_per_node)] + (["--num-machines", str(self.nodes)] if self.nodes > 1 else [])
@@ -195,6 +208,8 @@ class JobSpec:
     output_dir: str
     after: list[str] = field(default_factory=list)
     done: bool = False  # its product already exists: nothing to submit
+    after_any: bool = False  # run once the jobs it is after have ended, failed or not (Slurm's afterany)
+    light: bool = False  # one CPU task, no GPU (a selection step that reads results and submits jobs)
 
     @property
     def command(self) -> str:
@@ -282,12 +297,14 @@ class ToolJob:
         poll_s: how often to look at their result files.
     """
 
-    def __init__(self, tool: str, argv: Sequence[str], cwd: str, wait_for: Sequence[dict] = (), poll_s: float = 2.0):
+    def __init__(self, tool: str, argv: Sequence[str], cwd: str, wait_for: Sequence[dict] = (), poll_s: float = 2.0,
+                 after_any: bool = False):
         self.tool = tool
         self.argv = list(argv)
         self.cwd = cwd
         self.wait_for = [dict(w) for w in wait_for]
         self.poll_s = poll_s
+        self.after_any = after_any
 
     def _wait(self) -> None:
         pending = list(self.wait_for)
@@ -298,7 +315,7 @@ class ToolJob:
                     result = _result(dep["folder"], dep["job_id"]) or ("error", "its process ended without a result")
                 if result is None:
                     continue
-                if result[0] != "success":
+                if result[0] != "success" and not self.after_any:
                     raise DependencyFailedError(
                         f"job {dep['name']} ({dep['job_id']}), whose product this job needs, failed: "
                         f"{_last_error_line(result[1])}; its log: {dep['stderr']}")
@@ -318,14 +335,16 @@ class ToolJob:
         logger.info("Job task: rank %d of %d, master %s:%d", env.rank, env.world_size, env.master_addr,
                     env.master_port)
         sys.argv = [ENTRY_POINTS[self.tool][2], *self.argv]
-        _entry_point(self.tool)(list(self.argv))
+        status = _entry_point(self.tool)(list(self.argv))
+        if isinstance(status, int) and status != 0:  # a tool whose main returns an exit status
+            raise RuntimeError(f"{ENTRY_POINTS[self.tool][2]} exited with status {status}")
 
     def checkpoint(self, *args: Any, **kwargs: Any):
         """submitit's requeue hook (preemption, time limit): the same run with ``--resume``."""
         from submitit.helpers import DelayedSubmission
 
-        argv = self.argv if "--resume" in self.argv else ["--resume", *self.argv]
-        return DelayedSubmission(ToolJob(self.tool, argv, self.cwd))
+        argv = self.argv if "--resume" in self.argv or self.tool == "benchmark" else ["--resume", *self.argv]
+        return DelayedSubmission(ToolJob(self.tool, argv, self.cwd, after_any=self.after_any))
 
 
 def _package_root() -> str:
@@ -419,21 +438,35 @@ def _cancel(record: JobRecord) -> None:
     logger.warning("%s: cancelled earlier job %s, which waited for a job that failed", record.name, record.job_id)
 
 
+def _resources(options: SubmitOptions, light: bool) -> dict:
+    """The executor's size parameters for one job: the options', or one CPU task for a light step."""
+    gpus = 0 if light else options.gpus_per_node
+    tasks = 1 if light else options.gpus_per_node
+    if options.launcher == "slurm":  # no GPU line at all for a light step (not every cluster takes 0)
+        return dict(nodes=1 if light else options.nodes, ntasks_per_node=tasks, gpus_per_node=gpus or None,
+                    cpus_per_task=1 if light else options.cpus_per_task)
+    import torch
+
+    return dict(tasks_per_node=tasks, gpus_per_node=gpus if torch.cuda.is_available() else 0)
+
+
 def _submit_one(executor, options: SubmitOptions, job: JobSpec, deps: list[JobRecord], cwd: str) -> JobRecord:
     wait_for: list[dict] = []
+    executor.update_parameters(**_resources(options, job.light))
     if options.launcher == "slurm":
+        kind = "afterany" if job.after_any else "afterok"
         executor.update_parameters(
             job_name=job.name.replace("/", "_"),
-            dependency="afterok:" + ":".join(d.job_id for d in deps) if deps else None,
-            additional_parameters={"kill-on-invalid-dep": "yes"} if deps else {},
+            dependency=f"{kind}:" + ":".join(d.job_id for d in deps) if deps else None,
+            additional_parameters={"kill-on-invalid-dep": "yes"} if deps and not job.after_any else {},
         )
     else:
         wait_for = [dict(name=d.name, folder=d.folder, job_id=d.job_id, stderr=d.stderr) for d in deps]
-    submitted = executor.submit(ToolJob(job.tool, job.argv, cwd, wait_for))
+    submitted = executor.submit(ToolJob(job.tool, job.argv, cwd, wait_for, after_any=job.after_any))
     paths = submitted.paths
     record = JobRecord(name=job.name, job_id=str(submitted.job_id), launcher=options.launcher,
                        folder=str(paths.folder), stdout=str(paths.stdout), stderr=str(paths.stderr),
-                       command=job.command, output_dir=job.output_dir, tasks=options.world_size,
+                       command=job.command, output_dir=job.output_dir, tasks=1 if job.light else options.world_size,
                        after=[d.job_id for d in deps],
                        submitted=datetime.datetime.now().isoformat(timespec="seconds"))
     logger.info("Submitted %s as %s job %s%s; log %s", job.name, options.launcher, record.job_id,

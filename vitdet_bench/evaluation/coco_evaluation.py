@@ -156,6 +156,7 @@ class COCOEvaluator:
         self.use_fast_impl = use_fast_impl
         self._metadata = None
         self._predictions: list[dict] = []
+        self.predictions: list[dict] = []  # every process's detections, on the main process after evaluate()
 
     @property
     def metadata(self):
@@ -176,6 +177,7 @@ class COCOEvaluator:
         if not comm.is_main_process():
             return OrderedDict()
         predictions = [p for part in gathered for p in part]
+        self.predictions = predictions
         if self.output_dir:
             os.makedirs(self.output_dir, exist_ok=True)
             path = os.path.join(self.output_dir, "coco_instances_results.json")

@@ -95,7 +95,7 @@ class BEiT(PretrainModel):
         return self.lm_head(x[bool_masked.flatten(1)])
 
     def forward(self, batch: list[dict]) -> dict[str, torch.Tensor]:
-        raw = stack_images(batch).to(self.device)
+        raw = stack_images(batch, device=self.device)
         masks = torch.stack([torch.as_tensor(s["mask"]) for s in batch]).to(self.device).bool()
         with torch.no_grad(), torch.autocast(self.device.type, enabled=False):
             ids = self.tokenizer.get_codebook_indices(raw)

@@ -10,6 +10,7 @@ import torch.nn as nn
 from ..checkpoint import format_of_method
 from ..data.constants import IMAGENET_PIXEL_MEAN, IMAGENET_PIXEL_STD
 from .encoder import PretrainEncoder
+from .views import PendingView, render_views
 
 __all__ = ["PRETRAIN_METHODS", "PretrainModel", "method_label", "stack_images"]
 
@@ -23,13 +24,20 @@ def method_label(method: str) -> str:
     return cls.label if cls is not None else method
 
 
-def stack_images(batch: list[dict], key: str = "image") -> torch.Tensor:
-    """A list of mapped samples -> one ``(B, 3, H, W)`` float tensor on the 0-255 scale."""
+def stack_images(batch: list[dict], key: str = "image", device: torch.device | str | None = None) -> torch.Tensor:
+    """A list of mapped samples -> one ``(B, 3, H, W)`` float tensor on the 0-255 scale.
+
+    Views the mapper left pending (``PretrainMapper(batched=True)``) are rendered here for the
+    whole batch, on ``device`` (default: the CPU); ready images are stacked (and moved there).
+    """
+    if batch and isinstance(batch[0].get(key), PendingView):
+        return render_views([sample[key] for sample in batch], device or "cpu")
     try:
-        return torch.stack([sample[key] for sample in batch]).float()
+        images = torch.stack([sample[key] for sample in batch]).float()
     except RuntimeError as e:
         shapes = sorted({tuple(s[key].shape) for s in batch})
         raise ValueError(f"pre-training batches need equal image sizes; got {shapes} for '{key}'") from e
+    return images if device is None else images.to(device)
 
 
 class PretrainModel(nn.Module):

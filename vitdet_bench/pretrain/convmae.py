@@ -222,7 +222,7 @@ class ConvMAE(PretrainModel):
         return mae_loss(target, pred, mask, self.norm_pix_loss), pred, mask
 
     def forward(self, batch: list[dict]) -> dict[str, torch.Tensor]:
-        loss, _, _ = self.forward_loss_terms(self.normalize(stack_images(batch)))
+        loss, _, _ = self.forward_loss_terms(self.normalize(stack_images(batch, device=self.device)))
         return {f"loss_{self.method}": loss}
 
     def export_meta(self) -> dict:

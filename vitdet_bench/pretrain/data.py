@@ -7,8 +7,8 @@ resumable training loader serves them unchanged):
   folder names (ignored by the self-supervised methods). ``labels=False`` also takes a flat folder.
 * :func:`detection_image_dataset`: the images of a registered detection dataset (COCO, the demo
   splits); the label of an image is the category of its largest object.
-* :func:`demo_pool_dataset`: the demo generator's pre-training pool (20,000 cached images, none of
-  them a detection image); labels, when asked for, are the largest visible object's class.
+* :func:`demo_pool_dataset`: the demo generator's object-centric pre-training pool (none of its
+  images a detection image); labels, when asked for, are the dominant shape's class.
 
 :class:`PretrainMapper` reads an image and makes the method's views with torchvision transforms
 (and timm's RandAugment), seeded by the sample's seed, so a resumed run sees the same pixels.
@@ -16,7 +16,6 @@ resumable training loader serves them unchanged):
 
 from __future__ import annotations
 
-import json
 import os
 import random
 from dataclasses import dataclass
@@ -28,9 +27,10 @@ from PIL import Image, ImageFilter
 from torchvision import transforms as T
 
 from ..data.build import build_detection_train_loader, get_detection_dataset
-from ..data.demo import DEMO_CLASSES, POOL_SIZE, ensure_demo_pool, pool_file_name
+from ..data.demo_pool import ensure_demo_pool, read_image_set
 from ..data.mapper import IMAGE_EXTENSIONS, read_image
 from .crop import random_resized_crop
+from .views import PendingView, ViewPlan, blur_kernel_size
 
 __all__ = [
     "ImageDatasetMetadata",
@@ -73,7 +73,8 @@ def image_folder_dataset(root: str, labels: bool = True) -> tuple[list[dict], Im
         records = [{"file_name": os.path.join(root, f), "label": -1}
                    for f in sorted(os.listdir(root)) if f.lower().endswith(IMAGE_EXTENSIONS)]
     else:
-        raise ValueError(f"{root} has no class sub-folders (root/<class>/*.jpg); pass labels=False for unlabelled images")
+        raise ValueError(f"{root} has no class sub-folders (root/<class>/*.jpg); "
+                         "pass labels=False for unlabelled images")
     if not records:
         raise ValueError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) found under {root}")
     return records, ImageDatasetMetadata(os.path.basename(os.path.normpath(root)), tuple(classes))
@@ -100,23 +101,25 @@ def detection_image_dataset(names: str, json_file: str | None = None,
     return out, ImageDatasetMetadata(names, tuple(meta.thing_classes))
 
 
-def demo_pool_dataset(size: int = POOL_SIZE, seed: int = 0,
-                      labels: bool = False) -> tuple[list[dict], ImageDatasetMetadata]:
-    """The demo pre-training pool: ``size`` distinct images of the demo generator (none of them a
-    detection image), drawn into the cache on first use.
+def demo_pool_dataset(size: int = 20000, seed: int = 0, labels: bool = False,
+                      image_size: int = 128) -> tuple[list[dict], ImageDatasetMetadata]:
+    """The demo pre-training pool: ``size`` object-centric images of the demo generator (none of
+    them a detection image, :mod:`vitdet_bench.data.demo_pool`), drawn into the cache on first use
+    and read as rows of a memory-mapped array.
 
     Args:
-        size: number of images (the demo uses 20,000).
+        size: number of images.
         seed: the generator seed.
-        labels: each image's label is the category of its largest visible object (the supervised
-            initialization); otherwise -1. Either way the images are the same.
+        labels: each image's label is its dominant shape's class (the supervised initialization);
+            otherwise -1. Either way the images are the same.
+        image_size: the images' side in pixels.
     """
-    root = ensure_demo_pool(size, seed)
-    with open(os.path.join(root, "labels.json"), encoding="utf-8") as f:
-        pool_labels = json.load(f)["labels"]
-    records = [{"file_name": os.path.join(root, pool_file_name(i)), "label": int(pool_labels[i]) if labels else -1}
+    root = ensure_demo_pool(size, seed, image_size)
+    _, pool_labels, meta = read_image_set(root)
+    path = os.path.join(root, "images.npy")
+    records = [{"file_name": path, "array_index": i, "label": int(pool_labels[i]) if labels else -1}
                for i in range(size)]
-    return records, ImageDatasetMetadata(f"demo_pool_{size}", DEMO_CLASSES)
+    return records, ImageDatasetMetadata(f"demo_pool_{size}", tuple(meta["classes"]))
 
 
 def _to_tensor(img: Image.Image) -> torch.Tensor:
@@ -133,7 +136,8 @@ def mae_transform(image_size: int = 224, min_scale: float = 0.2, interpolation: 
 
 class PILGaussianBlur:
     """Gaussian blur with sigma ~ U(sigma): PIL's filter, as MoCo v3's and BYOL's loaders use (an
-    order of magnitude cheaper on the CPU than torchvision's tensor blur of a PIL image).
+    order of magnitude cheaper on the CPU than torchvision's tensor blur of a PIL image). A tensor
+    image gets the exact Gaussian of the batched views (:mod:`.views`: +-3 of the largest sigma).
 
     Args:
         sigma: range of the blur's standard deviation in pixels.
@@ -142,9 +146,13 @@ class PILGaussianBlur:
     def __init__(self, sigma: tuple[float, float] = (0.1, 2.0)) -> None:
         self.sigma = sigma
 
-    def __call__(self, img: Image.Image) -> Image.Image:
+    def __call__(self, img: Image.Image | torch.Tensor) -> Image.Image | torch.Tensor:
         # torch's generator, so the per-sample seed of PretrainMapper fixes the draw.
         s = self.sigma[0] + (self.sigma[1] - self.sigma[0]) * float(torch.rand(()))
+        if isinstance(img, torch.Tensor):
+            from torchvision.transforms import functional as TF
+
+            return TF.gaussian_blur(img, kernel_size=blur_kernel_size(self.sigma[1]), sigma=s)
         return img.filter(ImageFilter.GaussianBlur(radius=s))
 
     def __repr__(self) -> str:
@@ -186,9 +194,11 @@ def tokenizer_transform(image_size: int = 224, min_scale: float = 0.35) -> Calla
     ])
 
 
-def deit_transform(image_size: int = 224, rand_augment: str | None = "rand-m9-mstd0.5-inc1") -> Callable:
-    """DeiT: RandomResizedCrop (bicubic), flip, and timm's RandAugment (``None`` disables it)."""
-    ops: list = [T.RandomResizedCrop(image_size, interpolation=T.InterpolationMode.BICUBIC), T.RandomHorizontalFlip()]
+def deit_transform(image_size: int = 224, rand_augment: str | None = "rand-m9-mstd0.5-inc1",
+                   min_scale: float = 0.08) -> Callable:
+    """DeiT: RandomResizedCrop (scale ``min_scale``-1, bicubic), flip, and timm's RandAugment (``None`` disables it)."""
+    ops: list = [T.RandomResizedCrop(image_size, scale=(min_scale, 1.0), interpolation=T.InterpolationMode.BICUBIC),
+                 T.RandomHorizontalFlip()]
     if rand_augment:
         from timm.data import rand_augment_transform
 
@@ -206,13 +216,17 @@ class PretrainMapper:
         second_transform: a second view given separately.
         mask_generator: a :class:`~vitdet_bench.pretrain.masking.BlockMaskGenerator` (BEiT),
             returned as ``"mask"``.
+        batched: draw each view's random parameters here and leave the pixels to the model's step,
+            which renders the whole batch at once on its device (:mod:`.views`: same crops, flips
+            and colour factors as the per-image path for the same seed). The views are then
+            :class:`~.views.PendingView` objects that :func:`~.common.stack_images` renders.
 
     Every random draw comes from the sample's seed (torch, Python ``random`` and numpy), so the
     views do not depend on worker count or on resuming.
     """
 
     def __init__(self, transform: Callable, second_transform: Callable | None = None,
-                 mask_generator: Callable | None = None) -> None:
+                 mask_generator: Callable | None = None, batched: bool = False) -> None:
         views = list(transform) if isinstance(transform, (list, tuple)) else [transform]
         if second_transform is not None:
             views.append(second_transform)
@@ -220,9 +234,10 @@ class PretrainMapper:
             raise ValueError(f"PretrainMapper takes one or two callable view transforms, got {views!r}")
         self.views = views
         self.mask_generator = mask_generator
+        self.plans = [ViewPlan(v) for v in views] if batched else None
 
     def __call__(self, record: dict, seed: int = 0) -> dict:
-        image = Image.fromarray(read_image(record))
+        pixels = read_image(record)
         out = {"label": int(record.get("label", -1)), "file_name": record["file_name"]}
         py_state = random.getstate()
         try:
@@ -231,8 +246,15 @@ class PretrainMapper:
                 # records a Python stack trace every call (milliseconds per sample).
                 torch.default_generator.manual_seed(seed)
                 random.seed(seed)  # timm's RandAugment draws from Python's random
-                for key, view in zip(("image", "image2"), self.views):
-                    out[key] = _to_tensor(view(image))
+                if self.plans is not None:
+                    source = torch.from_numpy(pixels).permute(2, 0, 1)  # uint8, shared by the views
+                    h, w = pixels.shape[:2]
+                    for key, plan in zip(("image", "image2"), self.plans):
+                        out[key] = PendingView(source, plan.draw(h, w), plan)
+                else:
+                    image = Image.fromarray(pixels)
+                    for key, view in zip(("image", "image2"), self.views):
+                        out[key] = _to_tensor(view(image))
         finally:
             random.setstate(py_state)
         if self.mask_generator is not None:

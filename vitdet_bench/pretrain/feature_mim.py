@@ -124,7 +124,7 @@ class FeatureMIM(PretrainModel):
         return negative_cosine_loss(pred, target), pred, target
 
     def forward(self, batch: list[dict]) -> dict[str, torch.Tensor]:
-        raw = stack_images(batch).to(self.device)
+        raw = stack_images(batch, device=self.device)
         masks = torch.stack([torch.as_tensor(s["mask"]) for s in batch]).to(self.device)
         loss, _, _ = self.forward_terms(raw, masks)
         return {"loss_feature_mim": loss}

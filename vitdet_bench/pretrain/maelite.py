@@ -119,7 +119,7 @@ class MAELite(MAE):
         return out
 
     def forward(self, batch: list[dict]) -> dict[str, torch.Tensor]:
-        terms = self.forward_distill_terms(stack_images(batch).to(self.device))
+        terms = self.forward_distill_terms(stack_images(batch, device=self.device))
         return {k: v for k, v in terms.items() if k.startswith("loss_")}
 
     def export_meta(self) -> dict:

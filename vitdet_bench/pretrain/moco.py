@@ -155,8 +155,8 @@ class MoCoV3(PretrainModel):
         return contrastive_loss(q1, k2, self.temperature) + contrastive_loss(q2, k1, self.temperature)
 
     def forward(self, batch: list[dict]) -> dict[str, torch.Tensor]:
-        x1 = self.normalize(stack_images(batch, "image"))
-        x2 = self.normalize(stack_images(batch, "image2"))
+        x1 = self.normalize(stack_images(batch, "image", self.device))
+        x2 = self.normalize(stack_images(batch, "image2", self.device))
         return {"loss_moco": self.loss(x1, x2)}
 
     def export_meta(self) -> dict:

@@ -65,7 +65,7 @@ class SupervisedViT(PretrainModel):
         return self.head(self.encoder(images)[:, 0])
 
     def forward(self, batch: list[dict]) -> dict[str, torch.Tensor] | torch.Tensor:
-        images = self.normalize(stack_images(batch))
+        images = self.normalize(stack_images(batch, device=self.device))
         if not self.training:
             return self.logits(images)
         labels = torch.as_tensor([s["label"] for s in batch], device=self.device)

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from ..checkpoint.io import CheckpointError, atomic_torch_save, safe_torch_load
 from ..data.constants import IMAGENET_PIXEL_MEAN, IMAGENET_PIXEL_STD
 from ..utils.events import try_put_scalar
+from .common import stack_images
 
 __all__ = ["VQTokenizer", "DalleTokenizer", "build_tokenizer", "save_tokenizer", "TOKENIZER_TAG"]
 
@@ -144,8 +145,8 @@ class VQTokenizer(nn.Module):
 
     def forward(self, batch: list[dict] | torch.Tensor) -> dict[str, torch.Tensor]:
         """Training losses for a batch of mapped samples (or a ``(B, 3, H, W)`` 0-255 tensor)."""
-        images = batch if isinstance(batch, torch.Tensor) else torch.stack([s["image"] for s in batch]).float()
-        images = images.to(self.pixel_mean.device)
+        device = self.pixel_mean.device
+        images = batch.to(device) if isinstance(batch, torch.Tensor) else stack_images(batch, device=device)
         z = self._encode(images)
         if self.training and not bool(self.initialized):
             self._init_codebook(z)

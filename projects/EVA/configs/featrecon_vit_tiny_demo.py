@@ -4,7 +4,8 @@
 # 26 / 64 patches (41%, blocks >= 4, as the BEiT demo), batch 16, on the CPU. The teacher comes
 # from projects/MoCoV3/configs/mocov3_vit_tiny_demo.py (run it first, or let
 # configs/benchmark/demo_seeds.py chain the two); its own pixel statistics come from its export.
-from ...common.demo import DEMO_VIT as _DEMO_VIT, demo_data
+from ...common.demo import DEMO_VIT as _DEMO_VIT
+from ...common.demo import demo_data
 from .eva_vit_b_clip_l14_800ep import dataloader, lr_multiplier, model, optimizer, teacher, train
 
 _image_size = _DEMO_VIT["img_size"]
@@ -30,4 +31,3 @@ demo_data(dataloader, train, "featrecon_vit_tiny_demo")
 optimizer.lr = 1.5e-3
 train.max_iter = 200
 lr_multiplier.warmup_iters = 20
-lr_multiplier.warmup_factor = 1e-3

@@ -3,7 +3,8 @@
 # 3 heads), RandomResizedCrop 0.08-1, on the demo images at 128 px, batch 16, on the CPU. The teacher
 # is the demo MAE's export (projects/MAE/configs/mae_vit_tiny_demo.py; 3 heads, so the 1x1 adapter
 # maps 6 -> 3 heads). Run that first, or let configs/benchmark/demo_seeds.py chain the two.
-from ...common.demo import DEMO_VIT as _DEMO_VIT, demo_data
+from ...common.demo import DEMO_VIT as _DEMO_VIT
+from ...common.demo import demo_data
 from .maelite_distill_vit_tiny_400ep import dataloader, lr_multiplier, model, optimizer, teacher, train
 
 _image_size = _DEMO_VIT["img_size"]
