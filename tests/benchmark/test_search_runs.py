@@ -5,7 +5,6 @@ the local executor (real processes) chain points, selection steps and finals."""
 
 import json
 import os
-import stat
 import time
 
 from vitdet_bench.benchmark import Runner, load_benchmark, write_report
@@ -14,6 +13,7 @@ from vitdet_bench.config import LazyConfig
 from vitdet_bench.engine.submit import SubmitOptions, job_status, read_jobs
 
 from conftest import REPO
+from helpers.slurm import fake_slurm, sbatch_options
 
 BENCH = """
 benchmark = dict(
@@ -140,38 +140,11 @@ def test_held_out_selection_images_are_disjoint_from_training_and_val(demo_root)
     assert not train & select and not select & val and not train & val
 
 
-def _fake_slurm(tmp_path, monkeypatch):
-    bin_dir, record = tmp_path / "bin", tmp_path / "slurm"
-    bin_dir.mkdir()
-    record.mkdir()
-    scripts = {
-        "sbatch": f'n=$(( $(cat {record}/counter 2>/dev/null || echo 1000) + 1 )); echo $n > {record}/counter; '
-                  f'cp "$1" {record}/$n.sh; echo "Submitted batch job $n"',
-        "srun": "exit 0",
-        "sacct": f'grep "^$2 " {record}/states | cut -d" " -f2',
-        "squeue": f'grep "^$2 " {record}/reasons | cut -d" " -f2',
-        "scancel": f'echo "$1" >> {record}/cancelled',
-    }
-    for name, body in scripts.items():
-        path = bin_dir / name
-        path.write_text("#!/bin/bash\n" + body + "\n")
-        path.chmod(path.stat().st_mode | stat.S_IEXEC)
-    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
-    return record
-
-
-def _sbatch(record, job_id):
-    import re
-
-    lines = (record / f"{job_id}.sh").read_text().splitlines()
-    return {m.group(1): m.group(2) for m in (re.match(r"#SBATCH --([\w-]+)=?(.*)", ln) for ln in lines) if m}
-
-
 def test_slurm_graph_points_then_a_light_selection_step_then_the_finals(tmp_path, monkeypatch):
     """Round 1's points are GPU jobs; the selection step runs after all of them (afterany: a failed
     point does not cancel it) as one CPU task; run on the cluster, it marks a failed point, selects
     among the rest and submits the final run."""
-    record = _fake_slurm(tmp_path, monkeypatch)
+    record = fake_slurm(tmp_path, monkeypatch)
     spec = _spec(tmp_path)
     runner = Runner(spec, progress=False)
     options = SubmitOptions(launcher="slurm", nodes=1, gpus_per_node=8, partition="gpu")
@@ -181,9 +154,9 @@ def test_slurm_graph_points_then_a_light_selection_step_then_the_finals(tmp_path
     (select,) = [n for n in records if "/search-select" in n]
     assert len(points) == 2 and "random/finetune" not in records
     for name in points:
-        sb = _sbatch(record, records[name].job_id)
+        sb = sbatch_options(record, records[name].job_id)
         assert sb["gpus-per-node"] == "8" and sb["ntasks-per-node"] == "8" and "dependency" not in sb
-    sb = _sbatch(record, records[select].job_id)
+    sb = sbatch_options(record, records[select].job_id)
     assert sb["dependency"] == "afterany:" + ":".join(records[n].job_id for n in points)
     assert "gpus-per-node" not in sb and sb["ntasks-per-node"] == "1" and "kill-on-invalid-dep" not in sb
     assert "--search-step random" in records[select].command and "--launcher slurm" in records[select].command
@@ -205,7 +178,7 @@ def test_slurm_graph_points_then_a_light_selection_step_then_the_finals(tmp_path
     finals = runner.search_step("random", options, argv)
     assert [r.name for r in finals] == ["random/finetune"]
     assert os.path.isfile(os.path.join(records[bad].output_dir, "FAILED.json"))
-    final_argv = _sbatch(record, finals[0].job_id)
+    final_argv = sbatch_options(record, finals[0].job_id)
     assert "dependency" not in final_argv and finals[0].tasks == 8
     lr = runner.search_state(spec.inits[0]).chosen["lr"]
     assert f"optimizer.lr={lr!r}" in finals[0].command and str(lr) in good

@@ -6,8 +6,6 @@ one-node multi-process launches (torchrun, a 2-task submitit job) over Gloo."""
 import importlib.util
 import json
 import os
-import re
-import stat
 import subprocess
 import sys
 import time
@@ -26,6 +24,7 @@ from vitdet_bench.engine.submit import (
 )
 
 from helpers import DEMO_CONFIG, FAST_OVERRIDES, REPO
+from helpers.slurm import fake_slurm, sbatch_options
 
 
 def test_time_limits_read_as_slurm_reads_them():
@@ -86,35 +85,8 @@ def _benchmark(tmp_path, inits, seeds=1):
     return load_benchmark(str(path))
 
 
-def _fake_slurm(tmp_path, monkeypatch):
-    """sbatch records each script and answers with an id from 1001 on; sacct and squeue answer
-    from files the test writes."""
-    bin_dir, record = tmp_path / "bin", tmp_path / "slurm"
-    bin_dir.mkdir()
-    record.mkdir()
-    scripts = {
-        "sbatch": f'n=$(( $(cat {record}/counter 2>/dev/null || echo 1000) + 1 )); echo $n > {record}/counter; '
-                  f'cp "$1" {record}/$n.sh; echo "Submitted batch job $n"',
-        "srun": "exit 0",
-        "sacct": f'grep "^$2 " {record}/states | cut -d" " -f2',
-        "squeue": f'grep "^$2 " {record}/reasons | cut -d" " -f2',
-        "scancel": f'echo "$1" >> {record}/cancelled',
-    }
-    for name, body in scripts.items():
-        path = bin_dir / name
-        path.write_text("#!/bin/bash\n" + body + "\n")
-        path.chmod(path.stat().st_mode | stat.S_IEXEC)
-    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
-    return record
-
-
-def _sbatch(record, job_id):
-    lines = (record / f"{job_id}.sh").read_text().splitlines()
-    return {m.group(1): m.group(2) for m in (re.match(r"#SBATCH --([\w-]+)=?(.*)", ln) for ln in lines) if m}
-
-
 def test_slurm_jobs_chain_fine_tuning_after_pre_training(tmp_path, monkeypatch):
-    record = _fake_slurm(tmp_path, monkeypatch)
+    record = fake_slurm(tmp_path, monkeypatch)
     spec = _benchmark(tmp_path, [RANDOM, MAE, BEIT], seeds=2)
     runner = Runner(spec, progress=False)
     options = SubmitOptions(launcher="slurm", nodes=2, gpus_per_node=8, timeout_min=parse_time_limit("2-00:00:00"),
@@ -132,7 +104,7 @@ def test_slurm_jobs_chain_fine_tuning_after_pre_training(tmp_path, monkeypatch):
                       "beit/finetune": ids["beit/pretrain-beit"], "beit/finetune-seed1": ids["beit/pretrain-beit"]}
     jobs = {j.name: j for j in runner.jobs(8, 2)}
     for name, r in by_name.items():
-        sbatch = _sbatch(record, r.job_id)
+        sbatch = sbatch_options(record, r.job_id)
         assert sbatch["partition"] == "gpu" and sbatch["account"] == "vision" and sbatch["constraint"] == "h100"
         assert sbatch["qos"] == "high" and sbatch["mem"] == "480G" and sbatch["time"] == "2880"
         assert sbatch["nodes"] == "2" and sbatch["ntasks-per-node"] == "8" and sbatch["gpus-per-node"] == "8"
@@ -174,10 +146,10 @@ def test_slurm_jobs_chain_fine_tuning_after_pre_training(tmp_path, monkeypatch):
     assert again["random/finetune"].job_id == ids["random/finetune"]
     new_pretrain = again["mae/pretrain-mae"].job_id
     assert new_pretrain != ids["mae/pretrain-mae"] and again["mae/finetune"].after == [new_pretrain]
-    assert _sbatch(record, again["mae/finetune"].job_id)["dependency"] == f"afterok:{new_pretrain}"
+    assert sbatch_options(record, again["mae/finetune"].job_id)["dependency"] == f"afterok:{new_pretrain}"
     assert (record / "cancelled").read_text().split() == [ids["mae/finetune"]]
     assert "beit/pretrain-beit" not in again and "beit/pretrain-tokenizer" not in again
-    assert "dependency" not in _sbatch(record, again["beit/finetune"].job_id)
+    assert "dependency" not in sbatch_options(record, again["beit/finetune"].job_id)
     assert {r.name: r.job_id for r in read_jobs(runner.jobs_file)}["mae/pretrain-mae"] == new_pretrain
 
 
