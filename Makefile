@@ -1,6 +1,6 @@
 # Two commands do everything: `make demo` (the main job: the five-initialization benchmark at demo
 # scale) and `make test` (the suite CI runs: ruff's lint and import order, then pytest). `make demo-quick`
-# is the smoke version (~6 minutes on 2 CPU cores).
+# is the smoke version (4 minutes on 2 CPU cores).
 # Both create or refresh .venv from requirements.lock + setup.py first.
 PYTHON ?= python3
 VENV := .venv

@@ -3,7 +3,7 @@
     python tools/benchmark.py                      # the demo: GPU profile with CUDA, else CPU (25 min on 2 cores)
     python tools/benchmark.py --device cpu         # force the CPU profile (configs/benchmark/demo.py)
     python tools/benchmark.py --seeds 3            # each fine-tuning with 3 seeds: mean +- std, wider intervals
-    python tools/benchmark.py --quick              # the same pipeline with short schedules, ~6 min on 2 cores
+    python tools/benchmark.py --quick              # the same pipeline with short schedules, 4 min on 2 cores
     python tools/benchmark.py --config-file configs/benchmark/coco_vit_b.py --print-commands --num-gpus 8
     python tools/benchmark.py --config-file configs/benchmark/coco_vit_b.py --launcher slurm --partition P \
         --nodes 1 --gpus-per-node 8 --time 72:00:00 [--account A --constraint C --qos Q --mem-gb M]
