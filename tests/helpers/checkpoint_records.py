@@ -60,6 +60,8 @@ from vitdet_bench.pretrain import (
     build_teacher,
 )
 
+from .official import randomize
+
 __all__ = ["RECORD_FILE", "compare_records", "make_records"]
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -80,16 +82,6 @@ class _StubTokenizer(nn.Module):
         return torch.zeros(n, h // 16, w // 16, dtype=torch.long)
 
 
-def _randomize(module: nn.Module, seed: int) -> nn.Module:
-    """Every float tensor drawn anew (parameters and buffers), so nothing loaded hides behind an init."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, t in module.state_dict().items():
-            if t.is_floating_point():
-                t.copy_(torch.randn(t.shape, generator=g) * (0.05 if t.ndim == 4 else 0.3) + ("var" in name))
-    return module
-
-
 def _seeded(build: Callable[[], nn.Module], seed: int = 0) -> nn.Module:
     torch.manual_seed(seed)
     return build()
@@ -101,13 +93,13 @@ def timm_vit(img: int = IMG, patch: int = 16, dim: int = DIM, depth: int = DEPTH
              classes: int = 10, seed: int = 1) -> VisionTransformer:
     m = VisionTransformer(img_size=img, patch_size=patch, embed_dim=dim, depth=depth, num_heads=heads,
                           num_classes=classes)
-    return _randomize(m, seed).eval()
+    return randomize(m, seed).eval()
 
 
 def mae_decoder(dim: int = DIM, dec: int = 32, grid: int = GRID, seed: int = 3) -> dict[str, torch.Tensor]:
     """``models_mae``'s decoder, mask token and prediction head (one block)."""
     g = torch.Generator().manual_seed(seed)
-    block = _randomize(Block(dec, 2, 4.0, qkv_bias=True), seed)
+    block = randomize(Block(dec, 2, 4.0, qkv_bias=True), seed)
     out = {"mask_token": torch.randn(1, 1, dec, generator=g),
            "decoder_embed.weight": torch.randn(dec, dim, generator=g),
            "decoder_embed.bias": torch.randn(dec, generator=g),
@@ -154,7 +146,7 @@ def vit_files() -> dict[str, Any]:
 def timm_beit(shared: bool, seed: int = 2) -> Beit:
     m = Beit(img_size=IMG, patch_size=16, embed_dim=DIM, depth=DEPTH, num_heads=HEADS, num_classes=10,
              use_abs_pos_emb=False, use_rel_pos_bias=not shared, use_shared_rel_pos_bias=shared, init_values=0.1)
-    return _randomize(m, seed).eval()
+    return randomize(m, seed).eval()
 
 
 def beit_file(shared: bool) -> dict:
@@ -387,7 +379,7 @@ def _beit_cases(rec: _Recorder) -> None:
 
 def _export_cases(rec: _Recorder, files: dict[str, Any]) -> None:
     for method in ("mae", "mocov3", "beit", "supervised", "maelite"):
-        model = _randomize(methods()[method](), 7)
+        model = randomize(methods()[method](), 7)
         path = os.path.join(rec.tmp, f"export_{method}.pth")
         save_backbone_export(model.export_state(), path, model.export_meta())
         rec.run(f"export_file/{method}", lambda: read_checkpoint(path)["model"])
@@ -412,7 +404,7 @@ def _export_cases(rec: _Recorder, files: dict[str, Any]) -> None:
 
 
 def _detector_cases(rec: _Recorder, files: dict[str, Any]) -> None:
-    source = _randomize(detector(VIT_DETECTOR), 11)
+    source = randomize(detector(VIT_DETECTOR), 11)
     own = rec.path("detector.pth", {"model": source.state_dict(), "iteration": 9})
     d2 = to_detectron2(source)
     rec.run("to_detectron2", lambda: d2)
@@ -465,7 +457,7 @@ def _convmae_official(model: nn.Module) -> dict[str, torch.Tensor]:
 
 
 def _convvit_cases(rec: _Recorder) -> None:
-    model = _randomize(methods()["convmae"](), 13)
+    model = randomize(methods()["convmae"](), 13)
     official = {"model": _convmae_official(model), "epoch": 1599}
     path = rec.path("convmae.pth", official)
     ddp = rec.path("convmae_ddp.pth", {"model": {"module." + k: v for k, v in official["model"].items()}})
@@ -480,7 +472,7 @@ def _convvit_cases(rec: _Recorder) -> None:
     demo = _seeded(lambda: ConvMAE(build_convmae_encoder(img_size=128, embed_dims=(32, 48, 96), depths=(2, 2, 3),
                                                         num_heads=3), decoder_dim=16, decoder_depth=1,
                                    decoder_num_heads=2))
-    _randomize(demo, 17)
+    randomize(demo, 17)
     demo_official = rec.path("convmae_demo.pth", {"model": _convmae_official(demo)})
     export = os.path.join(rec.tmp, "export_convmae.pth")
     save_backbone_export(demo.export_state(), export, demo.export_meta())
@@ -500,7 +492,7 @@ def _convvit_cases(rec: _Recorder) -> None:
 
 
 def _official_file(method: str, layout: str, seed: int) -> tuple[nn.Module, dict]:
-    model = _randomize(methods()[method](), seed)
+    model = randomize(methods()[method](), seed)
     return model, to_official(model.state_dict(), layout)
 
 
@@ -527,7 +519,7 @@ def _method_cases(rec: _Recorder) -> None:
         for bad in ("mocov3", "beit", "convmae", "vitdet", "bogus"):
             target = methods()[method]()
             rec.run(f"method/{layout}_as_{bad}", lambda: load_init_checkpoint(target, path, format=bad), target)
-    mae_model = _randomize(methods()["mae"](), 30)
+    mae_model = randomize(methods()["mae"](), 30)
     mae_official = {"model": {k.replace("encoder.vit.", "").replace("encoder.", ""): v
                               for k, v in mae_model.state_dict().items()}}
     enc_only = {"model": {k: v for k, v in mae_official["model"].items() if not k.startswith(("decoder", "mask"))}}
@@ -550,7 +542,7 @@ def _method_cases(rec: _Recorder) -> None:
                     target)
         target = methods()["mae"]()
         rec.run(f"method/{name}_into_mae_strict", lambda: load_init_checkpoint(target, path), target)
-    teacher_model = _randomize(_seeded(lambda: MAE(_encoder(embed_dim=24, depth=1, num_heads=3, pos_embed="sincos"),
+    teacher_model = randomize(_seeded(lambda: MAE(_encoder(embed_dim=24, depth=1, num_heads=3, pos_embed="sincos"),
                                                    decoder_dim=16, decoder_depth=1, decoder_num_heads=2)), 33)
     teacher_path = os.path.join(rec.tmp, "teacher_export.pth")
     save_backbone_export(teacher_model.export_state(), teacher_path, teacher_model.export_meta())
